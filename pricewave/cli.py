@@ -1,0 +1,75 @@
+"""The ``pricewave`` command line.
+
+Each subcommand lives in its own module under :mod:`pricewave.commands` and exposes
+``register(subparsers)``, which adds its parser and sets ``handler`` to a function taking
+``(args, settings)`` and returning an exit code.
+
+Example:
+    >>> from pricewave.cli import build_parser
+    >>> build_parser().parse_args(["stack", "status"]).command
+    'stack'
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pricewave.config import load_settings
+from pricewave.errors import PricewaveError
+
+# Subcommand modules, in the order `pricewave --help` lists them.
+COMMAND_MODULES = [
+    "stack",
+    "topics",
+    "simulate",
+    "replay",
+    "validate",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one readable line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"pricewave: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand registered."""
+    parser = _Parser(
+        prog="pricewave",
+        description=(
+            "Real-time, personalized e-commerce pricing on Kafka, PyFlink and Feast. "
+            "Settings come from --config FILE (or PRICEWAVE_CONFIG) and PRICEWAVE_<SECTION>__<FIELD> "
+            "environment variables."
+        ),
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML settings file (default: $PRICEWAVE_CONFIG)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"pricewave.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        return int(args.handler(args, settings) or 0)
+    except PricewaveError as exc:
+        print(f"pricewave: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("pricewave: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""The one configuration model every part of pricewave reads.
+
+Settings come from three layers, later ones winning:
+
+1. the defaults below (a laptop stack on loopback),
+2. a YAML file (``--config FILE`` or ``PRICEWAVE_CONFIG``),
+3. environment variables ``PRICEWAVE_<SECTION>__<FIELD>``, e.g.
+   ``PRICEWAVE_KAFKA__BOOTSTRAP_SERVERS=broker:9092``.
+
+Secrets (Redis password, the user-key HMAC secret) are read from the environment only and are
+never written to a file.
+
+Example:
+    >>> from pricewave.config import load_settings
+    >>> settings = load_settings(env={"PRICEWAVE_KAFKA__PORT": "19092"})
+    >>> settings.kafka.bootstrap_servers
+    'localhost:19092'
+    >>> settings.topics.clicks
+    'clicks'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pricewave.errors import ConfigError
+
+ENV_PREFIX = "PRICEWAVE_"
+CONFIG_PATH_ENV = "PRICEWAVE_CONFIG"
+REDIS_PASSWORD_ENV = "PRICEWAVE_REDIS_PASSWORD"
+USER_KEY_SECRET_ENV = "PRICEWAVE_USER_KEY_SECRET"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class KafkaSettings(_Section):
+    """The broker: where clients connect and how the local broker is laid out."""
+
+    host: str = "localhost"
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    version: str = "4.1.1"
+    # Above Flink's KafkaSink transaction timeout (checkpoint timeout + restart delay), so an
+    # exactly-once sink can start; a stock broker allows only 15 minutes.
+    transaction_max_timeout_ms: int = Field(3_600_000, ge=60_000)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` for Kafka clients."""
+        return f"{self.host}:{self.port}"
+
+
+class TopicSettings(_Section):
+    """The one place that knows topic names and their partition counts."""
+
+    clicks: str = "clicks"
+    competitor_prices: str = "competitor-prices"
+    reviews: str = "reviews"
+    prices: str = "prices"
+    dlq: str = "dlq"
+    partitions: int = Field(2, ge=1, le=1024)
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+
+    def all_names(self) -> list[str]:
+        """Every topic pricewave reads or writes, in a stable order."""
+        return [self.clicks, self.competitor_prices, self.reviews, self.prices, self.dlq]
+
+    def input_names(self) -> list[str]:
+        """The topics the shop (or the simulator) produces into."""
+        return [self.clicks, self.competitor_prices, self.reviews]
+
+
+class RedisSettings(_Section):
+    """The Redis server behind the Feast online store's Redis profile."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+
+    @property
+    def password(self) -> str | None:
+        """The password, from ``PRICEWAVE_REDIS_PASSWORD`` only (never from a file)."""
+        return os.environ.get(REDIS_PASSWORD_ENV) or None
+
+
+class FlinkSettings(_Section):
+    """The standalone Flink cluster used for ``flink run`` submission."""
+
+    rest_host: str = "localhost"
+    rest_port: int = Field(8081, ge=1, le=65535)
+    taskmanagers: int = Field(2, ge=1, le=16)
+    slots_per_taskmanager: int = Field(2, ge=1, le=64)
+    taskmanager_memory: str = "1600m"
+    jobmanager_memory: str = "1024m"
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the JobManager's REST API and Web UI."""
+        return f"http://{self.rest_host}:{self.rest_port}"
+
+
+class ModelSettings(_Section):
+    """Where models live. ``embedding_path`` empty means the packaged all-MiniLM-L6-v2."""
+
+    model_dir: str = "models"
+    embedding_path: str = ""
+
+
+class StackSettings(_Section):
+    """Which local services ``pricewave stack up`` starts."""
+
+    start_timeout_s: float = Field(120.0, gt=0)
+
+
+class Settings(_Section):
+    """All of pricewave's settings."""
+
+    state_dir: Path = Path(".pricewave")
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    redis: RedisSettings = RedisSettings()
+    flink: FlinkSettings = FlinkSettings()
+    models: ModelSettings = ModelSettings()
+    stack: StackSettings = StackSettings()
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def user_key_secret(self) -> bytes:
+        """The HMAC key that pseudonymizes user ids (``PRICEWAVE_USER_KEY_SECRET``).
+
+        A fixed development key is used when the variable is unset, so the local stack works
+        out of the box; production deployments set their own.
+        """
+        return os.environ.get(USER_KEY_SECRET_ENV, "pricewave-dev-key-change-me").encode()
+
+    def path(self, *parts: str) -> Path:
+        """A path under the state directory (logs, data, pids, jars)."""
+        return self.state_dir.joinpath(*parts)
+
+
+def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``PRICEWAVE_SECTION__FIELD=value`` variables into a nested dict."""
+    overrides: dict[str, Any] = {}
+    skip = {CONFIG_PATH_ENV, REDIS_PASSWORD_ENV, USER_KEY_SECRET_ENV}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in skip:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        if path == ["state_dir"] or len(path) == 2:
+            node = overrides
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+    return overrides
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(loaded).__name__}")
+    return loaded
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(root)"
+    return f"invalid setting {where} in {source}: {first['msg']}"
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load settings from defaults, an optional YAML file and the environment.
+
+    Args:
+        path: A YAML config file. Defaults to ``$PRICEWAVE_CONFIG`` when set.
+        env: The environment to read overrides from. Defaults to ``os.environ``.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: The file is missing or malformed, or a value is invalid. The message is
+            one line naming the setting and what is wrong.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get(CONFIG_PATH_ENV)
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path:
+        data = _read_file(Path(path))
+        source = str(path)
+    overrides = _env_overrides(env)
+    if overrides:
+        source = f"{source} + PRICEWAVE_* environment"
+    try:
+        return Settings.model_validate(_deep_merge(data, overrides))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
