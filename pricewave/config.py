@@ -95,6 +95,7 @@ class FlinkSettings(_Section):
 
     rest_host: str = "localhost"
     rest_port: int = Field(8081, ge=1, le=65535)
+    rpc_port: int = Field(6123, ge=1, le=65535)
     taskmanagers: int = Field(2, ge=1, le=16)
     slots_per_taskmanager: int = Field(2, ge=1, le=64)
     taskmanager_memory: str = "1600m"
@@ -122,7 +123,7 @@ class StackSettings(_Section):
 class Settings(_Section):
     """All of pricewave's settings."""
 
-    state_dir: Path = Path(".pricewave")
+    state_dir: Path = Field(Path(".pricewave"), validate_default=True)
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     redis: RedisSettings = RedisSettings()

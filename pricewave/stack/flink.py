@@ -1,0 +1,145 @@
+"""A standalone Flink cluster (one JobManager, N TaskManagers) from the PyFlink package's scripts.
+
+The scripts and jars ship inside the ``apache-flink`` wheel (``pyflink/bin``, ``pyflink/lib``);
+the configuration lives under the state directory (``FLINK_CONF_DIR``), never in site-packages.
+Each process runs ``start-foreground`` so the pid we record is the JVM itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from pricewave.errors import StackError
+from pricewave.stack.base import Service
+from pricewave.stack.process import start_detached, wait_until
+
+
+def flink_home() -> Path:
+    """FLINK_HOME: the ``pyflink`` folder of the installed apache-flink package."""
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+def flink_config(settings_flink: Any, state_dir: Path, python_executable: str) -> dict[str, Any]:
+    """The cluster's ``config.yaml`` (Flink 2.x reads config.yaml, not flink-conf.yaml)."""
+    return {
+        "jobmanager.rpc.address": "localhost",
+        "jobmanager.rpc.port": settings_flink.rpc_port,
+        "jobmanager.bind-host": "localhost",
+        "jobmanager.memory.process.size": settings_flink.jobmanager_memory,
+        "jobmanager.execution.failover-strategy": "region",
+        "taskmanager.bind-host": "localhost",
+        "taskmanager.host": "localhost",
+        "taskmanager.numberOfTaskSlots": settings_flink.slots_per_taskmanager,
+        "taskmanager.memory.process.size": settings_flink.taskmanager_memory,
+        "parallelism.default": 1,
+        "rest.address": settings_flink.rest_host,
+        "rest.bind-address": settings_flink.rest_host,
+        "rest.port": settings_flink.rest_port,
+        "web.submit.enable": True,
+        "web.cancel.enable": True,
+        "state.checkpoints.dir": f"file://{state_dir / 'flink' / 'checkpoints'}",
+        "state.savepoints.dir": f"file://{state_dir / 'flink' / 'savepoints'}",
+        "execution.checkpointing.dir": f"file://{state_dir / 'flink' / 'checkpoints'}",
+        "execution.checkpointing.savepoint-dir": f"file://{state_dir / 'flink' / 'savepoints'}",
+        "io.tmp.dirs": str(state_dir / "flink" / "tmp"),
+        # Python UDF workers run in the project's environment.
+        "python.executable": python_executable,
+        "python.client.executable": python_executable,
+        # Metrics for Prometheus (the plugin ships in pyflink/plugins/metrics-prometheus).
+        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
+        "metrics.reporter.prom.port": "9250-9260",
+        "env.java.opts.all": _default_java_opts(),
+    }
+
+
+def _default_java_opts() -> str:
+    """The JVM flags Flink's own config.yaml ships (module opens Flink needs on Java 17)."""
+    shipped = yaml.safe_load((flink_home() / "conf" / "config.yaml").read_text()) or {}
+    opts = shipped.get("env", {}).get("java", {}).get("opts", {}).get("all", "")
+    return str(opts)
+
+
+class FlinkService(Service):
+    """Flink standalone session cluster: ``standalonesession`` + N ``taskexecutor`` JVMs."""
+
+    name = "flink"
+    marker = "flink"  # matches the launcher script and, after exec, the JVM
+
+    def process_names(self) -> list[str]:
+        return ["flink-jobmanager"] + [f"flink-taskmanager-{i}" for i in range(1, self.settings.flink.taskmanagers + 1)]
+
+    @property
+    def address(self) -> str:
+        return self.settings.flink.rest_url
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.home / "conf"
+
+    def install(self) -> None:
+        if shutil.which("java") is None:
+            raise StackError("java is not installed: install OpenJDK 17 (apt-get install openjdk-17-jdk-headless)")
+        home = flink_home()
+        if not (home / "bin" / "jobmanager.sh").exists():
+            raise StackError(f"the PyFlink package at {home} has no bin/jobmanager.sh: reinstall apache-flink")
+
+    def write_config(self) -> None:
+        """Copy Flink's logging config and write config.yaml under the state directory."""
+        shipped = flink_home() / "conf"
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("log4j-console.properties", "log4j.properties", "log4j-cli.properties", "logback-console.xml"):
+            if (shipped / name).exists():
+                shutil.copy(shipped / name, self.conf_dir / name)
+        for folder in ("checkpoints", "savepoints", "tmp"):
+            (self.home / folder).mkdir(parents=True, exist_ok=True)
+        config = flink_config(self.settings.flink, self.settings.state_dir, sys.executable)
+        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
+
+    def environment(self) -> dict[str, str]:
+        """Environment for Flink's scripts: where the config and logs live."""
+        return {
+            **os.environ,
+            "FLINK_HOME": str(flink_home()),
+            "FLINK_CONF_DIR": str(self.conf_dir),
+            "FLINK_LOG_DIR": str(self.settings.path("logs")),
+            "FLINK_PID_DIR": str(self.settings.path("run", "flink")),
+        }
+
+    def start_process(self, process: str) -> None:
+        self.write_config()
+        script = "jobmanager.sh" if process == "flink-jobmanager" else "taskmanager.sh"
+        command = ["bash", str(flink_home() / "bin" / script), "start-foreground"]
+        start_detached(
+            command, pid_file=self.pid_file(process), log_file=self.log_file(process), env=self.environment()
+        )
+
+    def overview(self) -> dict[str, Any] | None:
+        """The JobManager's ``/overview``, or None when it does not answer."""
+        try:
+            response = requests.get(f"{self.address}/overview", timeout=2)
+            response.raise_for_status()
+            return dict(response.json())
+        except (requests.RequestException, ValueError):
+            return None
+
+    def healthy(self) -> bool:
+        overview = self.overview()
+        return overview is not None and overview.get("taskmanagers", 0) >= self.settings.flink.taskmanagers
+
+    def wait_ready(self) -> None:
+        wait_until(
+            self.healthy,
+            timeout_s=self.settings.stack.start_timeout_s,
+            what=f"Flink at {self.address} with {self.settings.flink.taskmanagers} TaskManagers",
+            log_file=self.log_file("flink-jobmanager"),
+            dead_log=self.dead_log,
+        )

@@ -1,0 +1,148 @@
+"""Background processes the local stack starts, tracked by pid file so `down` stops only those.
+
+Example:
+    >>> from pathlib import Path
+    >>> read_pid(Path("/nonexistent/pid")) is None
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from pricewave.errors import StackError
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """The pid recorded in ``pid_file``, or None when there is none."""
+    try:
+        return int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def is_alive(pid: int, marker: str) -> bool:
+    """True when ``pid`` runs and its command line contains ``marker``.
+
+    The marker guards against pid reuse: a recycled pid belongs to another program.
+    """
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    # A zombie (state Z) has exited; its parent just has not reaped it yet.
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state != "Z" and marker in cmdline
+
+
+def running_pid(pid_file: Path, marker: str) -> int | None:
+    """The pid from ``pid_file`` if that process still runs, else None."""
+    pid = read_pid(pid_file)
+    return pid if pid is not None and is_alive(pid, marker) else None
+
+
+def start_detached(
+    command: Sequence[str],
+    *,
+    pid_file: Path,
+    log_file: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start ``command`` in its own session with output to ``log_file``; record its pid."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    pid_file.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def stop_process(pid_file: Path, marker: str, *, timeout_s: float = 30.0) -> bool:
+    """Stop the process recorded in ``pid_file`` (SIGTERM, then SIGKILL); True if one was running."""
+    pid = running_pid(pid_file, marker)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and is_alive(pid, marker):
+        time.sleep(0.2)
+    if is_alive(pid, marker):
+        os.kill(pid, signal.SIGKILL)
+        while is_alive(pid, marker):
+            time.sleep(0.1)
+    _reap(pid)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    log_file: Path,
+    dead_log: Callable[[], Path | None] | None = None,
+) -> None:
+    """Poll ``check`` until it is true; raise a StackError naming the log otherwise.
+
+    ``dead_log`` returns the log of a process that has exited (None while all run), so a
+    crash is reported at once instead of after the timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        crashed = dead_log() if dead_log is not None else None
+        if crashed is not None:
+            raise StackError(f"{what} exited during start-up; see {crashed}\n{tail(crashed)}")
+        time.sleep(0.5)
+    raise StackError(f"{what} did not answer within {timeout_s:.0f} s; see {log_file}\n{tail(log_file)}")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log file, indented, for error messages."""
+    try:
+        content = path.read_text(errors="replace").splitlines()[-lines:]
+    except FileNotFoundError:
+        return "  (no log yet)"
+    return "\n".join(f"  | {line}" for line in content)
