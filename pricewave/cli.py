@@ -27,6 +27,8 @@ COMMAND_MODULES = [
     "simulate",
     "replay",
     "validate",
+    "watch",
+    "quickstart",
 ]
 
 

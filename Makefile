@@ -1,0 +1,28 @@
+# The README's two commands are `make run` and `make test`; both set everything up first.
+DURATION ?= 60
+PYTEST_ARGS ?=
+
+.PHONY: setup run test lint stack-up stack-down
+
+setup:
+	@bash deploy/local/setup.sh
+
+## Bring the local stack up, stream the simulator through Kafka and show prices live.
+run: setup
+	.venv/bin/pricewave quickstart --duration $(DURATION)
+
+## The whole test suite (unit, integration and slow) against the real local stack.
+test: setup
+	.venv/bin/pricewave stack up
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy pricewave
+
+stack-up: setup
+	.venv/bin/pricewave stack up
+
+stack-down:
+	.venv/bin/pricewave stack down
