@@ -23,7 +23,7 @@ uv() { "$python_bin" -m uv "$@"; }
 
 stamp=".venv/.pricewave-installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  [ -x .venv/bin/python ] || { say "creating .venv (Python 3.11) ..."; uv venv -q --python "$python_bin" .venv; }
+  [ -x .venv/bin/python ] || { say "creating .venv (Python 3.11) ..."; uv venv -q --seed --python "$python_bin" .venv; }
   say "installing pricewave and its dependencies into .venv (first run downloads torch, flink, feast: a few GB) ..."
   uv pip install -q --python .venv/bin/python -e '.[dev]'
   uv pip check --python .venv/bin/python

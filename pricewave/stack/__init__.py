@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pricewave.config import Settings
 from pricewave.errors import ConfigError
@@ -32,7 +32,11 @@ def services(settings: Settings, names: Iterable[str] | None = None) -> list[Ser
     unknown = [name for name in wanted if name not in SERVICE_NAMES]
     if unknown:
         raise ConfigError(f"unknown stack service {', '.join(unknown)}: choose from {', '.join(SERVICE_NAMES)}")
-    classes = {"kafka": KafkaService, "redis": RedisService, "flink": FlinkService}
+    classes: dict[str, Callable[[Settings], Service]] = {
+        "kafka": KafkaService,
+        "redis": RedisService,
+        "flink": FlinkService,
+    }
     return [classes[name](settings) for name in SERVICE_NAMES if name in wanted]
 
 

@@ -18,6 +18,7 @@ import yaml
 
 from pricewave.errors import StackError
 from pricewave.stack.base import Service
+from pricewave.stack.jars import ensure_jars
 from pricewave.stack.process import start_detached, wait_until
 
 
@@ -91,6 +92,8 @@ class FlinkService(Service):
         home = flink_home()
         if not (home / "bin" / "jobmanager.sh").exists():
             raise StackError(f"the PyFlink package at {home} has no bin/jobmanager.sh: reinstall apache-flink")
+        # Connector jars travel with each job (pipeline.jars), never in Flink's lib/.
+        ensure_jars(self.settings, "flink")
 
     def write_config(self) -> None:
         """Copy Flink's logging config and write config.yaml under the state directory."""

@@ -1,0 +1,122 @@
+"""The pricing job on a real MiniCluster against the real broker (bounded runs over fresh topics)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+
+from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
+from pricewave.config import Settings
+from pricewave.kafka_io import encode_json, ensure_topics, make_producer
+from pricewave.privacy import pseudonymize_user
+from tests.conftest import consume_all
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MINUTE = 60_000
+
+
+@pytest.fixture
+def job_settings(kafka_stack: Settings) -> Iterator[Settings]:
+    """Settings whose five topics are fresh, single-partition topics (exact watermark order)."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {role: f"test-job-{role}-{suffix}" for role in ("clicks", "competitor_prices", "reviews", "prices", "dlq")}
+    ensure_topics(kafka_stack, names.values(), partitions=1)
+    topics = kafka_stack.topics.model_copy(update=names)
+    yield kafka_stack.model_copy(update={"topics": topics})
+
+
+def click(n: int, sku: str, kind: str, minute: float, user: str = "u1") -> dict[str, object]:
+    return {
+        "event_id": f"e{n}",
+        "event_type": kind,
+        "user_key": pseudonymize_user(user, b"test"),
+        "session_id": f"s-{user}",
+        "sku": sku,
+        "price_seen": 10.0,
+        "channel": "web",
+        "event_time": T0 + int(minute * MINUTE),
+    }
+
+
+def bounded_options() -> JobOptions:
+    return JobOptions(
+        group_id=f"test-{uuid.uuid4().hex[:8]}",
+        starting_offsets="earliest-offset",
+        bounded=True,
+        watermark_emit_strategy="on-event",
+        out_of_orderness_s=5,
+        window_slide_s=60,
+        short_horizon_s=120,
+        long_horizon_s=600,
+    )
+
+
+def test_bad_and_late_records_go_to_the_dead_letter_topic_and_windows_count_exactly(job_settings: Settings) -> None:
+    kinds = ["view", "view", "click", "add_to_cart", "view", "purchase"]
+    clicks = [click(n, f"sku-{n % 3}", kinds[n % len(kinds)], minute=n * 0.25, user=f"u{n % 5}") for n in range(80)]
+    duplicate = dict(clicks[10])
+    late = click(999, "sku-0", "view", minute=1.0)  # 19 minutes behind the stream when it arrives
+    malformed = [b'{"truncated": ', b"\xff\xfe not utf-8", encode_json({**clicks[0], "price_seen": -5.0})]
+    producer = make_producer(job_settings)
+    topic = job_settings.topics.clicks
+    for record in clicks[:40]:
+        producer.send(topic, encode_json(record))
+    producer.send(topic, encode_json(duplicate))
+    for raw in malformed:
+        producer.send(topic, raw)
+    for record in clicks[40:]:
+        producer.send(topic, encode_json(record))
+    producer.send(topic, encode_json(late))
+    producer.flush()
+
+    options = bounded_options()
+    t_env = create_table_environment(job_settings, options)
+    build_pipeline(t_env, job_settings, options).execute().wait()
+
+    dead = [json.loads(r.value) for r in consume_all(job_settings, job_settings.topics.dlq, expected=4)]
+    reasons = sorted(d["reason"].split(":")[0] for d in dead)
+    assert reasons == ["bad_encoding", "bad_json", "late", "out_of_range"]
+    for letter in dead:
+        assert letter["source_topic"] == topic and letter["partition"] == 0 and letter["offset"] >= 0
+        raw = base64.b64decode(letter["raw_b64"])
+        assert len(raw) == letter["raw_size"]
+        assert raw in malformed or json.loads(raw)["event_id"] == "e999"
+
+    # Window aggregates equal an independent pandas computation over the same (deduplicated) events.
+    t_env = create_table_environment(job_settings, options)
+    build_pipeline(t_env, job_settings, options)
+    with t_env.execute_sql(
+        "SELECT sku, CAST(window_end AS STRING), views_5m, carts_5m, purchases_5m, views_1h, purchases_1h, "
+        "unique_users_1h FROM sku_demand"
+    ).collect() as rows:
+        flink = sorted(tuple(row) for row in rows)
+
+    frame = pd.DataFrame(clicks)
+    expected = []
+    for end in range(T0 + MINUTE, T0 + 40 * MINUTE, MINUTE):
+        long_rows = frame[(frame.event_time >= end - 10 * MINUTE) & (frame.event_time < end)]
+        short_rows = long_rows[long_rows.event_time >= end - 2 * MINUTE]
+        for sku, group in long_rows.groupby("sku"):
+            short_group = short_rows[short_rows.sku == sku]
+            end_text = pd.Timestamp(end, unit="ms").strftime("%Y-%m-%d %H:%M:%S")
+            expected.append(
+                (
+                    sku,
+                    end_text,
+                    int((short_group.event_type == "view").sum()),
+                    int((short_group.event_type == "add_to_cart").sum()),
+                    int((short_group.event_type == "purchase").sum()),
+                    int((group.event_type == "view").sum()),
+                    int((group.event_type == "purchase").sum()),
+                    int(group.user_key.nunique()),
+                )
+            )
+    flink_trimmed = [(r[0], r[1][:19], *r[2:]) for r in flink]
+    assert flink_trimmed == sorted(expected)

@@ -1,0 +1,1 @@
+"""User-defined functions the PyFlink jobs ship to their Python workers."""
