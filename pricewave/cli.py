@@ -29,6 +29,11 @@ COMMAND_MODULES = [
     "validate",
     "watch",
     "quickstart",
+    "reviews",
+    "features",
+    "price",
+    "jobs",
+    "monitor",
 ]
 
 

@@ -124,6 +124,8 @@ class Settings(_Section):
     """All of pricewave's settings."""
 
     state_dir: Path = Field(Path(".pricewave"), validate_default=True)
+    # The Feast feature repo; empty means the repository's own feature_repo/.
+    feature_repo: str = ""
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     redis: RedisSettings = RedisSettings()

@@ -90,3 +90,142 @@ def consume_all(
     finally:
         consumer.close()
     return records
+
+
+# ============================================================================================
+# Feature store fixtures (feature_repo/, pricewave.feature_store): a private password-protected
+# redis-server, applied copies of the Feast repo, and an open store per online-store profile.
+# ============================================================================================
+
+import subprocess  # noqa: E402  (kept inside this block)
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import redis  # noqa: E402
+
+REDIS_TEST_PASSWORD = "pw-test-3f9c1a"
+
+
+class RedisServer:
+    """A real redis-server started by the tests (``requirepass`` set, no persistence)."""
+
+    def __init__(self, host: str, port: int, password: str, process: subprocess.Popen[bytes]) -> None:
+        self.host, self.port, self.password, self.process = host, port, password, process
+
+    def client(self, password: str | None = None) -> redis.Redis:
+        """A redis-py client (with the server's password unless another is given)."""
+        return redis.Redis(host=self.host, port=self.port, password=password or self.password)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Our own redis-server on a free port with ``--requirepass``; stopped after the session."""
+    import shutil
+
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    workdir = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", REDIS_TEST_PASSWORD,
+         "--dir", str(workdir), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    server = RedisServer("127.0.0.1", port, REDIS_TEST_PASSWORD, process)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            redis.Redis(host=server.host, port=port, password=REDIS_TEST_PASSWORD).ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"redis-server did not start on port {port}") from None
+            time.sleep(0.05)
+    yield server
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def run_feast(
+    repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``feast`` CLI of the venv in ``repo``; returns the CompletedProcess."""
+    import os
+    import sys
+
+    feast = str(Path(sys.executable).with_name("feast"))
+    return subprocess.run(
+        [feast, *args], cwd=repo, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def applied_feature_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of feature_repo/ (without data/) on which the real ``feast apply`` ran once."""
+    import shutil
+
+    source = Path(__file__).resolve().parents[1] / "feature_repo"
+    repo = tmp_path_factory.mktemp("applied") / "feature_repo"
+    shutil.copytree(source, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    result = run_feast(repo, "apply", env={"FEAST_FS_YAML_FILE_PATH": "feature_store.yaml"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return repo
+
+
+@pytest.fixture
+def feature_repo_copy(applied_feature_repo: Path, tmp_path: Path) -> Path:
+    """A private, already applied copy of the feature repo (own registry and SQLite online store)."""
+    import shutil
+
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(applied_feature_repo, repo)
+    return repo
+
+
+@pytest.fixture
+def redis_env(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings and environment pointing the Redis profile at ``redis_server`` (flushed first)."""
+    monkeypatch.setenv("PRICEWAVE_REDIS__HOST", redis_server.host)
+    monkeypatch.setenv("PRICEWAVE_REDIS__PORT", str(redis_server.port))
+    monkeypatch.setenv("PRICEWAVE_REDIS_PASSWORD", redis_server.password)
+    redis_server.client().flushall()
+    return load_settings()
+
+
+@pytest.fixture
+def sqlite_store(feature_repo_copy: Path) -> Any:
+    """An open FeatureStore on a private applied repo copy, SQLite profile."""
+    from pricewave.feature_store import open_store
+
+    return open_store(load_settings(), repo_path=str(feature_repo_copy), profile="sqlite")
+
+
+@pytest.fixture
+def redis_store(feature_repo_copy: Path, redis_env: Settings) -> Any:
+    """An open FeatureStore on a private applied repo copy, Redis profile (password-protected server)."""
+    from pricewave.feature_store import open_store
+
+    return open_store(redis_env, repo_path=str(feature_repo_copy), profile="redis")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def any_store(request: pytest.FixtureRequest) -> Any:
+    """The same test on each online store: SQLite and Redis."""
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+# ============================================================================================
+# end of feature store fixtures
+# ============================================================================================

@@ -48,9 +48,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             simulator.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
 
     try:
-        tally = watch(
-            settings, duration_s=args.duration, from_beginning=False, max_skus=15, on_start=start_simulator
-        )
+        tally = watch(settings, duration_s=args.duration, from_beginning=False, max_skus=15, on_start=start_simulator)
     finally:
         for process in simulator:
             if process.poll() is None:
@@ -60,6 +58,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if failed:
         raise StackError(f"the simulator failed (exit {failed[0]}); see {log_path}")
     clicks = tally.counts[settings.topics.clicks]
-    print(f"quickstart: {clicks:,} clicks, {tally.counts[settings.topics.prices]:,} published prices; "
-          f"simulator log: {log_path}")
+    print(
+        f"quickstart: {clicks:,} clicks, {tally.counts[settings.topics.prices]:,} published prices; "
+        f"simulator log: {log_path}"
+    )
     return 0 if clicks > 0 else 1

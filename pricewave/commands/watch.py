@@ -47,9 +47,7 @@ def watch(
     nothing even when reading from the latest offsets.
     """
     tally = TopicTally(settings.topics)
-    consumer = make_consumer(
-        settings, settings.topics.all_names(), read_committed=True, from_beginning=from_beginning
-    )
+    consumer = make_consumer(settings, settings.topics.all_names(), read_committed=True, from_beginning=from_beginning)
     while not consumer.assignment():
         for partition, records in consumer.poll(timeout_ms=250).items():
             for record in records:

@@ -68,7 +68,7 @@ def test_missing_file() -> None:
 def test_secrets_come_from_environment_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("redis:\n  password: hunter2\n")
-    with pytest.raises(ConfigError, match="redis.password"):
+    with pytest.raises(ConfigError, match=r"redis\.password"):
         load_settings(config, env={})
     monkeypatch.setenv("PRICEWAVE_REDIS_PASSWORD", "s3cret")
     assert load_settings(env={}).redis.password == "s3cret"

@@ -1,0 +1,109 @@
+"""``pricewave features``: apply the Feast feature repo and push feature rows to the online store.
+
+Example:
+    >>> from pricewave.cli import build_parser
+    >>> args = build_parser().parse_args(["features", "push", "--view", "sku_catalog", "--file", "c.parquet"])
+    >>> args.action, args.view, args.batch_size
+    ('push', 'sku_catalog', 5000)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pricewave.commands.price import add_store_arguments
+from pricewave.config import Settings
+from pricewave.errors import DataError, PricewaveError, StackError
+
+
+def register(subparsers: Any) -> None:
+    """Add ``features`` to the CLI."""
+    parser = subparsers.add_parser(
+        "features",
+        help="apply the Feast feature repo, push feature rows to the online store",
+        description=(
+            "'apply' runs 'feast apply' in the feature repo with the chosen profile (registers entities, "
+            "feature views and channel feature services; creates online tables). 'push' writes a parquet "
+            "file to a feature view through pricewave's ordered, batched writer: an older event time never "
+            "overwrites a newer one and pushing the same file twice changes nothing."
+        ),
+    )
+    parser.add_argument("action", choices=["apply", "push"], help="what to do")
+    parser.add_argument("--view", help="push: the feature view to write, e.g. sku_catalog")
+    parser.add_argument("--file", metavar="F.parquet", help="push: the parquet file of rows")
+    parser.add_argument("--batch-size", type=int, default=5000, help="push: rows per write (default 5000)")
+    add_store_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def _feast_executable() -> str:
+    beside = Path(sys.executable).with_name("feast")
+    found = str(beside) if beside.exists() else shutil.which("feast")
+    if not found:
+        raise StackError("the 'feast' command is not installed: install pricewave's dependencies (feast[redis])")
+    return found
+
+
+def apply(settings: Settings, repo: str | None, profile: str | None) -> int:
+    """Run ``feast apply`` for the repo with the profile; returns its exit code."""
+    from pricewave.feature_store.store import (
+        PROFILE_ENV,
+        default_repo_path,
+        feast_environment,
+        load_repo_config,
+        profile_path,
+    )
+
+    repo_path = Path(repo).expanduser().resolve() if repo else default_repo_path(settings)
+    load_repo_config(repo_path, profile, settings)  # a clear error before Feast's traceback
+    env = feast_environment(settings)
+    env[PROFILE_ENV] = str(profile_path(repo_path, profile))
+    completed = subprocess.run([_feast_executable(), "apply"], cwd=repo_path, env=env, check=False)
+    if completed.returncode != 0:
+        raise PricewaveError(f"'feast apply' failed in {repo_path} (exit code {completed.returncode}); see above")
+    return 0
+
+
+def push(settings: Settings, args: argparse.Namespace) -> int:
+    """Write a parquet file to a feature view in batches, with a progress bar."""
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    from pricewave.feature_store import FeatureWriter, open_store
+
+    if not args.view or not args.file:
+        raise DataError("'features push' needs --view VIEW and --file F.parquet")
+    if args.batch_size < 1:
+        raise DataError("--batch-size must be at least 1")
+    path = Path(args.file)
+    try:
+        parquet = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid & co for non-parquet files
+        raise DataError(f"{path} is not a readable parquet file: {exc}") from None
+    writer = FeatureWriter(open_store(settings, repo_path=args.repo, profile=args.profile))
+    totals = {"received": 0, "written": 0, "stale": 0, "collapsed": 0}
+    with tqdm(total=parquet.metadata.num_rows, unit="row", desc=f"push {args.view}", disable=None) as bar:
+        for batch in parquet.iter_batches(batch_size=args.batch_size):
+            result = writer.write(args.view, batch)
+            for name in totals:
+                totals[name] += getattr(result, name)
+            bar.update(batch.num_rows)
+    print(
+        f"{args.view}: {totals['received']} rows read, {totals['written']} written, "
+        f"{totals['stale']} not newer than the store, {totals['collapsed']} superseded within a batch"
+    )
+    return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Handle ``pricewave features``."""
+    if args.action == "apply":
+        return apply(settings, args.repo, args.profile)
+    return push(settings, args)

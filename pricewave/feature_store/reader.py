@@ -1,0 +1,165 @@
+"""The channel API: what price a sales channel shows for a sku (and a user).
+
+:func:`get_price` reads, in ONE online lookup, the personalized offer (``user_offer``), the sku's
+dynamic price (``sku_price``) and its list price (``sku_catalog.base_price``) and returns the first
+one that is present AND fresh: offer, else sku price, else base price, else ``unavailable``.
+Missing or expired data falls back; it never raises.
+
+Feast's feature-view ``ttl`` does not filter online reads, so freshness is checked here: a value is
+fresh while ``now - event_time <= ttl`` of its view (a ttl of 0 never expires).
+
+A channel is a Feast feature service (``checkout_pricing``, ``app_pricing``, ``ads_bidding``): a
+channel only sees the views its service includes, e.g. ``ads_bidding`` has no ``user_offer`` and so
+never shows a personalized price.
+
+Example:
+    >>> from pricewave.feature_store import open_store, get_price       # doctest: +SKIP
+    >>> get_price(open_store(), "SKU-1001", user_key=key)               # doctest: +SKIP
+    PriceQuote(sku='SKU-1001', price=17.5, source='offer', personalized=True, age_s=3.2, ...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from pricewave.errors import ConfigError
+from pricewave.feature_store.stores import ops_for
+from pricewave.privacy import is_user_key
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+CHANNELS = ("checkout_pricing", "app_pricing", "ads_bidding")
+"""The sales channels: one Feast feature service each."""
+PriceSource = Literal["offer", "sku", "base", "unavailable"]
+# (source, view, fields read), in fallback order.
+_CHAIN: tuple[tuple[PriceSource, str, tuple[str, ...]], ...] = (
+    ("offer", "user_offer", ("price", "personalized", "model_version")),
+    ("sku", "sku_price", ("price", "personalized", "model_version")),
+    ("base", "sku_catalog", ("base_price",)),
+)
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    """The price a channel shows.
+
+    Attributes:
+        sku: The sku asked for.
+        price: The price to show; ``None`` when ``source`` is ``unavailable``.
+        source: ``offer`` (personalized offer), ``sku`` (dynamic price for everyone), ``base``
+            (catalog list price) or ``unavailable`` (nothing fresh: do not sell at a guessed price).
+        personalized: Disclosure flag: True when the price was personalized for this user.
+        age_s: Seconds since the price's event time (``None`` when unavailable).
+        model_version: The pricing model behind the price (``None`` for a base price).
+        user_key: The pseudonymous user key the lookup used, if any.
+    """
+
+    sku: str
+    price: float | None
+    source: PriceSource
+    personalized: bool
+    age_s: float | None
+    model_version: str | None
+    user_key: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def _views_for(store: FeatureStore, channel: str | None) -> dict[str, set[str]]:
+    """The price fields each price view offers on a channel."""
+    if channel is None:
+        return {view: set(fields) for _, view, fields in _CHAIN}
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        service = store.get_feature_service(channel)
+    except FeatureServiceNotFoundException:
+        raise ConfigError(f"unknown channel {channel!r}: channels are {list(CHANNELS)}") from None
+    return {
+        projection.name: {feature.name for feature in projection.features}
+        for projection in service.feature_view_projections
+    }
+
+
+def _ttl(store: FeatureStore, view: str) -> timedelta | None:
+    ttl = store.get_feature_view(view).ttl
+    return ttl if ttl else None
+
+
+def get_price(
+    store: FeatureStore,
+    sku: str,
+    *,
+    user_key: str | None = None,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> PriceQuote:
+    """The price to show for ``sku`` (and ``user_key``) on ``channel``: offer, else sku, else base.
+
+    Args:
+        store: An open FeatureStore (:func:`pricewave.feature_store.open_store`).
+        sku: The sku.
+        user_key: The shopper's pseudonymous key (:func:`pricewave.privacy.pseudonymize_user`),
+            never a raw user id; ``None`` for an anonymous shopper (no offer is looked up).
+        channel: A feature service in :data:`CHANNELS`; ``None`` reads every price view.
+        now: The time freshness is judged at (default: now, UTC).
+
+    Returns:
+        The quote; ``source == "unavailable"`` when nothing fresh is stored.
+
+    Raises:
+        ConfigError: ``user_key`` is not a pseudonymous key, or the channel is unknown.
+        StackError: The online store cannot be reached.
+    """
+    if user_key is not None and not is_user_key(user_key):
+        raise ConfigError("user_key must be a 32-hex pseudonymous key: pseudonymize the raw user id first")
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    offered = _views_for(store, channel)
+    chain = [
+        (source, view, fields)
+        for source, view, fields in _CHAIN
+        if view in offered and fields[0] in offered[view] and (view != "user_offer" or user_key is not None)
+    ]
+    refs = [f"{view}:{field}" for _, view, fields in chain for field in fields if field in offered[view]]
+    row: dict[str, Any] = {"sku": sku}
+    if user_key is not None:
+        row["user_key"] = user_key
+    if not refs:
+        return PriceQuote(sku, None, "unavailable", False, None, None, user_key)
+
+    with ops_for(store).translate_errors(store):
+        response = store.get_online_features(features=refs, entity_rows=[row], full_feature_names=True)
+    from feast.type_map import feast_value_type_to_python_type
+
+    found: dict[str, tuple[Any, datetime | None]] = {}
+    for name, vector in zip(response.proto.metadata.feature_names.val, response.proto.results, strict=True):
+        value = feast_value_type_to_python_type(vector.values[0])
+        stamp = vector.event_timestamps[0] if len(vector.event_timestamps) else None
+        when = stamp.ToDatetime(tzinfo=UTC) if stamp is not None and (stamp.seconds or stamp.nanos) else None
+        found[name] = (value, when)
+
+    for source, view, fields in chain:
+        price, when = found.get(f"{view}__{fields[0]}", (None, None))
+        if price is None or when is None:
+            continue
+        ttl = _ttl(store, view)
+        age = now - when
+        if ttl is not None and age > ttl:
+            continue
+        personalized, _ = found.get(f"{view}__personalized", (False, None))
+        model_version, _ = found.get(f"{view}__model_version", (None, None))
+        return PriceQuote(
+            sku=sku,
+            price=float(price),
+            source=source,
+            personalized=bool(personalized) if source != "base" else False,
+            age_s=max(age.total_seconds(), 0.0),
+            model_version=model_version if source != "base" else None,
+            user_key=user_key,
+        )
+    return PriceQuote(sku, None, "unavailable", False, None, None, user_key)

@@ -1,0 +1,202 @@
+"""Open the Feast feature store of the pricewave feature repo with the configured profile.
+
+The repo (``feature_repo/`` next to the package, unless told otherwise) holds two profiles:
+``feature_store.yaml`` (embedded SQLite online store, the default) and
+``feature_store.redis.yaml`` (Redis). ONE setting switches between them, the one Feast itself
+reads: ``FEAST_FS_YAML_FILE_PATH=feature_store.redis.yaml`` (a path relative to the repo, or
+absolute). ``feast apply``/``feast serve`` honour it too, so the CLI and pricewave always agree.
+
+Feast expands ``${VAR}`` in the yaml from the environment; :func:`feast_environment` supplies the
+Redis address from pricewave's settings and the password from ``PRICEWAVE_REDIS_PASSWORD`` only.
+
+Example:
+    >>> from pricewave.feature_store.store import profile_path, default_repo_path
+    >>> profile_path(default_repo_path(), "redis").name
+    'feature_store.redis.yaml'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from pricewave.config import REDIS_PASSWORD_ENV, Settings, load_settings
+from pricewave.errors import ConfigError
+
+if TYPE_CHECKING:  # feast is heavy: imported when a store is opened
+    from feast import FeatureStore
+    from feast.repo_config import RepoConfig
+
+PROFILE_ENV = "FEAST_FS_YAML_FILE_PATH"
+"""The one setting that selects the profile (Feast's own variable)."""
+PROFILES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+"""Profile name -> yaml file inside the feature repo."""
+DEFAULT_REPO_PATH = Path(__file__).resolve().parents[2] / "feature_repo"
+REDIS_HOST_ENV = "PRICEWAVE_REDIS__HOST"
+REDIS_PORT_ENV = "PRICEWAVE_REDIS__PORT"
+
+_VARIABLE = re.compile(r"\$(\w+|\{([^}]*)\})")
+
+
+def default_repo_path(settings: Settings | None = None) -> Path:
+    """The feature repo: ``settings.feature_repo`` when the settings define one, else ``<repo>/feature_repo``."""
+    configured = settings.feature_repo if settings is not None else ""
+    return Path(configured).expanduser().resolve() if configured else DEFAULT_REPO_PATH
+
+
+def profile_path(repo_path: Path, profile: str | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The yaml file of a profile.
+
+    Args:
+        repo_path: The feature repo.
+        profile: ``"sqlite"``, ``"redis"`` or a yaml path (relative to the repo or absolute).
+            ``None`` means ``$FEAST_FS_YAML_FILE_PATH``, else the SQLite default.
+        env: The environment to read ``FEAST_FS_YAML_FILE_PATH`` from (default ``os.environ``).
+    """
+    env = os.environ if env is None else env
+    chosen = profile or env.get(PROFILE_ENV) or PROFILES["sqlite"]
+    chosen = PROFILES.get(chosen, chosen)
+    path = Path(chosen).expanduser()
+    return path if path.is_absolute() else repo_path / path
+
+
+def feast_environment(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment Feast should expand ``feature_store*.yaml`` with.
+
+    The Redis host and port come from ``settings``; the password only from
+    ``PRICEWAVE_REDIS_PASSWORD`` (empty when unset, i.e. no AUTH).
+    """
+    merged = dict(os.environ if env is None else env)
+    merged[REDIS_HOST_ENV] = settings.redis.host
+    merged[REDIS_PORT_ENV] = str(settings.redis.port)
+    merged.setdefault(REDIS_PASSWORD_ENV, "")
+    return merged
+
+
+def _expand(text: str, env: Mapping[str, str]) -> str:
+    """``os.path.expandvars`` (what Feast uses) over an explicit mapping; unknown variables stay."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(2) if match.group(2) is not None else match.group(1)
+        return env.get(name, match.group(0))
+
+    return _VARIABLE.sub(replace, text)
+
+
+def _unexpanded(node: Any) -> str | None:
+    """The first ``$VAR`` left in a parsed config's strings (an unset variable), if any."""
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            found = _unexpanded(item)
+            if found:
+                return found
+        return None
+    match = _VARIABLE.search(node) if isinstance(node, str) else None
+    return (match.group(2) or match.group(1)) if match else None
+
+
+def _first_problem(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ())) or "(root)"
+            return f"{where}: {first.get('msg')}"
+        except (IndexError, TypeError, AttributeError):
+            pass
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def load_repo_config(
+    repo_path: Path, profile: str | None = None, settings: Settings | None = None, env: Mapping[str, str] | None = None
+) -> RepoConfig:
+    """Read and validate a profile's ``feature_store.yaml`` the way Feast does.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, uses an unset variable, or is not a valid Feast
+            config. The message names the file and the first problem.
+    """
+    from feast.repo_config import RepoConfig
+
+    settings = settings or load_settings()
+    path = profile_path(repo_path, profile, env)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"feature store config {path} does not exist: choose a profile in {sorted(PROFILES)} "
+            f"or point {PROFILE_ENV} at an existing yaml"
+        ) from None
+    expanded = _expand(text, feast_environment(settings, env))
+    try:
+        raw: Any = yaml.safe_load(expanded)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"invalid feature_store.yaml {path}: not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"invalid feature_store.yaml {path}: must be a mapping (project, registry, online_store, ...)"
+        )
+    unset = _unexpanded(raw)
+    if unset:
+        raise ConfigError(f"{path} uses ${{{unset}}} but it is not set: export {unset} (see feature_repo/README.md)")
+    try:
+        config = RepoConfig(**raw)
+    except Exception as exc:  # pydantic.ValidationError, FeastConfigError, unknown store type, ...
+        raise ConfigError(f"invalid feature_store.yaml {path}: {_first_problem(exc)}") from None
+    config.repo_path = repo_path
+    return config
+
+
+def _registry_file(config: RepoConfig, repo_path: Path) -> Path | None:
+    registry = config.registry
+    registry_path = getattr(registry, "path", None)
+    if not registry_path or "://" in str(registry_path) or getattr(registry, "registry_type", "file") != "file":
+        return None
+    path = Path(registry_path)
+    return path if path.is_absolute() else repo_path / path
+
+
+def open_store(
+    settings: Settings | None = None,
+    *,
+    repo_path: str | Path | None = None,
+    profile: str | None = None,
+    require_applied: bool = True,
+) -> FeatureStore:
+    """Open the FeatureStore of the feature repo with the configured profile.
+
+    Args:
+        settings: pricewave settings (Redis address); loaded when omitted.
+        repo_path: The feature repo; default :func:`default_repo_path`.
+        profile: ``"sqlite"``, ``"redis"`` or a yaml path; default ``$FEAST_FS_YAML_FILE_PATH`` or SQLite.
+        require_applied: Fail with a clear message when ``feast apply`` has not run yet.
+
+    Raises:
+        ConfigError: The repo or its config is missing or invalid, or it was never applied.
+    """
+    from feast import FeatureStore
+
+    settings = settings or load_settings()
+    repo = Path(repo_path).expanduser().resolve() if repo_path else default_repo_path(settings)
+    if not repo.is_dir():
+        raise ConfigError(f"feature repo {repo} does not exist")
+    config = load_repo_config(repo, profile, settings)
+    registry = _registry_file(config, repo)
+    if require_applied and registry is not None and not registry.exists():
+        raise ConfigError(f"feature repo {repo} has not been applied (no {registry}): run 'pricewave features apply'")
+    return FeatureStore(repo_path=str(repo), config=config)
+
+
+def online_store_type(store: FeatureStore) -> str:
+    """``"sqlite"``, ``"redis"``, ... for an open store."""
+    online = store.config.online_store
+    return str(online if isinstance(online, str) else getattr(online, "type", "sqlite"))

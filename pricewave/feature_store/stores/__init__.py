@@ -1,0 +1,105 @@
+"""Online-store specific parts of the writer, one module per store (``sqlite``, ``redis``).
+
+Everything store-agnostic (ordering, tie-breaks, batching) lives in
+:mod:`pricewave.feature_store.writer`; a store module only supplies what differs:
+
+* ``stored_event_millis``: the stored event time of keys at full precision (Feast's SQLite store
+  keeps whole seconds only, so the SQLite module records the exact time beside it);
+* ``prepare_overwrite``: make the store accept a write whose event time EQUALS the stored one
+  (the writer only asks when the incoming row wins the deterministic tie-break);
+* ``after_write``: bookkeeping once Feast wrote the rows;
+* ``translate_errors``: turn driver errors into one-line :class:`pricewave.errors.PricewaveError`.
+
+Example:
+    >>> from pricewave.feature_store.stores import ops_for_type
+    >>> ops_for_type("sqlite").NAME, ops_for_type("redis").NAME
+    ('sqlite', 'redis')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pricewave.errors import ConfigError
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+
+class StoreOps(Protocol):
+    """What the writer needs from a specific online store."""
+
+    NAME: str
+
+    def stored_event_millis(
+        self,
+        store: FeatureStore,
+        view: FeatureView,
+        entity_keys: Sequence[EntityKeyProto],
+        feast_times: Sequence[datetime | None],
+    ) -> list[int | None]:
+        """Exact stored event times (epoch ms) given Feast's ``online_read`` times."""
+
+    def prepare_overwrite(self, store: FeatureStore, view: FeatureView, entity_keys: Sequence[EntityKeyProto]) -> None:
+        """Make the next write of these keys succeed although its event time equals the stored one."""
+
+    def after_write(
+        self, store: FeatureStore, view: FeatureView, entity_keys: Sequence[EntityKeyProto], millis: Sequence[int]
+    ) -> None:
+        """Called after Feast wrote these keys with these event times (epoch ms)."""
+
+    def translate_errors(self, store: FeatureStore) -> AbstractContextManager[None]:
+        """A context in which driver errors become :class:`pricewave.errors.PricewaveError`."""
+
+
+def ops_for_type(store_type: str) -> StoreOps:
+    """The store module for an online store type (``sqlite`` or ``redis``)."""
+    if store_type == "sqlite":
+        from pricewave.feature_store.stores import sqlite
+
+        return sqlite.OPS
+    if store_type == "redis":
+        from pricewave.feature_store.stores import redis
+
+        return redis.OPS
+    raise ConfigError(f"online store type {store_type!r} is not supported by pricewave: use 'sqlite' or 'redis'")
+
+
+def ops_for(store: FeatureStore) -> StoreOps:
+    """The store module for an open FeatureStore."""
+    from pricewave.feature_store.store import online_store_type
+
+    return ops_for_type(online_store_type(store))
+
+
+def online_read(
+    store: FeatureStore, view: FeatureView, entity_keys: Sequence[EntityKeyProto], features: Sequence[str]
+) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+    """The stored (event time, values) of many entities of one view, in ONE online-store round trip.
+
+    Uses the provider's ``online_read`` (what ``get_online_features`` calls underneath) because
+    the writer needs the raw stored values and the event timestamp at full precision.
+    """
+    provider: Any = store._get_provider()
+    return list(provider.online_read(store.config, view, list(entity_keys), list(features)))
+
+
+def feast_millis(when: datetime | None) -> int | None:
+    """A Feast online-read timestamp (naive = UTC) as epoch milliseconds (event times are ms)."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    # Feast's Redis store returns a float-derived datetime: round, do not truncate.
+    return round(when.timestamp() * 1000)
+
+
+def iter_chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

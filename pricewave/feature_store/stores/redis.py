@@ -1,0 +1,106 @@
+"""Feast's Redis online store: what the writer must know about it.
+
+Feast's Redis store keeps one hash per entity key with a ``_ts:<view>`` field and skips a write
+whose event time is older OR EQUAL to it. The writer lets a row with an equal event time through
+only when it wins the deterministic tie-break; :meth:`RedisOps.prepare_overwrite` then removes the
+stored ``_ts:<view>`` field of those keys (one pipelined round trip) so Feast accepts the write,
+and SQLite and Redis end in the same state.
+
+Example:
+    >>> OPS.NAME
+    'redis'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pricewave.config import REDIS_PASSWORD_ENV
+from pricewave.errors import StackError
+from pricewave.feature_store.stores import feast_millis
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+
+
+def client(store: FeatureStore) -> Any:
+    """The redis-py client Feast's Redis online store uses (same connection settings)."""
+    provider: Any = store._get_provider()
+    return provider.online_store._get_client(store.config.online_store)
+
+
+def _address(store: FeatureStore) -> str:
+    # Only host:port parts: the connection string also carries the password.
+    parts = str(store.config.online_store.connection_string).split(",")
+    return ",".join(part for part in parts if "=" not in part)
+
+
+def _has_password(store: FeatureStore) -> bool:
+    parts = str(store.config.online_store.connection_string).split(",")
+    return any(part.startswith("password=") and part != "password=" for part in parts)
+
+
+class RedisOps:
+    """Store-specific operations for the Redis online store."""
+
+    NAME = "redis"
+
+    def stored_event_millis(
+        self,
+        store: FeatureStore,
+        view: FeatureView,
+        entity_keys: Sequence[EntityKeyProto],
+        feast_times: Sequence[datetime | None],
+    ) -> list[int | None]:
+        """Feast's Redis store keeps the exact event time (``_ts:<view>``, nanoseconds): use it."""
+        return [feast_millis(when) for when in feast_times]
+
+    def after_write(
+        self, store: FeatureStore, view: FeatureView, entity_keys: Sequence[EntityKeyProto], millis: Sequence[int]
+    ) -> None:
+        """Nothing to record: Feast stored the exact event time."""
+
+    def prepare_overwrite(self, store: FeatureStore, view: FeatureView, entity_keys: Sequence[EntityKeyProto]) -> None:
+        """Delete the stored ``_ts:<view>`` of these keys so an equal-time tie-break winner is written."""
+        if not entity_keys:
+            return
+        from feast.infra.online_stores.helpers import _redis_key
+        from feast.infra.online_stores.redis import _versioned_fv_name
+
+        config = store.config
+        ts_field = f"_ts:{_versioned_fv_name(view, config)}"
+        with client(store).pipeline(transaction=False) as pipe:
+            for entity_key in entity_keys:
+                pipe.hdel(_redis_key(config.project, entity_key, config.entity_key_serialization_version), ts_field)
+            pipe.execute()
+
+    @contextmanager
+    def translate_errors(self, store: FeatureStore) -> Iterator[None]:
+        """Turn Redis connection and authentication failures into :class:`StackError`."""
+        import redis.exceptions as rex
+
+        address = _address(store)
+        try:
+            yield
+        except rex.AuthenticationError as exc:
+            if not _has_password(store):
+                raise StackError(f"Redis at {address} requires a password ({exc}): set {REDIS_PASSWORD_ENV}") from None
+            raise StackError(
+                f"Redis at {address} rejected the password ({exc}): set {REDIS_PASSWORD_ENV} to the server's password"
+            ) from None
+        except rex.ResponseError as exc:
+            if "NOAUTH" in str(exc) or "AUTH" in str(exc).upper():
+                raise StackError(f"Redis at {address} requires a password ({exc}): set {REDIS_PASSWORD_ENV}") from None
+            raise StackError(f"Redis at {address} failed: {exc}") from None
+        except rex.ConnectionError as exc:
+            raise StackError(
+                f"cannot reach Redis at {address} ({exc}): start it ('pricewave stack up redis') "
+                "or set PRICEWAVE_REDIS__HOST/PORT"
+            ) from None
+
+
+OPS = RedisOps()

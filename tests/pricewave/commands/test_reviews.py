@@ -1,0 +1,122 @@
+"""``pricewave reviews`` through the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pricewave.config import Settings, load_settings
+from pricewave.embedding import EMBEDDING_DIM, model_fingerprint, packaged_model_path
+from pricewave.sentiment import SentimentHead, sentiment_head_path
+
+
+def _run(args: list[str], state_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PRICEWAVE_STATE_DIR": str(state_dir), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pricewave", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """A private state dir holding a head for the packaged model (so `score` does not train one)."""
+    state = tmp_path / "state"
+    settings = load_settings(env={"PRICEWAVE_STATE_DIR": str(state)})
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, EMBEDDING_DIM))
+    head = SentimentHead(l2=1.0).fit(x, (x[:, 0] > 0).astype(int))
+    head.metrics = {"embedding_fingerprint": model_fingerprint(packaged_model_path(), 128)}
+    head.save(sentiment_head_path(settings))
+    return state
+
+
+@pytest.fixture
+def reviews_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame(
+        {
+            "sku": ["a", "b", "c", "d", "e"],
+            "review": ["Lovely tea!", "", "😀😀", "Stale, would not buy again.", "Lovely tea!"],
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_score_adds_sentiment_and_embedding(tmp_path: Path, state_dir: Path, reviews_csv: Path) -> None:
+    out = tmp_path / "out" / "scored.csv"
+    result = _run(
+        [
+            "reviews",
+            "score",
+            "--input",
+            str(reviews_csv),
+            "--text-column",
+            "review",
+            "--out",
+            str(out),
+            "--with-embedding",
+            "--batch-size",
+            "2",
+            "--no-progress",
+        ],
+        state_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "scored 5 reviews" in result.stdout and "1 repeated" in result.stdout
+    scored = pd.read_csv(out, keep_default_na=False)
+    assert list(scored.columns) == ["sku", "review", "sentiment", "embedding"]
+    assert scored["sku"].tolist() == ["a", "b", "c", "d", "e"]
+    assert scored["sentiment"].between(-1, 1).all()
+    vectors = np.array([json.loads(cell) for cell in scored["embedding"]])
+    assert vectors.shape == (5, EMBEDDING_DIM)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # The sentiment column is the saved head applied to the written embedding.
+    head = SentimentHead.load(sentiment_head_path(load_settings(env={"PRICEWAVE_STATE_DIR": str(state_dir)})))
+    np.testing.assert_allclose(scored["sentiment"], head.score(vectors), atol=1e-5)
+    assert scored["sentiment"][0] == scored["sentiment"][4]
+
+
+@pytest.mark.parametrize(
+    ("column", "input_name", "message"),
+    [
+        ("text", "reviews.csv", "has no column 'text'"),
+        ("review", "missing.csv", "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(
+    tmp_path: Path, state_dir: Path, reviews_csv: Path, column: str, input_name: str, message: str
+) -> None:
+    source = reviews_csv.parent / input_name
+    result = _run(
+        ["reviews", "score", "--input", str(source), "--text-column", column, "--out", str(tmp_path / "o.csv")],
+        state_dir,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pricewave: error:") and message in lines[0]
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.slow
+def test_train_sentiment_prints_metrics(tmp_path: Path, settings: Settings) -> None:
+    """Trains on the real reviews; reuses the session's embedding cache when one exists."""
+    state = tmp_path / "state"
+    cached = settings.path("cache", "embeddings")
+    if cached.is_dir():
+        shutil.copytree(cached, state / "cache" / "embeddings")
+    result = _run(["reviews", "train-sentiment", "--no-progress"], state, timeout=900)
+    assert result.returncode == 0, result.stderr
+    assert "held-out accuracy" in result.stdout and "ROC AUC" in result.stdout
+    auc = float(result.stdout.split("ROC AUC ")[1].split()[0])
+    assert auc > 0.8
+    assert (state / "models" / "sentiment" / "head.json").is_file()

@@ -1,0 +1,285 @@
+"""The one online-store writer on real Feast stores (SQLite file, password-protected Redis).
+
+Final state must be the newest row per key by (event time, decision_time, decision_id), whatever
+the order, batching or repetition of writes, and identical on SQLite and Redis.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pricewave.errors import DataError, StackError
+from pricewave.feature_store import FeatureWriter, open_store, split_price_decisions
+from pricewave.feature_store.stores.sqlite import database_path
+from pricewave.privacy import pseudonymize_user
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_790_000_000_000  # a fixed epoch-millis base (2026)
+
+
+def decision(sku: str, event_time: int, **overrides: Any) -> dict[str, Any]:
+    """A valid price_decision row (kind 'sku')."""
+    row: dict[str, Any] = {
+        "decision_id": f"d-{sku}-{event_time}",
+        "kind": "sku",
+        "sku": sku,
+        "user_key": None,
+        "price": 10.0,
+        "base_price": 20.0,
+        "guardrail": None,
+        "guardrails": [],
+        "model_version": "m1",
+        "propensity": 1.0,
+        "personalized": False,
+        "expected_conversion": 0.1,
+        "explanation": {"why": "test"},
+        "decision_time": event_time,
+        "event_time": event_time,
+    }
+    row.update(overrides)
+    return row
+
+
+def state(store: Any, skus: list[str]) -> dict[str, tuple[Any, ...]]:
+    """What a channel reads back: (price, decision_id, model_version) per sku, via the Feast SDK."""
+    response = store.get_online_features(
+        features=["sku_price:price", "sku_price:decision_id", "sku_price:model_version"],
+        entity_rows=[{"sku": sku} for sku in skus],
+    ).to_dict()
+    return {
+        sku: (response["price"][i], response["decision_id"][i], response["model_version"][i])
+        for i, sku in enumerate(skus)
+    }
+
+
+def newest(rows: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """The oracle: per sku, the row with the largest (event_time, decision_time s, decision_id)."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        rank = (row["event_time"], row["decision_time"] // 1000, row["decision_id"])
+        current = best.get(row["sku"])
+        if current is None or rank > (current["event_time"], current["decision_time"] // 1000, current["decision_id"]):
+            best[row["sku"]] = row
+    return {sku: (row["price"], row["decision_id"], row["model_version"]) for sku, row in best.items()}
+
+
+def test_push_then_read_round_trip_identical_on_sqlite_and_redis(sqlite_store: Any, redis_store: Any) -> None:
+    rows = [decision(f"RT-{i}", T0 + i, price=10.0 + i, guardrails=["floor"]) for i in range(50)]
+    skus = [row["sku"] for row in rows]
+    for store in (sqlite_store, redis_store):
+        result = FeatureWriter(store).write("sku_price", pd.DataFrame(rows))
+        assert (result.received, result.written, result.stale, result.collapsed) == (50, 50, 0, 0)
+    full = ["sku_price:" + f.name for f in sqlite_store.get_feature_view("sku_price").features]
+    on_sqlite = sqlite_store.get_online_features(features=full, entity_rows=[{"sku": s} for s in skus]).to_dict()
+    on_redis = redis_store.get_online_features(features=full, entity_rows=[{"sku": s} for s in skus]).to_dict()
+    assert on_sqlite == on_redis
+    assert on_sqlite["price"] == [10.0 + i for i in range(50)]
+    assert on_sqlite["guardrails"][0] == ["floor"]
+
+
+def test_older_event_time_never_overwrites_newer_within_one_second(any_store: Any) -> None:
+    # Feast's SQLite store keeps whole seconds: 900 ms and 100 ms of the same second must still order.
+    writer = FeatureWriter(any_store)
+    writer.write("sku_price", [decision("MS-1", T0 + 900, price=9.0, decision_id="b")])
+    result = writer.write("sku_price", [decision("MS-1", T0 + 100, price=1.0, decision_id="z")])
+    assert result.stale == 1 and result.written == 0
+    assert state(any_store, ["MS-1"])["MS-1"] == (9.0, "b", "m1")
+    writer.write("sku_price", [decision("MS-1", T0 + 901, price=7.0, decision_id="a")])
+    assert state(any_store, ["MS-1"])["MS-1"] == (7.0, "a", "m1")
+
+
+def test_equal_event_time_tie_break_is_decision_time_then_id(any_store: Any) -> None:
+    writer = FeatureWriter(any_store)
+    writer.write("sku_price", [decision("TIE-1", T0, decision_id="b", price=2.0)])
+    # Same event time, smaller id: loses. Larger id: wins (Feast's Redis store alone would refuse it).
+    assert writer.write("sku_price", [decision("TIE-1", T0, decision_id="a", price=1.0)]).written == 0
+    assert writer.write("sku_price", [decision("TIE-1", T0, decision_id="c", price=3.0)]).written == 1
+    assert state(any_store, ["TIE-1"])["TIE-1"] == (3.0, "c", "m1")
+    # A later decision_time beats a larger id.
+    later = decision("TIE-1", T0, decision_id="a", decision_time=T0 + 5000, price=4.0)
+    assert writer.write("sku_price", [later]).written == 1
+    assert state(any_store, ["TIE-1"])["TIE-1"] == (4.0, "a", "m1")
+
+
+def test_replayed_batches_change_nothing(any_store: Any) -> None:
+    writer = FeatureWriter(any_store)
+    rows = [decision(f"RP-{i % 7}", T0 + i * 10, price=float(i)) for i in range(70)]
+    first = writer.write("sku_price", rows)
+    assert first.written == 7 and first.collapsed == 63
+    before = state(any_store, [f"RP-{i}" for i in range(7)])
+    for _ in range(2):
+        again = writer.write("sku_price", rows)
+        assert again.written == 0 and again.stale == 7
+    assert state(any_store, [f"RP-{i}" for i in range(7)]) == before == newest(rows)
+
+
+def test_duplicates_within_a_batch_collapse_to_the_newest(any_store: Any) -> None:
+    rows = [
+        decision("DUP-1", T0 + 5, price=5.0),
+        decision("DUP-1", T0 + 9, price=9.0),
+        decision("DUP-1", T0 + 1, price=1.0),
+        decision("DUP-1", T0 + 9, price=8.0, decision_id="a"),  # same time, smaller id than "d-DUP-1-..."
+    ]
+    result = FeatureWriter(any_store).write("sku_price", rows)
+    assert (result.written, result.collapsed) == (1, 3)
+    assert state(any_store, ["DUP-1"])["DUP-1"] == (9.0, f"d-DUP-1-{T0 + 9}", "m1")
+
+
+def test_fully_tied_rows_resolve_identically_on_both_stores(sqlite_store: Any, redis_store: Any) -> None:
+    # Same key, event time, decision_time and id, different content: the value digest decides.
+    a = decision("FT-1", T0, decision_id="same", price=1.0)
+    b = decision("FT-1", T0, decision_id="same", price=2.0)
+    results = []
+    for store, order in ((sqlite_store, [a, b]), (redis_store, [b, a])):
+        writer = FeatureWriter(store)
+        for row in order:
+            writer.write("sku_price", [row])
+        results.append(state(store, ["FT-1"]))
+    assert results[0] == results[1]
+
+
+batches_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # sku
+        st.sampled_from([0, 1, 499, 500, 999, 1000, 1001, 2500]),  # event-time offset, ms (sub-second ties)
+        st.integers(0, 2),  # decision_time offset, s
+        st.sampled_from(["a", "b", "c"]),  # decision id suffix
+        st.integers(1, 999),  # price cents
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(raw=batches_strategy, seed=st.integers(0, 2**16), batch_size=st.integers(1, 15))
+def test_any_order_any_batching_reaches_the_newest_state_on_both_stores(
+    sqlite_store: Any, redis_store: Any, raw: list[tuple[int, int, int, str, int]], seed: int, batch_size: int
+) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    rows = []
+    for sku, event_offset, decision_offset, suffix, cents in raw:
+        event_time = T0 + event_offset
+        rows.append(
+            decision(
+                f"H{prefix}-{sku}",
+                event_time,
+                # The id is unique per (sku, event time, decision time) so the oracle has no full ties.
+                decision_id=f"{suffix}-{event_offset}-{decision_offset}",
+                decision_time=T0 + decision_offset * 1000,
+                price=cents / 100,
+            )
+        )
+    unique = {(r["sku"], r["event_time"], r["decision_time"], r["decision_id"]): r for r in rows}
+    rows = list(unique.values())
+    expected = newest(rows)
+    skus = sorted(expected)
+    orders = {"shuffled": random.Random(seed).sample(rows, len(rows)), "reversed": rows[::-1]}
+    for name, order in orders.items():
+        for store in (sqlite_store, redis_store):
+            writer = FeatureWriter(store)
+            for start in range(0, len(order), batch_size):
+                writer.write("sku_price", order[start : start + batch_size])
+            assert state(store, skus) == expected, (name, store.config.online_store.type)
+            assert writer.write("sku_price", order).written == 0  # a full replay on top changes nothing
+            assert state(store, skus) == expected, (name, "replay", store.config.online_store.type)
+
+
+def test_split_price_decisions_routes_offers_to_user_offer(any_store: Any) -> None:
+    key = pseudonymize_user("shopper-1", b"secret")
+    rows = [decision("SP-1", T0), decision("SP-1", T0, kind="offer", user_key=key, personalized=True, price=8.0)]
+    parts = split_price_decisions(rows)
+    writer = FeatureWriter(any_store)
+    assert writer.write("sku_price", parts["sku_price"]).written == 1
+    assert writer.write("user_offer", parts["user_offer"]).written == 1
+    with pytest.raises(DataError, match="another kind"):
+        writer.write("sku_price", rows)
+    offer = any_store.get_online_features(
+        features=["user_offer:price", "user_offer:personalized"], entity_rows=[{"sku": "SP-1", "user_key": key}]
+    ).to_dict()
+    assert offer["price"] == [8.0] and offer["personalized"] == [True]
+
+
+def test_raw_user_ids_are_refused(any_store: Any) -> None:
+    rows = [decision("RAW-1", T0, kind="offer", user_key="alice@example.com", personalized=True)]
+    with pytest.raises(DataError, match="pseudonym"):
+        FeatureWriter(any_store).write("user_offer", rows)
+
+
+def test_no_raw_user_id_reaches_sqlite_or_redis(sqlite_store: Any, redis_store: Any, redis_server: Any) -> None:
+    secret = b"privacy-test-secret"
+    raw_ids = [f"customer-{i}@example.com" for i in range(20)]
+    sessions = [
+        {
+            "user_key": pseudonymize_user(raw, secret),
+            "recent_views": i,
+            "recent_carts": 1,
+            "mean_price_seen": 12.5,
+            "dwell_s": 30.0,
+            "recency_s": 2.0,
+            "event_time": T0 + i,
+        }
+        for i, raw in enumerate(raw_ids)
+    ]
+    offers = [
+        decision(f"PV-{i}", T0 + i, kind="offer", user_key=s["user_key"], personalized=True)
+        for i, s in enumerate(sessions)
+    ]
+    for store in (sqlite_store, redis_store):
+        writer = FeatureWriter(store)
+        assert writer.write("user_session", sessions).written == 20
+        assert writer.write("user_offer", offers).written == 20
+    blob = database_path(sqlite_store).read_bytes()
+    client = redis_server.client()
+    redis_bytes = b"".join(
+        key + b"".join(k + v for k, v in client.hgetall(key).items()) for key in client.scan_iter(count=1000)
+    )
+    assert len(redis_bytes) > 1000 and len(blob) > 1000
+    for raw in raw_ids:
+        assert raw.encode() not in blob and raw.encode() not in redis_bytes
+    # The pseudonymous keys are there (the scan looked at the right bytes).
+    first_key = str(sessions[0]["user_key"]).encode()
+    assert first_key in blob and first_key in redis_bytes
+
+
+def test_redis_without_password_fails_clearly(feature_repo_copy: Any, redis_env: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("PRICEWAVE_REDIS_PASSWORD", "")
+    store = open_store(redis_env, repo_path=str(feature_repo_copy), profile="redis")
+    with pytest.raises(StackError, match=r"requires a password.*PRICEWAVE_REDIS_PASSWORD"):
+        FeatureWriter(store).write("sku_price", [decision("NOPW-1", T0)])
+    monkeypatch.setenv("PRICEWAVE_REDIS_PASSWORD", "wrong")
+    store = open_store(redis_env, repo_path=str(feature_repo_copy), profile="redis")
+    with pytest.raises(StackError, match="rejected the password"):
+        FeatureWriter(store).write("sku_price", [decision("NOPW-1", T0)])
+
+
+def test_batched_writes_beat_row_at_a_time(any_store: Any, record_property: Any) -> None:
+    writer = FeatureWriter(any_store)
+    writer.write("sku_price", [decision("WARM-0", T0)])  # registry and connection warm-up
+    batch = [decision(f"BT-{i}", T0 + i) for i in range(2000)]
+    started = time.perf_counter()
+    for start in range(0, len(batch), 1000):
+        writer.write("sku_price", batch[start : start + 1000])
+    batched = len(batch) / (time.perf_counter() - started)
+    single_rows = [decision(f"ST-{i}", T0 + i) for i in range(100)]
+    started = time.perf_counter()
+    for row in single_rows:
+        writer.write("sku_price", [row])
+    single = len(single_rows) / (time.perf_counter() - started)
+    store_type = any_store.config.online_store.type
+    record_property(f"{store_type}_batched_rows_per_s", round(batched))
+    record_property(f"{store_type}_single_rows_per_s", round(single))
+    print(
+        f"\n{store_type}: batched {batched:,.0f} rows/s, "
+        f"one row at a time {single:,.0f} rows/s, {batched / single:.1f}x"
+    )
+    assert batched >= 10 * single

@@ -1,0 +1,90 @@
+"""Model artifacts: layout, round trip, refusal of bad ones, hot reload without a restart."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pricewave.errors import DataError
+from pricewave.pricing.artifact import POINTER, ArtifactWatcher, load_artifact, save_artifact
+from pricewave.pricing.demand_model import DemandModel
+from pricewave.pricing.features import FEATURE_NAMES, N_FEATURES, feature_spec
+
+torch.set_num_threads(1)
+
+
+def model(seed: int) -> DemandModel:
+    torch.manual_seed(seed)
+    return DemandModel(hidden=16)
+
+
+def test_layout_and_round_trip(tmp_path: Path) -> None:
+    original = model(0)
+    version = save_artifact(original, None, {"auc": 0.7}, {"start_ms": 1, "end_ms": 2}, tmp_path, created_at=1e9)
+    assert (tmp_path / POINTER).read_text().strip() == version
+    assert sorted(p.name for p in (tmp_path / version).iterdir()) == ["feature_spec.json", "metrics.json", "weights.pt"]
+    assert json.loads((tmp_path / version / "feature_spec.json").read_text())["feature_names"] == list(FEATURE_NAMES)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+    loaded = load_artifact(tmp_path, device="cpu")
+    assert (loaded.version, loaded.metrics, loaded.data_range) == (version, {"auc": 0.7}, {"start_ms": 1, "end_ms": 2})
+    assert loaded.created_at == 1e9 and loaded.age_s(now=1e9 + 60) == 60
+    assert not loaded.model.training
+    x, emb, ratio = torch.randn(5, N_FEATURES), torch.randn(5, 384), torch.randn(5, 3)
+    assert torch.equal(loaded.model(x, emb, ratio), original.eval()(x, emb, ratio))
+    assert load_artifact(tmp_path / version, device="cpu").version == version  # a version dir works too
+
+
+def test_versions_are_unique_and_latest_moves(tmp_path: Path) -> None:
+    first = save_artifact(model(0), None, {}, {}, tmp_path, created_at=1e9)
+    second = save_artifact(model(1), None, {}, {}, tmp_path, created_at=1e9)
+    assert first != second
+    assert load_artifact(tmp_path, device="cpu").version == second
+
+
+def test_missing_or_mismatched_artifacts_raise_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no model artifact"):
+        load_artifact(tmp_path)
+    version = save_artifact(model(0), None, {}, {}, tmp_path)
+    spec_path = tmp_path / version / "feature_spec.json"
+    spec = json.loads(spec_path.read_text())
+    spec_path.write_text(json.dumps({**spec, "feature_names": list(reversed(spec["feature_names"]))}))
+    with pytest.raises(DataError, match="retrain"):
+        load_artifact(tmp_path)
+    (tmp_path / version / "weights.pt").unlink()
+    with pytest.raises(DataError, match="incomplete"):
+        load_artifact(tmp_path)
+
+
+def test_protected_inputs_in_a_spec_are_refused(tmp_path: Path) -> None:
+    spec = feature_spec()
+    spec["feature_names"] = [*spec["feature_names"][:-1], "age_group"]
+    with pytest.raises(DataError, match="age_group"):
+        save_artifact(model(0), spec, {}, {}, tmp_path)
+
+
+def test_watcher_hot_swaps_new_versions(tmp_path: Path) -> None:
+    now = [0.0]
+    watcher = ArtifactWatcher(tmp_path, device="cpu", check_interval_s=10, clock=lambda: now[0])
+    assert watcher.current() is None  # nothing published yet
+    first = save_artifact(model(0), None, {}, {}, tmp_path)
+    assert watcher.current() is None  # checked less than 10 s ago
+    now[0] = 11
+    served = watcher.current()
+    assert served is not None and served.version == first
+    now[0] = 12
+    assert watcher.current() is served  # no reload without a new pointer
+
+    time.sleep(0.01)  # a distinct pointer mtime
+    second = save_artifact(model(1), None, {}, {}, tmp_path)
+    now[0] = 30
+    swapped = watcher.current()
+    assert swapped is not None and swapped.version == second and watcher.reloads == 2
+
+    (tmp_path / POINTER).write_text("demand-does-not-exist\n")  # a broken pointer keeps the old model
+    now[0] = 50
+    assert watcher.current() is swapped

@@ -1,0 +1,172 @@
+"""The simulator against the real broker: paced production, and the closed loop through Kafka."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pricewave.config import Settings
+from pricewave.kafka_io import encode_json, ensure_topics, make_admin, make_producer
+from pricewave.schemas import check_event
+from pricewave.simulator.runner import Simulator
+from pricewave.simulator.scenario import FaultsSpec, load_scenario
+from tests.conftest import consume_all
+
+pytestmark = pytest.mark.integration
+
+SMALL = load_scenario("small")
+TEXTS = ["Great coffee, would buy again.", "Stale and overpriced."]
+NO_FAULTS = FaultsSpec(out_of_order_share=0, late_share=0, duplicate_share=0, malformed_share=0)
+PRICEWAVE = Path(sys.executable).with_name("pricewave")
+
+
+@pytest.fixture
+def events_topic(kafka_stack: Settings) -> Iterator[str]:
+    """A second fresh topic (the events, when ``fresh_topic`` holds the prices)."""
+    name = f"test-sim-events-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_stack, [name])
+    yield name
+    admin = make_admin(kafka_stack)
+    try:
+        admin.delete_topics([name])
+    except Exception:  # best effort: a leftover test topic harms nothing
+        pass
+    finally:
+        admin.close()
+
+
+def _routed(settings: Settings, events: str, prices: str | None = None) -> Settings:
+    update = {"clicks": events, "competitor_prices": events, "reviews": events}
+    if prices is not None:
+        update["prices"] = prices
+    return settings.model_copy(update={"topics": settings.topics.model_copy(update=update)})
+
+
+def test_run_to_kafka_produces_at_the_set_rate(kafka_stack: Settings, fresh_topic: str) -> None:
+    settings = _routed(kafka_stack, fresh_topic)
+    sim = Simulator(SMALL, settings, seed=1, review_texts=TEXTS)
+    summary = sim.run_to_kafka(rate=400, duration_s=3, closed_loop=False, progress=False)
+    assert summary.delivery_errors == 0
+    assert summary.events_per_s == pytest.approx(400, rel=0.15)
+    assert 3 <= summary.elapsed_s < 6
+    received = consume_all(settings, fresh_topic, expected=summary.messages, timeout_s=30)
+    assert len(received) == summary.messages
+    # Exactly what the simulator makes for this seed arrived, malformed bytes as they were sent.
+    replay = Simulator(SMALL, settings, seed=1, review_texts=TEXTS)
+    expected = Counter((e.key, e.value) for e in replay.iter_events(max_events=summary.messages))
+    assert Counter((r.key, r.value) for r in received) == expected
+    malformed = 0
+    for record in received:
+        decoded, reason = _check_any(record.value)
+        if reason is None:
+            assert decoded is not None and record.key == decoded["sku"].encode()
+        else:
+            malformed += 1
+    assert summary.malformed > 0
+    assert summary.malformed <= malformed <= summary.malformed + summary.duplicates
+
+
+def _check_any(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    reasons = []
+    for name in ("click_event", "competitor_price", "review"):
+        record, reason = check_event(name, raw)
+        if reason is None:
+            return record, None
+        reasons.append(reason)
+    return None, reasons[0]
+
+
+def _publish_sku_prices(settings: Settings, topic: str, prices: dict[str, float], *, abort: bool = False) -> None:
+    producer = make_producer(settings, transactional_id=f"test-prices-{uuid.uuid4().hex}")
+    producer.init_transactions()
+    producer.begin_transaction()
+    now = int(time.time() * 1000)
+    for sku, price in prices.items():
+        decision: dict[str, Any] = {
+            "decision_id": f"d-{uuid.uuid4().hex}",
+            "kind": "sku",
+            "sku": sku,
+            "user_key": None,
+            "price": round(price, 2),
+            "base_price": round(price, 2),
+            "guardrail": None,
+            "guardrails": [],
+            "model_version": "test",
+            "propensity": 1.0,
+            "personalized": False,
+            "decision_time": now,
+            "event_time": SMALL.clock.start_ms,
+        }
+        assert check_event("price_decision", encode_json(decision))[1] is None
+        producer.send(topic, encode_json(decision), key=sku.encode())
+    producer.flush()
+    if abort:
+        producer.abort_transaction()
+    else:
+        producer.commit_transaction()
+    producer.close()
+
+
+def _closed_loop_run(settings: Settings, prices_topic: str, events_topic: str, multiplier: float) -> Simulator:
+    settings = _routed(settings, events_topic, prices_topic)
+    sim = Simulator(SMALL, settings, seed=3, faults=NO_FAULTS, review_texts=TEXTS)
+    lists = {sku: item.list_price for sku, item in sim.market.skus.items()}
+    _publish_sku_prices(settings, prices_topic, {sku: 0.5 * p for sku, p in lists.items()}, abort=True)
+    _publish_sku_prices(settings, prices_topic, {sku: multiplier * p for sku, p in lists.items()})
+    sim.run_to_kafka(rate=None, max_events=6_000, closed_loop=True, progress=False)
+    return sim
+
+
+def test_closed_loop_through_kafka_high_prices_sell_less(
+    kafka_stack: Settings, fresh_topic: str, events_topic: str
+) -> None:
+    high = _closed_loop_run(kafka_stack, fresh_topic, events_topic, 1.4)
+    # Only committed prices are shown: every view saw the published high price, none the aborted one.
+    assert high.summary.prices_received == SMALL.catalog.n_skus
+    assert high.summary.price_sources["sku"] == high.summary.views > 0
+    clicks = consume_all(_routed(kafka_stack, events_topic), events_topic, expected=6_000)
+    views = [json.loads(r.value) for r in clicks if b'"event_type":"view"' in r.value]
+    assert views and all(v["price_seen"] == round(1.4 * high.market.skus[v["sku"]].list_price, 2) for v in views)
+
+    low_prices = f"test-sim-prices-{uuid.uuid4().hex[:8]}"
+    ensure_topics(kafka_stack, [low_prices])
+    try:
+        low = _closed_loop_run(kafka_stack, low_prices, events_topic, 0.9)
+    finally:
+        admin = make_admin(kafka_stack)
+        admin.delete_topics([low_prices])
+        admin.close()
+    assert low.summary.price_sources["sku"] == low.summary.views
+    assert high.summary.purchases < 0.75 * low.summary.purchases
+
+
+def test_cli_simulate_small_into_kafka(kafka_stack: Settings, fresh_topic: str) -> None:
+    env = {
+        **os.environ,
+        "PRICEWAVE_TOPICS__CLICKS": fresh_topic,
+        "PRICEWAVE_TOPICS__COMPETITOR_PRICES": fresh_topic,
+        "PRICEWAVE_TOPICS__REVIEWS": fresh_topic,
+        "PRICEWAVE_TOPICS__PRICES": f"test-sim-none-{uuid.uuid4().hex[:8]}",
+    }
+    command = [str(PRICEWAVE), "simulate", "--scenario", "small", "--max-events", "300", "--rate", "1000"]
+    done = subprocess.run(
+        [*command, "--seed", "4", "--json", "--no-progress"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["messages"] == 300
+    assert len(consume_all(kafka_stack, fresh_topic, expected=300)) == 300
+
+    bad = subprocess.run([*command[:3], "no_such_scenario"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0
+    assert bad.stderr.strip().count("\n") == 0 and "unknown scenario" in bad.stderr
