@@ -50,12 +50,18 @@ class JobOptions:
     short_horizon_s: int = 300
     long_horizon_s: int = 3600
     dedup_window_s: int = 60
-    parallelism: int = 1
+    parallelism: int | None = None  # None: the cluster's / `flink run -p` default
+    # 'exponential-delay' in production; tests use 'none' so that a failure surfaces at once.
+    restart_strategy: str = "exponential-delay"
     # Bounded runs (tests, backfills) stop at the offsets that were latest when the job started.
     bounded: bool = False
     # 'on-periodic' (default) or 'on-event': emit a watermark after every record (exact lateness).
     watermark_emit_strategy: str = "on-periodic"
     transactional_id_prefix: str = "pricewave-prices"
+    # Above checkpoint interval + restart delay, below the broker's transaction.max.timeout.ms.
+    transaction_timeout_s: int = 900
+    # Where the decision log's JSON-lines part files go (default: <state>/decision_log).
+    decision_log_dir: str = ""
     # Python execution tuned for latency: a bundle is flushed after 1,000 rows or 100 ms, so a
     # record waits at most ~0.1 s for its batch instead of the 1 s default; Arrow batches of up
     # to 1,000 rows keep the vectorized UDFs efficient at the throughput we target.
@@ -127,7 +133,8 @@ def kafka_options(settings: Settings, topic: str, *, options: JobOptions, source
 def source_ddl(settings: Settings, role: str, *, options: JobOptions) -> str:
     """A raw-bytes source table for one input topic, with event time and a watermark."""
     topic = getattr(settings.topics, role)
-    event_time_ms = "CAST(JSON_VALUE(CAST(`raw` AS STRING), '$.event_time' NULL ON ERROR) AS BIGINT)"
+    # NULL ON ERROR: a poison record (event_time "yesterday", 1e400, ...) must not fail the source.
+    event_time_ms = "TRY_CAST(JSON_VALUE(CAST(`raw` AS STRING), '$.event_time' NULL ON ERROR) AS BIGINT)"
     # A record whose event_time is missing or outside [2000-01-01, now + 1 day] gets no rowtime, so
     # it cannot move the watermark; validation rejects it anyway.
     guarded = (
@@ -139,6 +146,7 @@ CREATE TEMPORARY TABLE {_quote("src_" + role)} (
   `raw` BYTES,
   `kafka_partition` INT METADATA FROM 'partition' VIRTUAL,
   `kafka_offset` BIGINT METADATA FROM 'offset' VIRTUAL,
+  `event_time_ms` AS {event_time_ms},
   `event_time` AS TO_TIMESTAMP_LTZ({guarded}, 3),
   WATERMARK FOR `event_time` AS `event_time` - {_interval(options.out_of_orderness_s)}
 ) WITH (
@@ -148,15 +156,17 @@ CREATE TEMPORARY TABLE {_quote("src_" + role)} (
 
 
 def checked_view(settings: Settings, role: str) -> str:
-    """Each record with its rejection reason: the schema's, else ``late`` behind the watermark."""
+    """Each record with its rejection reason: the schema's, else ``late`` behind the watermark.
+
+    Lateness is judged in the Java operator chained to the source, before the Python call: every
+    branch of the plan (dead letters, windows) then sees the same verdict for a record, whereas a
+    watermark read after the asynchronous Python operator could differ between branches.
+    """
     schema = INPUT_SCHEMAS[role]
     return f"""
 CREATE TEMPORARY VIEW {_quote("checked_" + role)} AS
-SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`,
-  COALESCE(
-    {_quote("validate_" + schema)}(`raw`),
-    CASE WHEN `event_time` < CURRENT_WATERMARK(`event_time`) THEN 'late' END
-  ) AS `reason`
+SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`,
+  {_quote("validate_" + schema)}(`raw`, COALESCE(`event_time` < CURRENT_WATERMARK(`event_time`), FALSE)) AS `reason`
 FROM {_quote("src_" + role)}"""
 
 
@@ -185,7 +195,7 @@ SELECT `reason`, {_sql_string(topic)}, `kafka_partition`, `kafka_offset`,
     AS BIGINT),
   {_sql_string(INPUT_SCHEMAS[role])},
   CAST(UNIX_TIMESTAMP() * 1000 AS BIGINT),
-  CAST(UNIX_TIMESTAMP(CAST(`event_time` AS STRING)) AS BIGINT)
+  `event_time_ms`
 FROM (SELECT *, COALESCE(TO_BASE64(`raw`), '') AS `raw_b64` FROM {_quote("checked_" + role)})
 WHERE `reason` IS NOT NULL"""
 
@@ -193,7 +203,9 @@ WHERE `reason` IS NOT NULL"""
 def _json_column(name: str, flink_type: str) -> str:
     if flink_type.startswith("ARRAY"):
         return f"JSON_QUERY(`json`, '$.{name}')"
-    returning = {"STRING": "STRING", "BIGINT": "BIGINT", "INT": "INT", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN"}
+    if flink_type == "BIGINT":  # JSON_VALUE cannot return BIGINT
+        return f"TRY_CAST(JSON_VALUE(`json`, '$.{name}') AS BIGINT)"
+    returning = {"STRING": "STRING", "INT": "INT", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN"}
     return f"JSON_VALUE(`json`, '$.{name}' RETURNING {returning.get(flink_type, 'STRING')})"
 
 
@@ -254,6 +266,8 @@ SELECT `sku`, `window_start`, `window_end`, `window_time`,
   {count("purchase", short=False)} AS `purchases_1h`,
   COUNT(DISTINCT CASE WHEN {recent} THEN `user_key` END) AS `unique_users_5m`,
   COUNT(DISTINCT `user_key`) AS `unique_users_1h`,
+  CAST({count("purchase", short=True)} AS DOUBLE) / GREATEST({count("view", short=True)}, 1) AS `conversion_5m`,
+  CAST({count("purchase", short=False)} AS DOUBLE) / GREATEST({count("view", short=False)}, 1) AS `conversion_1h`,
   AVG(`price_seen`) AS `mean_price_seen_1h`
 FROM TABLE(HOP(TABLE `unique_clicks`, DESCRIPTOR(`event_time`),
   {_interval(options.window_slide_s)}, {_interval(options.long_horizon_s)}))
@@ -273,7 +287,7 @@ SELECT `sku`, `window_start`, `window_end`, `window_time`,
   MIN(`latest_price`) AS `competitor_min_price`,
   PERCENTILE(`latest_price`, 0.5) AS `competitor_median_price`,
   COUNT(*) AS `competitor_offers`,
-  MAX(`latest_time`) AS `competitor_latest_time`
+  TIMESTAMPDIFF(SECOND, MAX(`latest_time`), `window_time`) AS `competitor_staleness_s`
 FROM (
   SELECT `sku`, `window_start`, `window_end`, `window_time`, `price` AS `latest_price`, `in_stock`,
     `event_time` AS `latest_time`,
@@ -290,23 +304,130 @@ def sku_features_view() -> str:
     return """
 CREATE TEMPORARY VIEW `sku_features` AS
 SELECT d.*, c.`competitor_min_price`, c.`competitor_median_price`, c.`competitor_offers`,
-  TIMESTAMPDIFF(SECOND, c.`competitor_latest_time`, d.`window_time`) AS `competitor_staleness_s`
+  c.`competitor_staleness_s`
 FROM `sku_demand` AS d
 LEFT JOIN `sku_competition` AS c
   ON d.`sku` = c.`sku`
   AND c.`window_time` BETWEEN d.`window_time` AND d.`window_time`"""
 
 
+SKU_DEMAND_COLUMNS = (
+    "sku",
+    "views_5m",
+    "clicks_5m",
+    "carts_5m",
+    "purchases_5m",
+    "unique_users_5m",
+    "conversion_5m",
+    "views_1h",
+    "clicks_1h",
+    "carts_1h",
+    "purchases_1h",
+    "unique_users_1h",
+    "conversion_1h",
+)
+SKU_COMPETITION_COLUMNS = (
+    "sku",
+    "competitor_min_price",
+    "competitor_median_price",
+    "competitor_offers",
+    "competitor_staleness_s",
+)
+
+
+def sku_decisions_view() -> str:
+    """One dynamic price per sku and window, priced by the vectorized sku pricer."""
+    from udfs.pricing import DECISION_FIELDS, SkuPricer
+
+    arguments = ", ".join(_quote(name) for name in SkuPricer.COLUMNS)
+    fields = ", ".join(f"`d`.{_quote(name)} AS {_quote(name)}" for name, _ in DECISION_FIELDS)
+    return f"""
+CREATE TEMPORARY VIEW `sku_decisions` AS
+SELECT {fields}
+FROM (SELECT `price_sku`({arguments}) AS `d` FROM `sku_features`)"""
+
+
+def prices_sink_ddl(settings: Settings, options: JobOptions) -> str:
+    """The ``prices`` topic, exactly-once: records are visible to read_committed readers only
+    once the checkpoint that covers them completes."""
+    return f"""
+CREATE TEMPORARY TABLE `prices_sink` (
+  `sku` STRING,
+  `decision_json` STRING
+) WITH (
+  {kafka_options(settings, settings.topics.prices, options=options, source=False)},
+  'key.format' = 'raw',
+  'key.fields' = 'sku',
+  'value.format' = 'raw',
+  'value.fields-include' = 'EXCEPT_KEY',
+  'sink.delivery-guarantee' = 'exactly-once',
+  'sink.transactional-id-prefix' = {_sql_string(options.transactional_id_prefix)},
+  'properties.transaction.timeout.ms' = '{options.transaction_timeout_s * 1000}'
+)"""
+
+
+def store_writes_ddl() -> str:
+    """A sink for the online-store writers' counts (the writes themselves happen in the UDFs)."""
+    return "CREATE TEMPORARY TABLE `store_writes` (`written` BIGINT) WITH ('connector' = 'blackhole')"
+
+
+def decision_log_ddl(settings: Settings, options: JobOptions) -> str:
+    """The decision log: JSON lines under the state directory, committed on checkpoints.
+
+    JSON rather than Parquet because no flink-sql-parquet jar for Flink 2.x is on Maven Central;
+    :func:`pricewave.training` reads these files for training and audit.
+    """
+    from udfs.pricing import DECISION_FIELDS
+
+    path = options.decision_log_dir or str(settings.path("decision_log"))
+    flink_types = {"VARCHAR": "STRING", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN", "BIGINT": "BIGINT"}
+    columns = ",\n  ".join(
+        f"{_quote(name)} {flink_types[str(kind).split('(')[0].upper()]}"
+        for name, kind in DECISION_FIELDS
+        if name != "decision_json"
+    )
+    return f"""
+CREATE TEMPORARY TABLE `decision_log` (
+  {columns}
+) WITH (
+  'connector' = 'filesystem',
+  'path' = {_sql_string(Path(path).as_uri())},
+  'format' = 'json',
+  'sink.rolling-policy.rollover-interval' = '1 min'
+)"""
+
+
+DECISION_LOG_COLUMNS = (
+    "decision_id",
+    "kind",
+    "sku",
+    "user_key",
+    "price",
+    "base_price",
+    "guardrail",
+    "model_version",
+    "propensity",
+    "personalized",
+    "expected_conversion",
+    "decision_time",
+    "event_time",
+    "features_json",
+)
+
+
 def create_table_environment(settings: Settings, options: JobOptions) -> TableEnvironment:
-    """A streaming TableEnvironment configured for the job (MiniCluster unless submitted)."""
+    """A streaming TableEnvironment configured for the job.
+
+    Embedded (``python jobs/pricing_job.py``) it runs on a MiniCluster; under ``flink run`` the
+    client's configuration (cluster address, detached mode, ``-p``) is the base and this adds to it.
+    """
     config = Configuration()
-    # Connector jars ship with the job, one way only (never also in Flink's lib/).
-    config.set_string("pipeline.jars", ";".join(path.as_uri() for path in flink_connector_jars(settings)))
     config.set_string("pipeline.name", "pricewave-pricing")
     config.set_string("execution.checkpointing.interval", f"{_ms(options.checkpoint_interval_s)} ms")
     config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
-    config.set_string("restart-strategy.type", "exponential-delay")
-    config.set_string("parallelism.default", str(options.parallelism))
+    config.set_string("restart-strategy.type", options.restart_strategy)
+    if options.parallelism is not None:
+        config.set_string("parallelism.default", str(options.parallelism))
     config.set_string("python.fn-execution.bundle.size", str(options.bundle_size))
     config.set_string("python.fn-execution.bundle.time", str(options.bundle_time_ms))
     config.set_string("python.fn-execution.arrow.batch.size", str(options.arrow_batch_size))
@@ -317,21 +438,41 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     for key, value in options.extra_config.items():
         config.set_string(key, value)
     environment = EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build()
-    return TableEnvironment.create(environment)
+    t_env = TableEnvironment.create(environment)
+    # Connector jars ship with the job through pipeline.jars, one way only (never also in lib/).
+    # Append: under `flink run -py` the list already holds PyFlink's runtime jar.
+    table_config = t_env.get_config()
+    existing = [jar for jar in (table_config.get("pipeline.jars", "") or "").split(";") if jar]
+    ours = [path.as_uri() for path in flink_connector_jars(settings)]
+    table_config.set("pipeline.jars", ";".join(existing + [jar for jar in ours if jar not in existing]))
+    return t_env
 
 
-def register_udfs(t_env: TableEnvironment) -> None:
+def register_udfs(t_env: TableEnvironment, settings: Settings) -> None:
     """Register the pandas UDFs the SQL calls."""
+    from udfs.pricing import decision_push_udf, feature_push_udf, sku_pricer_udf
     from udfs.validation import validator_udf
 
     for schema in INPUT_SCHEMAS.values():
         t_env.create_temporary_function(f"validate_{schema}", validator_udf(schema))
+    t_env.create_temporary_function("price_sku", sku_pricer_udf(settings))
+    t_env.create_temporary_function("push_decisions", decision_push_udf(settings))
+    t_env.create_temporary_function(
+        "push_sku_demand", feature_push_udf(settings, "sku_demand", (*SKU_DEMAND_COLUMNS, "event_time"))
+    )
+    t_env.create_temporary_function(
+        "push_sku_competition", feature_push_udf(settings, "sku_competition", (*SKU_COMPETITION_COLUMNS, "event_time"))
+    )
 
 
 def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOptions) -> StatementSet:
     """Declare every table and view and return the statement set that runs the job."""
     options.validate()
-    register_udfs(t_env)
+    # Fail here, in one readable line, rather than in every Python worker.
+    from pricewave.feature_store import open_store
+
+    open_store(settings)
+    register_udfs(t_env, settings)
     for role in INPUT_SCHEMAS:
         t_env.execute_sql(source_ddl(settings, role, options=options))
         t_env.execute_sql(checked_view(settings, role))
@@ -342,11 +483,29 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
         sku_demand_view(options),
         sku_competition_view(options),
         sku_features_view(),
+        sku_decisions_view(),
+        prices_sink_ddl(settings, options),
+        store_writes_ddl(),
+        decision_log_ddl(settings, options),
     ):
         t_env.execute_sql(statement)
     statements = t_env.create_statement_set()
     for role in INPUT_SCHEMAS:
         statements.add_insert_sql(dead_letter_insert(settings, role))
+    demand_args = ", ".join(_quote(c) for c in SKU_DEMAND_COLUMNS)
+    competition_args = ", ".join(_quote(c) for c in SKU_COMPETITION_COLUMNS)
+    log_columns = ", ".join(_quote(name) for name in DECISION_LOG_COLUMNS)
+    for insert in (
+        "INSERT INTO `prices_sink` SELECT `sku`, `decision_json` FROM `sku_decisions` "
+        "WHERE `decision_json` IS NOT NULL",
+        "INSERT INTO `store_writes` SELECT `push_decisions`(`decision_json`) FROM `sku_decisions` "
+        "WHERE `decision_json` IS NOT NULL",
+        f"INSERT INTO `store_writes` SELECT `push_sku_demand`({demand_args}, `window_time`) FROM `sku_demand`",
+        f"INSERT INTO `store_writes` SELECT `push_sku_competition`({competition_args}, `window_time`) "
+        "FROM `sku_competition`",
+        f"INSERT INTO `decision_log` SELECT {log_columns} FROM `sku_decisions`",
+    ):
+        statements.add_insert_sql(insert)
     return statements
 
 
@@ -368,7 +527,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float]
     parser.add_argument("--out-of-orderness", type=float, default=defaults.out_of_orderness_s, metavar="S")
     parser.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout_s, metavar="S")
     parser.add_argument("--checkpoint-interval", type=float, default=defaults.checkpoint_interval_s, metavar="S")
-    parser.add_argument("--parallelism", type=int, default=defaults.parallelism)
+    parser.add_argument("--parallelism", type=int, default=None, help="default: flink run -p, else 1")
     parser.add_argument("--bounded", action="store_true", help="stop at the offsets that are latest at start")
     parser.add_argument("--duration", type=float, default=0.0, help="cancel after S seconds (embedded runs)")
     args = parser.parse_args(argv)
@@ -399,6 +558,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         time.sleep(duration_s)
         client.cancel().result()
+        return 0
+    # Detached submission (`flink run --detached`, `pricewave submit`): the cluster runs the job.
+    if str(t_env.get_config().get("execution.attached", "true")).lower() == "false":
         return 0
     result.wait()
     return 0

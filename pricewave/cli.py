@@ -34,6 +34,9 @@ COMMAND_MODULES = [
     "price",
     "jobs",
     "monitor",
+    "train",
+    "evaluate",
+    "evaluate_real",
 ]
 
 

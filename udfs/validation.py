@@ -9,6 +9,9 @@ Example:
     >>> import pandas as pd
     >>> EventValidator("competitor_price").reasons(pd.Series([b"{}"])).tolist()
     ['missing_field: event_id']
+    >>> raw = b'{"event_id":"e","sku":"A","competitor":"c","price":2.5,"in_stock":true,"event_time":1767225600000}'
+    >>> EventValidator("competitor_price").reasons(pd.Series([raw, raw]), pd.Series([False, True])).tolist()
+    [None, 'late']
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from pricewave.schemas import check_event, load_schema
 
 
 class EventValidator(ScalarFunction):
-    """``reason(raw BYTES) -> STRING``: NULL for a valid record, else the rejection reason."""
+    """``reason(raw BYTES, late BOOLEAN) -> STRING``: NULL for a valid, on-time record.
+
+    The schema's reason comes first; a valid record behind the watermark gets ``late``.
+    """
 
     def __init__(self, schema_name: str) -> None:
         self.schema_name = schema_name
@@ -29,13 +35,15 @@ class EventValidator(ScalarFunction):
     def open(self, function_context: object) -> None:
         load_schema(self.schema_name)  # compile the checker once per worker, not per batch
 
-    def reasons(self, raw: pd.Series) -> pd.Series:
-        """The reason for each raw value (None when valid)."""
+    def reasons(self, raw: pd.Series, late: pd.Series | None = None) -> pd.Series:
+        """The reason for each raw value (None when valid and on time)."""
         out = [check_event(self.schema_name, value if value is not None else b"")[1] for value in raw]
+        if late is not None:
+            out = [reason or ("late" if is_late else None) for reason, is_late in zip(out, late, strict=True)]
         return pd.Series(out, index=raw.index, dtype=object)
 
-    def eval(self, raw: pd.Series) -> pd.Series:  # type: ignore[override]
-        return self.reasons(raw)
+    def eval(self, raw: pd.Series, late: pd.Series) -> pd.Series:  # type: ignore[override]
+        return self.reasons(raw, late)
 
 
 def validator_udf(schema_name: str) -> UserDefinedFunctionWrapper:

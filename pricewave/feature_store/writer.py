@@ -200,7 +200,10 @@ class FeatureWriter:
                 raise DataError(f"{name}: {int(keys.isna().sum())} row(s) have no {column!r}")
             out[column] = keys.astype(str)
         for feature in info.features:
-            out[feature] = frame[feature] if feature in frame.columns else None
+            if feature in frame.columns:
+                out[feature] = _as_declared(frame[feature], info.feature_types[feature])
+            else:
+                out[feature] = None
         for column in info.timestamp_columns:
             if column in frame.columns:
                 out[column] = _utc(frame[column], column, name)
@@ -332,6 +335,20 @@ class FeatureWriter:
             for i, count in enumerate((result.received, result.written, result.stale, result.collapsed)):
                 totals[i] += count
         return WriteResult(view, *totals)
+
+
+def _as_declared(column: pd.Series, value_type: ValueType) -> pd.Series:
+    """Widen a column to the width Feast expects (e.g. Flink's INT arrives as int32, Feast wants int64)."""
+    from feast.value_type import ValueType
+
+    if value_type == ValueType.INT64 and pd.api.types.is_integer_dtype(column.dtype):
+        return column.astype("int64")
+    if value_type == ValueType.INT64 and pd.api.types.is_float_dtype(column.dtype):
+        # Whole numbers that went through a nullable path; missing ones stay missing.
+        return column.astype("Int64").astype(object).where(column.notna(), None)
+    if value_type == ValueType.DOUBLE and pd.api.types.is_numeric_dtype(column.dtype):
+        return column.astype("float64")
+    return column
 
 
 def _is_null(value: Any) -> bool:

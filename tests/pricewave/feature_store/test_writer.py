@@ -7,7 +7,6 @@ the order, batching or repetition of writes, and identical on SQLite and Redis.
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from typing import Any
 
@@ -262,24 +261,22 @@ def test_redis_without_password_fails_clearly(feature_repo_copy: Any, redis_env:
         FeatureWriter(store).write("sku_price", [decision("NOPW-1", T0)])
 
 
-def test_batched_writes_beat_row_at_a_time(any_store: Any, record_property: Any) -> None:
+def test_a_batch_is_one_read_and_one_write(any_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batching is structural: 2,000 rows in two batches are two store writes, not 2,000.
+
+    (The speed that buys is measured in bench/online_store.py, not asserted here.)
+    """
     writer = FeatureWriter(any_store)
-    writer.write("sku_price", [decision("WARM-0", T0)])  # registry and connection warm-up
+    writer.write("sku_price", [decision("WARM-0", T0)])
+    calls: list[int] = []
+    original = any_store.write_to_online_store
+
+    def counting(view: str, df: Any = None, **kwargs: Any) -> Any:
+        calls.append(len(df))
+        return original(view, df=df, **kwargs)
+
+    monkeypatch.setattr(any_store, "write_to_online_store", counting)
     batch = [decision(f"BT-{i}", T0 + i) for i in range(2000)]
-    started = time.perf_counter()
     for start in range(0, len(batch), 1000):
         writer.write("sku_price", batch[start : start + 1000])
-    batched = len(batch) / (time.perf_counter() - started)
-    single_rows = [decision(f"ST-{i}", T0 + i) for i in range(100)]
-    started = time.perf_counter()
-    for row in single_rows:
-        writer.write("sku_price", [row])
-    single = len(single_rows) / (time.perf_counter() - started)
-    store_type = any_store.config.online_store.type
-    record_property(f"{store_type}_batched_rows_per_s", round(batched))
-    record_property(f"{store_type}_single_rows_per_s", round(single))
-    print(
-        f"\n{store_type}: batched {batched:,.0f} rows/s, "
-        f"one row at a time {single:,.0f} rows/s, {batched / single:.1f}x"
-    )
-    assert batched >= 10 * single
+    assert calls == [1000, 1000]

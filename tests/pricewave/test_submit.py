@@ -1,0 +1,177 @@
+"""``pricewave submit | jobs | stop | upgrade`` against the real standalone Flink cluster and broker.
+
+The pricing job is submitted with Flink's own ``flink run`` at parallelism 2 over fresh topics (the
+job's driver reads them from PRICEWAVE_TOPICS__* in its environment). Malformed clicks are the
+observable output until prices are wired: each one must reach the fresh dead-letter topic exactly
+once, before and after an upgrade that restores the job from its savepoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pricewave import cli
+from pricewave import submit as flink_jobs
+from pricewave.config import Settings, load_settings
+from pricewave.kafka_io import encode_json, ensure_topics, make_admin, make_producer
+from tests.conftest import consume_all
+
+pytestmark = pytest.mark.integration
+
+ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
+
+
+@pytest.fixture
+def job_settings(kafka_stack: Settings, flink_cluster: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings (and environment, for the flink run client) naming five fresh topics."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {role: f"test-submit-{role.replace('_', '-')}-{suffix}" for role in ROLES}
+    for role, name in names.items():
+        monkeypatch.setenv(f"PRICEWAVE_TOPICS__{role.upper()}", name)
+    settings = load_settings()
+    ensure_topics(settings, names.values())
+    yield settings
+    admin = make_admin(settings)
+    try:
+        admin.delete_topics(list(names.values()))
+    except Exception:  # best effort: leftover test topics harm nothing
+        pass
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def submitted_jobs(flink_cluster: Settings) -> Iterator[list[str]]:
+    """Job ids the test started; each still active at the end is cancelled."""
+    job_ids: list[str] = []
+    yield job_ids
+    cluster = flink_jobs.cluster_for(flink_cluster)
+    for job_id in job_ids:
+        try:
+            if flink_jobs.job_details(cluster, job_id).get("state") in flink_jobs.ACTIVE_STATES:
+                flink_jobs.cancel_job(cluster, job_id)
+        except Exception as exc:  # keep cancelling the others
+            print(f"could not cancel {job_id}: {exc}")
+
+
+def bad_clicks(settings: Settings, count: int, tag: str) -> None:
+    """Produce ``count`` malformed click records (half broken JSON, half missing fields)."""
+    producer = make_producer(settings)
+    for n in range(count):
+        value = b'{"truncated": ' + tag.encode() if n % 2 else encode_json({"event_id": f"{tag}-{n}", "sku": "A1"})
+        producer.send(settings.topics.clicks, value)
+    producer.flush()
+    producer.close()
+
+
+def dead_letters(settings: Settings, expected: int) -> list[dict[str, object]]:
+    records = consume_all(settings, settings.topics.dlq, expected=expected, timeout_s=90)
+    return [json.loads(record.value) for record in records]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    return out.out
+
+
+def restored_from(cluster: flink_jobs.Cluster, job_id: str, timeout_s: float = 60) -> dict[str, object]:
+    """The job's ``checkpoints.latest.restored`` (what it restored from), once reported."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = flink_jobs._rest_json(cluster, "GET", f"/jobs/{job_id}/checkpoints", job_id=job_id)
+        restored = (stats.get("latest") or {}).get("restored")
+        if restored:
+            return dict(restored)
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} reports no restored checkpoint")
+
+
+def test_submit_jobs_upgrade_from_savepoint_and_stop(
+    job_settings: Settings, submitted_jobs: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = flink_jobs.cluster_for(job_settings)
+    job_args = ["--group-id", f"test-submit-{uuid.uuid4().hex[:8]}", "--starting-offsets", "earliest-offset",
+                "--checkpoint-interval", "2"]  # fmt: skip
+
+    # submit at parallelism 2 through the CLI, as a user would
+    out = run_cli(capsys, "submit", "--parallelism", "2", "--", *job_args)
+    first = flink_jobs.JOB_ID_PATTERN.search(f"JobID {out.split()[2]}")
+    assert first is not None, out
+    first_id = first.group(1)
+    submitted_jobs.append(first_id)
+    assert f"{job_settings.flink.rest_url}/#/job/{first_id}/overview" in out
+    flink_jobs.wait_for_state(cluster, first_id, ["RUNNING"], timeout_s=180)
+    details = flink_jobs.job_details(cluster, first_id)
+    assert max(vertex["parallelism"] for vertex in details["vertices"]) == 2
+
+    listing = run_cli(capsys, "jobs")
+    row = next(line for line in listing.splitlines() if first_id in line)
+    assert "RUNNING" in row and "pricewave-pricing" in row
+
+    # records flow: malformed clicks reach the fresh dead-letter topic, once each
+    bad_clicks(job_settings, 6, "before")
+    letters = dead_letters(job_settings, 6)
+    assert len(letters) == 6
+    assert {letter["source_topic"] for letter in letters} == {job_settings.topics.clicks}
+    assert len({(letter["partition"], letter["offset"]) for letter in letters}) == 6
+
+    # upgrade: stop with a savepoint, then the current code restored from it
+    savepoints = tmp_path / "savepoints"
+    out = run_cli(capsys, "upgrade", first_id, "--savepoint", str(savepoints), "--parallelism", "2", "--", *job_args)
+    savepoint = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("savepoint: "))
+    second_id = next(line.split()[-1] for line in out.splitlines() if line.startswith("submitted job "))
+    submitted_jobs.append(second_id)
+    savepoint_dir = Path(savepoint.removeprefix("file:"))
+    assert savepoint_dir.is_dir() and (savepoint_dir / "_metadata").is_file()
+    assert savepoint_dir.parent == savepoints.resolve()
+    assert flink_jobs.job_details(cluster, first_id)["state"] == "FINISHED"
+    flink_jobs.wait_for_state(cluster, second_id, ["RUNNING"], timeout_s=180)
+    restored = restored_from(cluster, second_id)
+    assert restored["is_savepoint"] is True
+    assert str(restored["external_path"]).removeprefix("file:") == str(savepoint_dir)
+
+    # the restored job resumes from the savepoint's offsets: only the new records are dead-lettered
+    bad_clicks(job_settings, 4, "after")
+    letters = dead_letters(job_settings, 10)
+    time.sleep(3)
+    letters = dead_letters(job_settings, 11)  # nothing more arrives (no replay from the earliest offset)
+    assert len(letters) == 10
+    assert len({(letter["partition"], letter["offset"]) for letter in letters}) == 10
+
+    # stop with a savepoint (the one active pricing job, no id given)
+    second_savepoints = tmp_path / "second"
+    out = run_cli(capsys, "stop", "--savepoint", str(second_savepoints))
+    assert second_id in out
+    final = Path(out.strip().splitlines()[-1].split(": ", 1)[1].removeprefix("file:"))
+    assert (final / "_metadata").is_file() and final.parent == second_savepoints.resolve()
+    assert flink_jobs.job_details(cluster, second_id)["state"] == "FINISHED"
+
+
+def test_dry_run_prints_the_flink_run_command(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_cli(capsys, "submit", "--dry-run", "-p", "3", "--from-savepoint", "/tmp/sp-1", "--", "--bounded")
+    assert "/bin/flink run --detached" in out
+    assert "-pym jobs.pricing_job" in out and "-p 3" in out and "-s /tmp/sp-1" in out
+    assert out.rstrip().endswith("--bounded --parallelism 3")
+    assert "FLINK_CONF_DIR=" in out and "--jarfile" not in out and "flink-sql-connector-kafka" not in out
+    assert Path(settings.path("submit", "pricewave_job.zip")).is_file()
+
+
+def test_clear_errors_for_a_down_cluster_and_an_unknown_job(
+    flink_cluster: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["jobs", "--cluster", "http://127.0.0.1:1"]) == 3
+    assert "no Flink cluster answers at http://127.0.0.1:1" in capsys.readouterr().err
+    assert cli.main(["stop", "0" * 32]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"pricewave: error: no job {'0' * 32} on {flink_cluster.flink.rest_url}: see 'pricewave jobs' for the ids"
+    )

@@ -1,0 +1,283 @@
+"""Pricing and online-store UDFs of the streaming job, all vectorized (pandas on Arrow batches).
+
+* :class:`SkuPricer`: one dynamic price per sku and window from the window features plus what
+  the online store knows (catalog, last published price, review summary), through
+  :class:`pricewave.pricing.policy.PricingPolicy` — the same call the offline evaluation makes.
+* :class:`OfferPricer`: a personalized offer per view / add-to-cart event, capped by the sku's
+  current price for everyone (discount-only), with the disclosure flag.
+* :class:`DecisionPush` and :class:`FeaturePush`: batched, event-time-guarded writes into the
+  Feast online store through :class:`pricewave.feature_store.FeatureWriter`.
+
+Each pricer returns the decision as its wire JSON (``schemas/price_decision``), which the job
+sends to the ``prices`` topic unchanged, and as typed columns for the decision log. Models and
+stores are opened once per worker in ``open()``; a new model version is picked up without a
+restart (:class:`pricewave.pricing.artifact.ArtifactWatcher`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyflink.table import DataTypes
+from pyflink.table.udf import ScalarFunction, UserDefinedFunctionWrapper, udf
+
+from pricewave.config import Settings
+from pricewave.schemas import check_event
+
+DECISION_FIELDS = [
+    ("decision_json", DataTypes.STRING()),
+    ("decision_id", DataTypes.STRING()),
+    ("kind", DataTypes.STRING()),
+    ("sku", DataTypes.STRING()),
+    ("user_key", DataTypes.STRING()),
+    ("price", DataTypes.DOUBLE()),
+    ("base_price", DataTypes.DOUBLE()),
+    ("guardrail", DataTypes.STRING()),
+    ("model_version", DataTypes.STRING()),
+    ("propensity", DataTypes.DOUBLE()),
+    ("personalized", DataTypes.BOOLEAN()),
+    ("expected_conversion", DataTypes.DOUBLE()),
+    ("decision_time", DataTypes.BIGINT()),
+    ("event_time", DataTypes.BIGINT()),
+    ("features_json", DataTypes.STRING()),
+]
+DECISION_ROW = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in DECISION_FIELDS])
+
+# What the pricers read from the online store, per view (features and, for freshness, the time).
+SKU_CONTEXT = {
+    "sku_catalog": ("base_price", "cost", "map_price", "ceiling_price"),
+    "sku_price": ("price",),
+    "sku_review_summary": ("review_count", "mean_rating", "sentiment", "review_embedding"),
+}
+SKU_DEMAND_FEATURES = (
+    "views_5m",
+    "carts_5m",
+    "purchases_5m",
+    "conversion_5m",
+    "views_1h",
+    "purchases_1h",
+    "conversion_1h",
+)
+SKU_COMPETITION_FEATURES = ("competitor_min_price", "competitor_offers", "competitor_staleness_s")
+
+
+def to_millis(values: pd.Series) -> np.ndarray:
+    """Epoch milliseconds of a timestamp (or already-millis integer) column."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        # Flink hands timestamps over at ms or µs resolution: normalize the unit before converting.
+        stamps = pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
+        return (stamps.astype("int64") // 1_000_000).to_numpy()
+    return values.astype("int64").to_numpy()
+
+
+def decision_id(kind: str, sku: str, user_key: str | None, event_time_ms: int) -> str:
+    """A decision's id: the same decision replayed after a restart gets the same id."""
+    text = f"{kind}|{sku}|{user_key or ''}|{event_time_ms}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def read_online(store: Any, entity_rows: list[dict[str, Any]], views: dict[str, tuple[str, ...]]) -> pd.DataFrame:
+    """One online read for a batch: ``<feature>`` columns plus ``<view>__event_ms`` per view."""
+    from feast.type_map import feast_value_type_to_python_type
+
+    refs = [f"{view}:{name}" for view, names in views.items() for name in names]
+    response = store.get_online_features(features=refs, entity_rows=entity_rows, full_feature_names=True)
+    columns: dict[str, list[Any]] = {}
+    names = list(response.proto.metadata.feature_names.val)
+    for name, vector in zip(names, response.proto.results, strict=True):
+        if name in ("sku", "user_key"):
+            continue
+        view, feature = name.split("__", 1)
+        columns[feature] = [feast_value_type_to_python_type(value) for value in vector.values]
+        event_column = f"{view}__event_ms"
+        if event_column not in columns:
+            columns[event_column] = [
+                (stamp.seconds * 1000 + stamp.nanos // 1_000_000) if (stamp.seconds or stamp.nanos) else None
+                for stamp in vector.event_timestamps
+            ]
+    return pd.DataFrame(columns)
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def decisions_frame(kind: str, inputs: pd.DataFrame, decided: pd.DataFrame, now_ms: int) -> pd.DataFrame:
+    """Assemble the UDF's output rows (wire JSON + typed columns) from the policy's decisions."""
+    rows = []
+    for i in range(len(inputs)):
+        row = inputs.iloc[i]
+        out = decided.iloc[i]
+        user_key = row.get("user_key") if kind == "offer" else None
+        event_ms = int(row["event_time"])
+        price = _json_value(out["price"])
+        record = {
+            "decision_id": decision_id(kind, str(row["sku"]), user_key, event_ms),
+            "kind": kind,
+            "sku": str(row["sku"]),
+            "user_key": user_key,
+            "price": price,
+            "base_price": _json_value(out["base_price"]),
+            "guardrail": out["guardrail"],
+            "guardrails": list(out["guardrails"]),
+            "model_version": str(out["model_version"]),
+            "propensity": float(out["propensity"]),
+            "personalized": bool(out["personalized"]) if kind == "offer" else False,
+            "decision_time": now_ms,
+            "event_time": event_ms,
+        }
+        conversion = _json_value(out["expected_conversion"])
+        if conversion is not None:
+            record["expected_conversion"] = float(min(max(conversion, 0.0), 1.0))
+        explanation = json.loads(out["explanation"]) if out["explanation"] else None
+        if explanation:
+            record["explanation"] = explanation
+        decision_json = None
+        if price is not None:
+            decision_json = json.dumps(record, separators=(",", ":"), allow_nan=False)
+            _, reason = check_event("price_decision", decision_json.encode(), now_ms=now_ms)
+            if reason is not None:  # a contract bug, never a bad input: publish nothing, say why
+                record["guardrail"] = f"invalid_decision: {reason}"
+                decision_json = None
+        features = {name: _json_value(row.get(name)) for name in (*SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES)}
+        rows.append(
+            {
+                "decision_json": decision_json,
+                "decision_id": record["decision_id"],
+                "kind": kind,
+                "sku": record["sku"],
+                "user_key": user_key,
+                "price": price,
+                "base_price": record["base_price"],
+                "guardrail": record["guardrail"],
+                "model_version": record["model_version"],
+                "propensity": record["propensity"],
+                "personalized": record["personalized"],
+                "expected_conversion": record.get("expected_conversion"),
+                "decision_time": now_ms,
+                "event_time": event_ms,
+                "features_json": json.dumps(features, separators=(",", ":")),
+            }
+        )
+    return pd.DataFrame(rows, columns=[name for name, _ in DECISION_FIELDS])
+
+
+class _SettingsCarrier(ScalarFunction):
+    """Carries the job's settings to the Python workers (they travel pickled with the UDF, so a
+    worker sees what the submitting process saw, whatever its own environment)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings_data = settings.model_dump(mode="json")
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.model_validate(self.settings_data)
+
+
+class _PricerBase(_SettingsCarrier):
+    """Opens the online store and the policy once per worker."""
+
+    def open(self, function_context: object) -> None:
+        from pricewave.feature_store import open_store
+        from pricewave.pricing.artifact import ArtifactWatcher
+        from pricewave.pricing.policy import PricingPolicy
+
+        settings = self.settings
+        self.store = open_store(settings)
+        model_dir = settings.path(settings.models.model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self.policy = PricingPolicy(ArtifactWatcher(model_dir))
+
+    def _context(self, skus: list[str]) -> pd.DataFrame:
+        context = read_online(self.store, [{"sku": sku} for sku in skus], SKU_CONTEXT)
+        context["ceiling"] = context.pop("ceiling_price")
+        return context
+
+
+class SkuPricer(_PricerBase):
+    """``price_sku(sku, window_time, <demand...>, <competition...>) -> ROW`` for each sku window."""
+
+    COLUMNS = ("sku", "window_time", *SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES)
+
+    def eval(self, *columns: pd.Series) -> pd.DataFrame:  # type: ignore[override]
+        frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
+        frame["event_time"] = to_millis(frame.pop("window_time"))
+        context = self._context(frame["sku"].tolist())
+        frame = pd.concat([frame.reset_index(drop=True), context], axis=1)
+        # The last published price is the one before this window; a replay of this very window
+        # (same event time) finds its own earlier result and keeps it within the same band.
+        frame["last_published"] = frame.pop("price")
+        frame["user_key"] = None
+        decided = self.policy.decide(frame)
+        return decisions_frame("sku", frame, decided, int(time.time() * 1000))
+
+
+def sku_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:
+    """The vectorized sku pricer for the TableEnvironment."""
+    return udf(SkuPricer(settings), result_type=DECISION_ROW, func_type="pandas")
+
+
+class FeaturePush(_SettingsCarrier):
+    """``push_<view>(<view's columns...>) -> BIGINT``: write a batch of feature rows to the store.
+
+    Returns 1 for rows written and 0 for rows the store already had newer (event-time guard).
+    """
+
+    def __init__(self, settings: Settings, view: str, columns: tuple[str, ...]) -> None:
+        super().__init__(settings)
+        self.view = view
+        self.columns = columns
+
+    def open(self, function_context: object) -> None:
+        from pricewave.feature_store import FeatureWriter, open_store
+
+        self.writer = FeatureWriter(open_store(self.settings))
+
+    def eval(self, *columns: pd.Series) -> pd.Series:  # type: ignore[override]
+        frame = pd.DataFrame(dict(zip(self.columns, columns, strict=True)))
+        if "event_time" in frame and pd.api.types.is_datetime64_any_dtype(frame["event_time"]):
+            frame["event_time"] = to_millis(frame["event_time"])
+        result = self.writer.write(self.view, frame)
+        written = np.zeros(len(frame), dtype=np.int64)
+        written[: result.written] = 1  # a count per batch; rows carry no individual outcome
+        return pd.Series(written)
+
+
+def feature_push_udf(settings: Settings, view: str, columns: tuple[str, ...]) -> UserDefinedFunctionWrapper:
+    """The vectorized online-store writer of one feature view."""
+    return udf(FeaturePush(settings, view, columns), result_type=DataTypes.BIGINT(), func_type="pandas")
+
+
+class DecisionPush(_SettingsCarrier):
+    """``push_decisions(decision_json) -> BIGINT``: price decisions into ``sku_price`` / ``user_offer``."""
+
+    def open(self, function_context: object) -> None:
+        from pricewave.feature_store import FeatureWriter, open_store
+
+        self.writer = FeatureWriter(open_store(self.settings))
+
+    def eval(self, decisions: pd.Series) -> pd.Series:  # type: ignore[override]
+        from pricewave.feature_store import split_price_decisions
+
+        records = [json.loads(text) for text in decisions if text]
+        written = 0
+        if records:
+            for view, rows in split_price_decisions(records).items():
+                written += self.writer.write(view, rows).written
+        out = np.zeros(len(decisions), dtype=np.int64)
+        out[:written] = 1
+        return pd.Series(out)
+
+
+def decision_push_udf(settings: Settings) -> UserDefinedFunctionWrapper:
+    """The vectorized writer of price decisions into the online store."""
+    return udf(DecisionPush(settings), result_type=DataTypes.BIGINT(), func_type="pandas")
