@@ -47,6 +47,8 @@ class JobOptions:
     idle_timeout_s: float = 5.0
     checkpoint_interval_s: float = 5.0
     window_slide_s: int = 60
+    # A session is the user's clicks in the last 30 minutes (user_session TTL in the feature repo).
+    session_gap_s: int = 1800
     short_horizon_s: int = 300
     long_horizon_s: int = 3600
     dedup_window_s: int = 60
@@ -326,6 +328,8 @@ SKU_DEMAND_COLUMNS = (
     "unique_users_1h",
     "conversion_1h",
 )
+USER_SESSION_COLUMNS = ("user_key", "recent_views", "recent_carts", "mean_price_seen", "dwell_s", "event_time")
+REVIEW_SUMMARY_COLUMNS = ("sku", "review_count", "mean_rating", "sentiment", "review_embedding", "event_time")
 SKU_COMPETITION_COLUMNS = (
     "sku",
     "competitor_min_price",
@@ -345,6 +349,50 @@ def sku_decisions_view() -> str:
 CREATE TEMPORARY VIEW `sku_decisions` AS
 SELECT {fields}
 FROM (SELECT `price_sku`({arguments}) AS `d` FROM `sku_features`)"""
+
+
+def user_session_view(options: JobOptions) -> str:
+    """Per click, the user's session so far (OVER window on event time, per pseudonymous user)."""
+    session = _interval(options.session_gap_s)
+    return f"""
+CREATE TEMPORARY VIEW `user_sessions` AS
+SELECT `user_key`, `sku`, `event_type`, `event_time`,
+  SUM(CASE WHEN `event_type` = 'view' THEN 1 ELSE 0 END) OVER w AS `recent_views`,
+  SUM(CASE WHEN `event_type` = 'add_to_cart' THEN 1 ELSE 0 END) OVER w AS `recent_carts`,
+  AVG(`price_seen`) OVER w AS `mean_price_seen`,
+  CAST(TIMESTAMPDIFF(SECOND, MIN(`event_time`) OVER w, `event_time`) AS DOUBLE) AS `dwell_s`,
+  COUNT(*) OVER w AS `session_events`
+FROM `unique_clicks`
+WINDOW w AS (PARTITION BY `user_key` ORDER BY `event_time` RANGE BETWEEN {session} PRECEDING AND CURRENT ROW)"""
+
+
+def offer_decisions_view() -> str:
+    """A personalized offer for each view or add-to-cart, priced by the vectorized offer pricer."""
+    from udfs.pricing import DECISION_FIELDS
+
+    fields = ", ".join(f"`d`.{_quote(name)} AS {_quote(name)}" for name, _ in DECISION_FIELDS)
+    return f"""
+CREATE TEMPORARY VIEW `offer_decisions` AS
+SELECT {fields}
+FROM (
+  SELECT `price_offer`(`user_key`, `sku`, `event_time`, `recent_views`, `recent_carts`, `mean_price_seen`,
+    `dwell_s`) AS `d`
+  FROM `user_sessions` WHERE `event_type` IN ('view', 'add_to_cart')
+)"""
+
+
+def sku_review_summary_view(options: JobOptions) -> str:
+    """Per-sku review summary over the long horizon: count, mean rating, sentiment, mean embedding."""
+    return f"""
+CREATE TEMPORARY VIEW `sku_review_summary` AS
+SELECT `sku`, `s`.`review_count`, `s`.`mean_rating`, `s`.`sentiment`, `s`.`review_embedding`, `window_time`
+FROM (
+  SELECT `sku`,
+    `review_summary`(`rating`, `scored`.`sentiment`, `scored`.`embedding`) AS `s`,
+    TUMBLE_ROWTIME(`event_time`, {_interval(options.long_horizon_s)}) AS `window_time`
+  FROM (SELECT `sku`, `rating`, `event_time`, `review_sentiment`(`text`) AS `scored` FROM `valid_reviews`)
+  GROUP BY `sku`, TUMBLE(`event_time`, {_interval(options.long_horizon_s)})
+)"""
 
 
 def prices_sink_ddl(settings: Settings, options: JobOptions) -> str:
@@ -450,12 +498,22 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
 
 def register_udfs(t_env: TableEnvironment, settings: Settings) -> None:
     """Register the pandas UDFs the SQL calls."""
-    from udfs.pricing import decision_push_udf, feature_push_udf, sku_pricer_udf
+    from udfs.pricing import decision_push_udf, feature_push_udf, offer_pricer_udf, sku_pricer_udf
+    from udfs.review_embedding import review_sentiment_udf, review_summary_udaf
     from udfs.validation import validator_udf
 
     for schema in INPUT_SCHEMAS.values():
         t_env.create_temporary_function(f"validate_{schema}", validator_udf(schema))
     t_env.create_temporary_function("price_sku", sku_pricer_udf(settings))
+    t_env.create_temporary_function("price_offer", offer_pricer_udf(settings))
+    t_env.create_temporary_function("review_sentiment", review_sentiment_udf(settings))
+    t_env.create_temporary_function("review_summary", review_summary_udaf())
+    t_env.create_temporary_function(
+        "push_user_session", feature_push_udf(settings, "user_session", USER_SESSION_COLUMNS)
+    )
+    t_env.create_temporary_function(
+        "push_sku_review_summary", feature_push_udf(settings, "sku_review_summary", REVIEW_SUMMARY_COLUMNS)
+    )
     t_env.create_temporary_function("push_decisions", decision_push_udf(settings))
     t_env.create_temporary_function(
         "push_sku_demand", feature_push_udf(settings, "sku_demand", (*SKU_DEMAND_COLUMNS, "event_time"))
@@ -484,6 +542,9 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
         sku_competition_view(options),
         sku_features_view(),
         sku_decisions_view(),
+        user_session_view(options),
+        offer_decisions_view(),
+        sku_review_summary_view(options),
         prices_sink_ddl(settings, options),
         store_writes_ddl(),
         decision_log_ddl(settings, options),
@@ -495,15 +556,24 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
     demand_args = ", ".join(_quote(c) for c in SKU_DEMAND_COLUMNS)
     competition_args = ", ".join(_quote(c) for c in SKU_COMPETITION_COLUMNS)
     log_columns = ", ".join(_quote(name) for name in DECISION_LOG_COLUMNS)
+    t_env.execute_sql(
+        "CREATE TEMPORARY VIEW `all_decisions` AS "
+        "SELECT * FROM `sku_decisions` UNION ALL SELECT * FROM `offer_decisions`"
+    )
+    session_args = ", ".join(_quote(c) for c in USER_SESSION_COLUMNS)
     for insert in (
-        "INSERT INTO `prices_sink` SELECT `sku`, `decision_json` FROM `sku_decisions` "
+        "INSERT INTO `prices_sink` SELECT `sku`, `decision_json` FROM `all_decisions` "
         "WHERE `decision_json` IS NOT NULL",
-        "INSERT INTO `store_writes` SELECT `push_decisions`(`decision_json`) FROM `sku_decisions` "
+        "INSERT INTO `store_writes` SELECT `push_decisions`(`decision_json`) FROM `all_decisions` "
         "WHERE `decision_json` IS NOT NULL",
+        f"INSERT INTO `store_writes` SELECT `push_user_session`({session_args}) FROM `user_sessions` "
+        "WHERE `event_type` IN ('view', 'add_to_cart')",
+        "INSERT INTO `store_writes` SELECT `push_sku_review_summary`(`sku`, `review_count`, `mean_rating`, "
+        "`sentiment`, `review_embedding`, `window_time`) FROM `sku_review_summary`",
         f"INSERT INTO `store_writes` SELECT `push_sku_demand`({demand_args}, `window_time`) FROM `sku_demand`",
         f"INSERT INTO `store_writes` SELECT `push_sku_competition`({competition_args}, `window_time`) "
         "FROM `sku_competition`",
-        f"INSERT INTO `decision_log` SELECT {log_columns} FROM `sku_decisions`",
+        f"INSERT INTO `decision_log` SELECT {log_columns} FROM `all_decisions`",
     ):
         statements.add_insert_sql(insert)
     return statements

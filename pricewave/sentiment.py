@@ -412,6 +412,10 @@ def train_sentiment_head(
     return head, metrics
 
 
+PACKAGED_HEAD_PATH = Path(__file__).resolve().parent / "models" / "sentiment_head.json"
+"""A head trained on the packaged real reviews, shipped so that scoring works out of the box."""
+
+
 def load_or_train_sentiment_head(
     settings: Settings, embedder: ReviewEmbedder, *, progress: bool = True
 ) -> SentimentHead:
@@ -425,13 +429,18 @@ def load_or_train_sentiment_head(
         progress: Show a progress bar if training embeds the reviews.
     """
     path = sentiment_head_path(settings)
-    if path.is_file():
+    # The state directory's head first, then the one shipped with the package (trained by
+    # `pricewave reviews train-sentiment` on the same real reviews), so a fresh install does not
+    # spend minutes embedding 4,000 reviews before it can score one.
+    for candidate in (path, PACKAGED_HEAD_PATH):
+        if not candidate.is_file():
+            continue
         try:
-            head = SentimentHead.load(path)
-            if head.metrics.get("embedding_fingerprint") == embedder.fingerprint:
-                return head
+            head = SentimentHead.load(candidate)
         except SentimentModelError:
-            pass  # unreadable: retrain and overwrite
+            continue  # unreadable: try the next, else retrain and overwrite
+        if head.metrics.get("embedding_fingerprint") == embedder.fingerprint:
+            return head
     head, _ = train_sentiment_head(embedder, cache_dir=settings.path("cache", "embeddings"), progress=progress)
     head.save(path)
     return head

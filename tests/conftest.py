@@ -6,11 +6,15 @@ not running, the session fixture starts it the same way, so a developer can run 
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pricewave import stack
@@ -61,6 +65,17 @@ def fresh_topic(kafka_stack: Settings, request: pytest.FixtureRequest) -> Iterat
         admin.close()
 
 
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Path:
+    """A real demand model trained once per session on a small simulated history (not a stub)."""
+    from pricewave.training import generate_history, train
+
+    work = tmp_path_factory.mktemp("trained")
+    history = generate_history("small", settings, work / "history", events=20_000, seed=5, progress=False)
+    train(history, work / "models", settings, epochs=15, patience=3, progress=False)
+    return work / "models"
+
+
 def consume_all(
     settings: Settings,
     topic: str,
@@ -96,12 +111,6 @@ def consume_all(
 # Feature store fixtures (feature_repo/, pricewave.feature_store): a private password-protected
 # redis-server, applied copies of the Feast repo, and an open store per online-store profile.
 # ============================================================================================
-
-import subprocess  # noqa: E402  (kept inside this block)
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import redis  # noqa: E402
 
 REDIS_TEST_PASSWORD = "pw-test-3f9c1a"
 

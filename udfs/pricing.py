@@ -226,6 +226,40 @@ def sku_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:
     return udf(SkuPricer(settings), result_type=DECISION_ROW, func_type="pandas")
 
 
+OFFER_STORE_CONTEXT = {
+    **SKU_CONTEXT,
+    "sku_demand": SKU_DEMAND_FEATURES,
+    "sku_competition": SKU_COMPETITION_FEATURES,
+}
+
+
+class OfferPricer(_PricerBase):
+    """``price_offer(user_key, sku, event_time, <session...>) -> ROW``: a personalized offer.
+
+    Triggered by a view or add-to-cart. The sku's window features come from the online store
+    (written there by the sku branch of the same job); the cap for the discount-only policy is
+    the sku's current price for everyone (``sku_price``), else its base price.
+    """
+
+    COLUMNS = ("user_key", "sku", "event_time", "recent_views", "recent_carts", "mean_price_seen", "dwell_s")
+
+    def eval(self, *columns: pd.Series) -> pd.DataFrame:  # type: ignore[override]
+        frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
+        frame["event_time"] = to_millis(frame["event_time"])
+        context = read_online(self.store, [{"sku": sku} for sku in frame["sku"]], OFFER_STORE_CONTEXT)
+        context["ceiling"] = context.pop("ceiling_price")
+        frame = pd.concat([frame.reset_index(drop=True), context], axis=1)
+        frame["non_personalized_price"] = frame.pop("price")
+        frame["last_published"] = np.nan  # offers are per event: no rate limit between them
+        decided = self.policy.decide(frame)
+        return decisions_frame("offer", frame, decided, int(time.time() * 1000))
+
+
+def offer_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:
+    """The vectorized offer pricer for the TableEnvironment."""
+    return udf(OfferPricer(settings), result_type=DECISION_ROW, func_type="pandas")
+
+
 class FeaturePush(_SettingsCarrier):
     """``push_<view>(<view's columns...>) -> BIGINT``: write a batch of feature rows to the store.
 

@@ -150,3 +150,53 @@ def review_sentiment_udf(
         result_type=RESULT_TYPE,
         func_type="pandas",
     )
+
+
+REVIEW_SUMMARY_TYPE = DataTypes.ROW(
+    [
+        DataTypes.FIELD("review_count", DataTypes.BIGINT()),
+        DataTypes.FIELD("mean_rating", DataTypes.DOUBLE()),
+        DataTypes.FIELD("sentiment", DataTypes.DOUBLE()),
+        DataTypes.FIELD("review_embedding", DataTypes.ARRAY(DataTypes.FLOAT())),
+    ]
+)
+
+
+def summarize_reviews(ratings: pd.Series, sentiments: pd.Series, embeddings: pd.Series) -> dict[str, Any]:
+    """One window's review summary: count, mean rating and sentiment, L2-normalized mean embedding.
+
+    Example:
+        >>> summary = summarize_reviews(pd.Series([5, 3]), pd.Series([0.5, -0.1]), pd.Series([[3.0, 0.0], [1.0, 0.0]]))
+        >>> summary["review_count"], summary["mean_rating"], summary["review_embedding"]
+        (2, 4.0, [1.0, 0.0])
+    """
+    vectors = [np.asarray(v, dtype=np.float32) for v in embeddings if v is not None and len(v)]
+    embedding = None
+    if vectors:
+        centre = np.mean(np.stack(vectors), axis=0)
+        norm = float(np.linalg.norm(centre))
+        embedding = (centre / norm if norm > 0 else centre).astype(float).tolist()
+    finite = pd.to_numeric(sentiments, errors="coerce").dropna()
+    return {
+        "review_count": len(ratings),
+        "mean_rating": float(pd.to_numeric(ratings, errors="coerce").mean()),
+        "sentiment": float(finite.mean()) if len(finite) else None,
+        "review_embedding": embedding,
+    }
+
+
+def review_summary_udaf() -> Any:
+    """A pandas UDAF over a sku's reviews in a window: :func:`summarize_reviews` as a ROW.
+
+    Vectorized: the aggregate sees the whole group as Series, so the mean embedding is one numpy
+    call. (All aggregates of that window are Python ones: Flink cannot mix them with built-ins.)
+    """
+    from pyflink.table.udf import udaf
+
+    def summary(ratings: pd.Series, sentiments: pd.Series, embeddings: pd.Series) -> Any:
+        from pyflink.common import Row
+
+        values = summarize_reviews(ratings, sentiments, embeddings)
+        return Row(values["review_count"], values["mean_rating"], values["sentiment"], values["review_embedding"])
+
+    return udaf(summary, result_type=REVIEW_SUMMARY_TYPE, func_type="pandas")

@@ -126,15 +126,21 @@ def test_bad_and_late_records_go_to_the_dead_letter_topic_and_windows_count_exac
     assert flink_trimmed == sorted(expected)
 
 
-def test_simulated_market_is_priced_end_to_end(job_settings: Settings, tmp_path: Path) -> None:
-    """Simulator → Kafka → Flink → prices topic (read_committed) and the Feast online store."""
+def test_simulated_market_is_priced_end_to_end(job_settings: Settings, trained_model_dir: Path, tmp_path: Path) -> None:
+    """Simulator → Kafka → Flink → prices topic (read_committed) and the Feast online store.
+
+    Both decisions: a dynamic price per sku and window, and a personalized offer per view or
+    add-to-cart, disclosed, never above the price for everyone.
+    """
     from pricewave.feature_store import FeatureWriter, get_price, open_store
     from pricewave.pricing.guardrails import GuardrailPolicy
     from pricewave.schemas import check_event
     from pricewave.simulator.runner import Simulator
     from pricewave.simulator.scenario import load_scenario
 
-    settings = job_settings
+    settings = job_settings.model_copy(
+        update={"models": job_settings.models.model_copy(update={"model_dir": str(trained_model_dir)})}
+    )
     simulator = Simulator(load_scenario("small"), settings, seed=11)
     store = open_store(settings)
     FeatureWriter(store).write("sku_catalog", simulator.catalog_records())
@@ -151,16 +157,28 @@ def test_simulated_market_is_priced_end_to_end(job_settings: Settings, tmp_path:
     catalog = {row["sku"]: row for row in simulator.catalog_records()}
     policy = GuardrailPolicy()
     latest: dict[str, dict[str, object]] = {}
+    offers: list[dict[str, object]] = []
     for raw in records:
         decision, reason = check_event("price_decision", raw)
         assert reason is None, reason
-        assert decision is not None and decision["kind"] == "sku" and decision["user_key"] is None
+        assert decision is not None
         facts = catalog[decision["sku"]]
         floor = max(facts["cost"] * (1 + policy.min_margin), facts["map_price"] or 0.0)
-        assert floor - 1e-9 <= decision["price"] <= facts["ceiling_price"] + 1e-9
+        assert floor - 1e-9 <= decision["price"] <= facts["ceiling_price"] + 1e-9  # guardrails hold
+        if decision["kind"] == "offer":
+            assert decision["user_key"] is not None and len(decision["user_key"]) == 32
+            assert decision["price"] <= facts["base_price"] + 1e-9 or decision["guardrail"] != "kill_switch"
+            offers.append(decision)
+            continue
+        assert decision["user_key"] is None and decision["personalized"] is False
         previous = latest.get(decision["sku"])
         if previous is None or decision["event_time"] >= previous["event_time"]:
             latest[decision["sku"]] = decision
+    assert latest, "no per-sku price was published"
+    assert offers, "no personalized offer was published"
+    model_priced = [o for o in offers if o["model_version"] != "none"]
+    assert model_priced, "the trained model priced no offer"
+    assert all(o["personalized"] for o in model_priced)  # disclosure flag on every personalized price
     # Each sku's newest decision is what a channel reads from the online store (judged fresh at
     # the simulated time of that decision).
     for sku, decision in latest.items():
@@ -168,5 +186,9 @@ def test_simulated_market_is_priced_end_to_end(job_settings: Settings, tmp_path:
         quote = get_price(store, sku, now=now)
         assert quote.source == "sku"
         assert quote.price == pytest.approx(decision["price"])
+    newest_offer = max(offers, key=lambda o: o["event_time"])
+    now = datetime.fromtimestamp(int(newest_offer["event_time"]) / 1000 + 1, UTC)
+    quote = get_price(store, newest_offer["sku"], user_key=str(newest_offer["user_key"]), now=now)
+    assert quote.source == "offer" and quote.personalized == newest_offer["personalized"]
     log_files = list((tmp_path / "decisions").rglob("*"))
     assert any(path.is_file() for path in log_files), "the decision log is empty"

@@ -1,0 +1,243 @@
+"""Online store: batched vs one-row writes, and one-entity channel reads, on SQLite and Redis.
+
+Everything runs on a private, freshly applied copy of ``feature_repo/`` and, for Redis, a private
+``redis-server`` on a free port (password set), so nothing shared is touched.
+
+* **Writes** (``sku_price`` rows, what the job's ``push_decisions`` writes): the project's
+  :class:`pricewave.feature_store.FeatureWriter` (event-time guard: one read + one write per
+  batch) in batches of 1,000 rows (the job's Arrow batch) vs one row per call; and Feast's bare
+  ``write_to_online_store`` the same two ways, to show what the guard costs. DESIGN.md §5:
+  batched ≥ 10× one-row rows/s.
+* **Reads** for one entity (an anonymous shopper's price: ``sku_price`` + ``sku_catalog``, 4
+  features): the Feast SDK ``get_online_features``, pricewave's channel API ``get_price`` and
+  ``feast serve`` over HTTP (a subprocess on a free port, keep-alive client). DESIGN.md §5:
+  ``get_online_features`` one entity on Redis p99 ≤ 10 ms.
+
+Usage::
+
+    .venv/bin/python bench/online_store.py          # full sizes (about 2 minutes)
+    .venv/bin/python bench/online_store.py --tiny   # seconds, for CI
+
+Prints the tables and a final JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import benchlib
+import pandas as pd
+
+from pricewave.config import load_settings
+
+READ_REFS = ["sku_price:price", "sku_price:personalized", "sku_price:model_version", "sku_catalog:base_price"]
+
+
+def price_rows(skus: list[str], event_ms: int) -> pd.DataFrame:
+    n = len(skus)
+    return pd.DataFrame(
+        {
+            "sku": skus,
+            "decision_id": [f"{i:032x}" for i in range(n)],
+            "price": [19.99] * n,
+            "base_price": [21.99] * n,
+            "guardrail": ["none"] * n,
+            "guardrails": [["none"]] * n,
+            "model_version": ["bench"] * n,
+            "propensity": [1.0] * n,
+            "personalized": [False] * n,
+            "expected_conversion": [0.05] * n,
+            "decision_time": [event_ms] * n,
+            "event_time": [event_ms] * n,
+        }
+    )
+
+
+def write_rates(store: Any, n_batched: int, n_single: int, batch: int, repeats: int) -> dict[str, float]:
+    """rows/s of FeatureWriter and of Feast's write_to_online_store, batched and one row per call."""
+    from pricewave.feature_store import FeatureWriter
+    from pricewave.feature_store.writer import _utc
+
+    writer = FeatureWriter(store)
+    skus = [f"SKU-{i:05d}" for i in range(n_batched)]
+    clock = [int(time.time() * 1000) - 600_000]
+
+    def next_ms() -> int:
+        clock[0] += 1000  # every pass is newer than the last: the guard lets it through
+        return clock[0]
+
+    def writer_batched() -> float:
+        frame = price_rows(skus, next_ms())
+        start = time.perf_counter()
+        for first in range(0, n_batched, batch):
+            result = writer.write("sku_price", frame.iloc[first : first + batch])
+            assert result.written == len(frame.iloc[first : first + batch]), result
+        return n_batched / (time.perf_counter() - start)
+
+    def writer_single() -> float:
+        frame = price_rows(skus[:n_single], next_ms())
+        start = time.perf_counter()
+        for i in range(n_single):
+            assert writer.write("sku_price", frame.iloc[i : i + 1]).written == 1
+        return n_single / (time.perf_counter() - start)
+
+    def feast_frame(rows: int) -> pd.DataFrame:
+        frame = price_rows(skus[:rows], next_ms())
+        frame["event_time"] = _utc(frame["event_time"], "event_time", "sku_price")
+        frame["decision_time"] = frame["decision_time"].astype("int64")
+        return frame
+
+    def feast_batched() -> float:
+        frame = feast_frame(n_batched)
+        start = time.perf_counter()
+        for first in range(0, n_batched, batch):
+            store.write_to_online_store("sku_price", frame.iloc[first : first + batch])
+        return n_batched / (time.perf_counter() - start)
+
+    def feast_single() -> float:
+        frame = feast_frame(n_single)
+        start = time.perf_counter()
+        for i in range(n_single):
+            store.write_to_online_store("sku_price", frame.iloc[i : i + 1])
+        return n_single / (time.perf_counter() - start)
+
+    writer_batched()  # warm-up: registry, connections, first rows
+    rates = {}
+    for name, fn in (("FeatureWriter batched", writer_batched), ("FeatureWriter one-row", writer_single),
+                     ("Feast write_to_online_store batched", feast_batched),
+                     ("Feast write_to_online_store one-row", feast_single)):  # fmt: skip
+        rates[name] = benchlib.median([fn() for _ in range(repeats)])
+    # The final state is a price for every sku (reads below need one).
+    writer.write("sku_price", price_rows(skus, next_ms()))
+    return rates
+
+
+def timed_ms(fn: Any, n: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def start_feast_serve(repo: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    import requests
+
+    port = benchlib.free_port()
+    feast = str(Path(sys.executable).with_name("feast"))
+    process = subprocess.Popen(
+        [feast, "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log", "-r", "3600"],
+        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(url + "/health", timeout=2).status_code == 200:
+                return process, url
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("feast serve did not become healthy")
+        time.sleep(0.25)
+
+
+def read_latencies(store: Any, repo: Path, env: dict[str, str], n: int, warmup: int) -> dict[str, list[float]]:
+    import requests
+
+    from pricewave.feature_store import get_price
+
+    sku = "SKU-00001"
+    out = {
+        "SDK get_online_features": timed_ms(
+            lambda: store.get_online_features(features=READ_REFS, entity_rows=[{"sku": sku}]), n, warmup
+        ),
+        "pricewave get_price": timed_ms(lambda: get_price(store, sku), n, warmup),
+    }
+    quote = get_price(store, sku)
+    assert quote.source == "sku", quote
+    process, url = start_feast_serve(repo, env)
+    try:
+        session = requests.Session()
+        body = {"features": READ_REFS, "entities": {"sku": [sku]}}
+
+        def http_read() -> None:
+            response = session.post(url + "/get-online-features", json=body, timeout=10)
+            response.raise_for_status()
+
+        out["feast serve HTTP /get-online-features"] = timed_ms(http_read, n, warmup)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tiny", action="store_true", help="small sizes (CI smoke test)")
+    args = parser.parse_args(argv)
+    n_batched, n_single, reads, repeats = (200, 20, 30, 1) if args.tiny else (5_000, 300, 1_000, 3)
+    batch = 100 if args.tiny else 1_000
+    info = benchlib.banner("online_store")
+    print(f"writes: sku_price rows, batched = calls of {batch:,} rows ({n_batched:,} rows), one-row = "
+          f"{n_single:,} calls of 1 row, median of {repeats}; reads: {reads:,} one-entity reads "
+          "after warm-up\n")  # fmt: skip
+    from pricewave.feature_store import open_store
+    from pricewave.feature_store.store import PROFILE_ENV, feast_environment
+
+    write_table, read_table, report_writes, report_reads = [], [], {}, {}
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as workdir, benchlib.redis_server() as (host, port, pw):
+        repo = benchlib.applied_feature_repo(Path(workdir))
+        os.environ["PRICEWAVE_REDIS__HOST"], os.environ["PRICEWAVE_REDIS__PORT"] = host, str(port)
+        os.environ["PRICEWAVE_REDIS_PASSWORD"] = pw
+        settings = load_settings()
+        for profile in ("sqlite", "redis"):
+            store = open_store(settings, repo_path=repo, profile=profile)
+            from pricewave.feature_store import FeatureWriter
+
+            catalog = benchlib.SyntheticMarket(n_skus=10, n_users=1).catalog_rows(int(time.time() * 1000) - 60_000)
+            FeatureWriter(store).write("sku_catalog", catalog)
+            rates = write_rates(store, n_batched, n_single, batch, repeats)
+            load = benchlib.load_average()
+            for name, rate in rates.items():
+                write_table.append([f"{profile}: {name}", rate, load])
+            for kind in ("FeatureWriter", "Feast write_to_online_store"):
+                ratio = rates[f"{kind} batched"] / rates[f"{kind} one-row"]
+                write_table.append([f"{profile}: {kind} batched / one-row", f"{ratio:.1f}x", ""])
+                report_writes[f"{profile} {kind} ratio"] = ratio
+            report_writes.update({f"{profile} {k}": v for k, v in rates.items()})
+            env = {
+                **feast_environment(settings),
+                PROFILE_ENV: str(repo / f"feature_store{'' if profile == 'sqlite' else '.redis'}.yaml"),
+            }
+            latencies = read_latencies(store, repo, env, reads, warmup=min(50, reads))
+            load = benchlib.load_average()
+            for name, values in latencies.items():
+                p50, p95, p99 = (benchlib.percentile(values, q) for q in (50, 95, 99))
+                read_table.append([f"{profile}: {name}", p50, p95, p99, max(values), load])
+                report_reads[f"{profile} {name}"] = {"p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+    print("writes")
+    benchlib.table(["store: writer", "rows/s (median)", "load avg"], write_table)
+    print("\nreads, one entity (ms)")
+    benchlib.table(["store: reader", "p50", "p95", "p99", "max", "load avg"], read_table)
+    report = {"bench": "online_store", "date": info["date"], "writes": report_writes, "reads": report_reads}
+    benchlib.emit(report)
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

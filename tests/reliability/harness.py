@@ -1,0 +1,286 @@
+"""What the reliability tests share: private clusters, job runs, and readers of what a run left.
+
+Not fixtures (those live in ``tests/conftest.py`` and in each test module): plain functions and
+classes, so that each module decides the scope of what it starts.
+
+* :class:`PrivateStack`: a private Kafka 4 broker and a standalone Flink cluster (1 JobManager,
+  N TaskManagers) on free ports under a temporary state directory, built from the same
+  :mod:`pricewave.stack` services as ``pricewave stack up``; TaskManagers get stable resource ids
+  (``flink-taskmanager-<n>``) so a test can ``kill -9`` the one that runs a job and restart it with
+  the same configuration, as an operator would.
+* :func:`bounded_options`: the options of a bounded, deterministic test run of the pricing job.
+* Readers: every record of a topic (read_committed), the decision log's rows, the online store's
+  ``sku_price`` per sku.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from kafka.consumer.fetcher import ConsumerRecord
+
+from jobs.pricing_job import JobOptions
+from pricewave.config import Settings, load_settings
+from pricewave.kafka_io import make_consumer
+from pricewave.stack.flink import FlinkService
+from pricewave.stack.kafka import KafkaService
+from pricewave.stack.process import is_alive, running_pid
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MINUTE = 60_000
+
+# The cluster side of a fast failover on a 2-core machine: a killed TaskManager is noticed within
+# a few seconds (failed heartbeat RPCs), not after the 50 s default heartbeat timeout.
+FAST_FAILOVER_CONFIG: dict[str, Any] = {
+    "heartbeat.interval": 2000,
+    "heartbeat.timeout": 20000,
+    "heartbeat.rpc-failure-threshold": 2,
+    "taskmanager.memory.process.size": "1200m",
+    "jobmanager.memory.process.size": "900m",
+    "taskmanager.numberOfTaskSlots": 2,
+    "metrics.reporters": "",
+}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def private_settings(state_dir: Path, *, taskmanagers: int = 2, feature_repo: Path | None = None) -> Settings:
+    """Settings for a private stack on free ports under ``state_dir``."""
+    env = {
+        "PRICEWAVE_STATE_DIR": str(state_dir),
+        "PRICEWAVE_KAFKA__PORT": str(free_port()),
+        "PRICEWAVE_KAFKA__CONTROLLER_PORT": str(free_port()),
+        "PRICEWAVE_REDIS__PORT": str(free_port()),
+        "PRICEWAVE_FLINK__REST_PORT": str(free_port()),
+        "PRICEWAVE_FLINK__RPC_PORT": str(free_port()),
+        "PRICEWAVE_FLINK__TASKMANAGERS": str(taskmanagers),
+        "PRICEWAVE_TOPICS__PARTITIONS": "1",
+    }
+    settings = load_settings(env=env)
+    if feature_repo is not None:
+        settings = settings.model_copy(update={"feature_repo": str(feature_repo)})
+    return settings
+
+
+def copy_feature_repo(applied: Path, target: Path) -> Path:
+    """A private copy of an already applied feature repo (own registry and SQLite online store)."""
+    shutil.copytree(applied, target)
+    return target
+
+
+class ReliabilityFlink(FlinkService):
+    """The stack's Flink service with fast failure detection and named TaskManagers."""
+
+    def write_config(self) -> None:
+        super().write_config()
+        path = self.conf_dir / "config.yaml"
+        config = yaml.safe_load(path.read_text())
+        config.update(FAST_FAILOVER_CONFIG)
+        for key in ("metrics.reporter.prom.factory.class", "metrics.reporter.prom.port"):
+            config.pop(key, None)  # no fixed metrics ports: the shared stack already holds them
+        path.write_text(yaml.safe_dump(config, sort_keys=True))
+
+    def start_process(self, process: str) -> None:
+        if process == "flink-jobmanager":
+            super().start_process(process)
+            return
+        from pricewave.stack.flink import flink_home
+        from pricewave.stack.process import start_detached
+
+        self.write_config()
+        command = [
+            "bash",
+            str(flink_home() / "bin" / "taskmanager.sh"),
+            "start-foreground",
+            "-D",
+            f"taskmanager.resource-id={process}",
+        ]
+        start_detached(
+            command, pid_file=self.pid_file(process), log_file=self.log_file(process), env=self.environment()
+        )
+
+
+class PrivateStack:
+    """A private broker and Flink cluster; :meth:`close` stops exactly what it started."""
+
+    def __init__(self, settings: Settings, shared_jars: Path) -> None:
+        self.settings = settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        jars = settings.path("jars")
+        if not jars.exists():
+            jars.symlink_to(shared_jars)  # the jars the shared stack already resolved
+        self.kafka = KafkaService(settings)
+        self.flink = ReliabilityFlink(settings)
+
+    def start(self, *, flink: bool = True) -> PrivateStack:
+        services: list[Any] = [self.kafka, self.flink] if flink else [self.kafka]
+        for service in services:
+            service.install()
+            service.start()
+        for service in services:
+            service.wait_ready()
+        return self
+
+    def close(self) -> None:
+        for service in (self.flink, self.kafka):
+            service.stop()
+
+    # -- operator actions -----------------------------------------------------------------------
+
+    def taskmanager_pid(self, process: str) -> int | None:
+        return running_pid(self.flink.pid_file(process), self.flink.marker)
+
+    def kill_taskmanager(self, process: str) -> int:
+        """``kill -9`` one TaskManager JVM (and its Python workers, as a dead host would lose them)."""
+        pid = self.taskmanager_pid(process)
+        assert pid is not None, f"{process} is not running"
+        children = _descendants(pid)
+        os.kill(pid, signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while is_alive(pid, "") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        return pid
+
+    def restart_taskmanager(self) -> list[str]:
+        """Start every TaskManager that is not running, with the same configuration."""
+        return self.flink.start()
+
+    def restart_broker(self, down_s: float = 5.0) -> None:
+        """Stop the broker (SIGTERM, clean shutdown), keep it down ``down_s`` seconds, start it again."""
+        self.kafka.stop()
+        time.sleep(down_s)
+        self.kafka.start()
+        self.kafka.wait_ready()
+
+    # -- REST -----------------------------------------------------------------------------------
+
+    def rest(self, path: str) -> Any:
+        response = requests.get(f"{self.settings.flink.rest_url}{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def taskmanagers_of(self, job_id: str) -> set[str]:
+        """Resource ids of the TaskManagers that run some task of ``job_id`` now."""
+        hosts: set[str] = set()
+        for vertex in self.rest(f"/jobs/{job_id}").get("vertices", []):
+            detail = self.rest(f"/jobs/{job_id}/vertices/{vertex['id']}/taskmanagers")
+            for tm in detail.get("taskmanagers", []):
+                if tm.get("status") in ("RUNNING", "DEPLOYING", "INITIALIZING"):
+                    hosts.add(str(tm.get("taskmanager-id") or tm.get("taskmanagerId")))
+        return hosts
+
+    def completed_checkpoints(self, job_id: str) -> int:
+        return int(self.rest(f"/jobs/{job_id}/checkpoints").get("counts", {}).get("completed", 0))
+
+    def num_restarts(self, job_id: str) -> int:
+        """How often the job failed and restarted: the entries of its exception history."""
+        history = self.rest(f"/jobs/{job_id}/exceptions?maxExceptions=1000").get("exceptionHistory", {})
+        return len(history.get("entries", []))
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def bounded_options(**changes: Any) -> JobOptions:
+    """A bounded run over what the topics hold when it starts: exact watermarks, no retries."""
+    options = JobOptions(
+        group_id=f"test-{uuid.uuid4().hex[:8]}",
+        starting_offsets="earliest-offset",
+        bounded=True,
+        watermark_emit_strategy="on-event",
+        restart_strategy="none",
+        parallelism=1,
+        out_of_orderness_s=5,
+        window_slide_s=60,
+        short_horizon_s=120,
+        long_horizon_s=600,
+    )
+    return replace(options, **changes)
+
+
+def fresh_topics(
+    settings: Settings, roles: Iterable[str] = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
+) -> Settings:
+    """Settings whose topics are new, uniquely named single-partition topics."""
+    from pricewave.kafka_io import ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    names = {role: f"rel-{role.replace('_', '-')}-{suffix}" for role in roles}
+    ensure_topics(settings, names.values(), partitions=1)
+    return settings.model_copy(update={"topics": settings.topics.model_copy(update=names)})
+
+
+def read_topic(
+    settings: Settings, topic: str, *, read_committed: bool = True, quiet_s: float = 3.0
+) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning up to its end offsets (read_committed by default)."""
+    from kafka import TopicPartition
+
+    consumer = make_consumer(
+        settings, [], read_committed=read_committed, consumer_timeout_ms=500, max_partition_fetch_bytes=4 * 1024 * 1024
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)  # the last stable offset under read_committed
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if all(consumer.position(tp) >= end[tp] for tp in partitions):
+                break
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def decision_log_rows(directory: Path) -> list[dict[str, Any]]:
+    """The committed rows of the decision log (Flink's in-progress files start with a dot)."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            rows.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return rows
+
+
+def sku_prices(settings: Settings, skus: Iterable[str]) -> dict[str, float | None]:
+    """The online store's ``sku_price`` price of each sku (None when it holds none)."""
+    from pricewave.feature_store import open_store
+
+    store = open_store(settings)
+    ordered = sorted(skus)
+    response = store.get_online_features(
+        features=["sku_price:price"], entity_rows=[{"sku": sku} for sku in ordered], full_feature_names=True
+    ).to_dict()
+    return dict(zip(ordered, response["sku_price__price"], strict=True))

@@ -1,0 +1,336 @@
+"""kill -9 TaskManagers (and bounce the broker) under the running pricing job: nothing lost, nothing twice.
+
+A PRIVATE stack (own broker and standalone Flink cluster with 2 TaskManagers, free ports, temporary
+state directory: the shared stack is never touched) holds a fixed input: the ``small`` scenario of
+the simulator, seed fixed, every fault share 0, single-partition topics. The pricing job is
+submitted the way ``pricewave submit`` does it (``flink run --detached`` with the job zip), bounded,
+with a 2 s checkpoint interval:
+
+1. a fault-free reference run;
+2. runs on the same input with fresh outputs (prices and dead-letter topics, online store, decision
+   log) during which the TaskManager that runs the job is killed with SIGKILL at random moments
+   and restarted as an operator would (same configuration); the long variant also stops and
+   restarts the broker once mid-stream.
+
+Each faulty run must equal the reference: the same decision ids in ``prices`` read with
+read_committed, none twice, the same (sku, event_time, price) set, the same final ``sku_price``
+per sku in the online store, and the same decision log.
+
+The reference run's leftovers also feed the privacy scan: no raw user id of the simulator in any
+topic, the broker's files, the online store, the decision log or any log.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pricewave.config import Settings
+from pricewave.simulator.runner import Simulator
+from pricewave.simulator.scenario import FaultsSpec, load_scenario
+from pricewave.submit import cancel_job, cluster_for, job_details, submit
+from tests.reliability.harness import PrivateStack, decision_log_rows, private_settings, read_topic, sku_prices
+
+pytestmark = pytest.mark.integration
+
+SEED = 20251128
+N_EVENTS = 24_000
+CHECKPOINT_INTERVAL_S = 2
+JOB_TIMEOUT_S = 420
+
+
+@dataclass
+class JobRun:
+    """What one run of the job left behind."""
+
+    name: str
+    settings: Settings
+    job_id: str
+    state: str
+    wall_s: float
+    prices: list[dict[str, Any]]
+    dead_letters: int
+    decisions: list[dict[str, Any]]
+    store: dict[str, float | None]
+    restarts: int
+    kills: list[float] = field(default_factory=list)
+
+    def price_set(self) -> set[tuple[str, int, float]]:
+        return {(d["sku"], int(d["event_time"]), float(d["price"])) for d in self.prices}
+
+
+@dataclass
+class CrashEnv:
+    stack: PrivateStack
+    applied_repo: Path
+    base: Path
+    skus: list[str]
+    catalog: list[dict[str, Any]]
+    raw_user_ids: list[str]
+    reference: JobRun | None = None
+
+
+def run_settings(env: CrashEnv, name: str) -> Settings:
+    """Settings of one run: the shared input topics, own outputs, own state dir and feature repo."""
+    stack = env.stack.settings
+    state = env.base / name
+    state.mkdir()
+    (state / "jars").symlink_to(stack.path("jars").resolve())
+    repo = state / "feature_repo"
+    shutil.copytree(env.applied_repo, repo)
+    topics = stack.topics.model_copy(update={"prices": f"prices-{name}", "dlq": f"dlq-{name}"})
+    from pricewave.kafka_io import ensure_topics
+
+    ensure_topics(stack, [topics.prices, topics.dlq], partitions=1)
+    settings = stack.model_copy(update={"state_dir": state, "feature_repo": str(repo), "topics": topics})
+    from pricewave.feature_store import FeatureWriter, open_store
+
+    FeatureWriter(open_store(settings)).write("sku_catalog", env.catalog)
+    return settings
+
+
+def write_config_file(settings: Settings) -> Path:
+    """The run's settings as the YAML file the job's driver reads (PRICEWAVE_CONFIG)."""
+    data = settings.model_dump(mode="json")
+    path = settings.path("pricewave.yaml")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def submit_run(env: CrashEnv, settings: Settings, name: str) -> str:
+    job_args = [
+        "--group-id", f"reliability-{name}",
+        "--starting-offsets", "earliest-offset",
+        "--checkpoint-interval", str(CHECKPOINT_INTERVAL_S),
+        "--bounded",
+    ]  # fmt: skip
+    result = submit(
+        settings,
+        cluster_url=env.stack.settings.flink.rest_url,
+        parallelism=1,
+        job_args=job_args,
+        config_file=str(write_config_file(settings)),
+        timeout_s=180,
+    )
+    return result.job_id
+
+
+def wait_running(env: CrashEnv, job_id: str, timeout_s: float = 120) -> bool:
+    """Wait until every task of the job runs; False when the job ended first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        details = env.stack.rest(f"/jobs/{job_id}")
+        if details["state"] in ("FINISHED", "FAILED", "CANCELED"):
+            return False
+        vertices = details.get("vertices", [])
+        if details["state"] == "RUNNING" and vertices and all(v["status"] == "RUNNING" for v in vertices):
+            return True
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id} did not get all its tasks running in {timeout_s} s")
+
+
+def wait_checkpoint_after(env: CrashEnv, job_id: str, count: int, timeout_s: float = 60) -> bool:
+    """Wait until more than ``count`` checkpoints completed; False when the job ended first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if env.stack.rest(f"/jobs/{job_id}")["state"] in ("FINISHED", "FAILED", "CANCELED"):
+            return False
+        if env.stack.completed_checkpoints(job_id) > count:
+            return True
+        time.sleep(0.25)
+    raise AssertionError(f"job {job_id}: no checkpoint completed in {timeout_s} s")
+
+
+def wait_ended(env: CrashEnv, job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> str:
+    deadline = time.monotonic() + timeout_s
+    cluster = cluster_for(env.stack.settings, env.stack.settings.flink.rest_url)
+    while time.monotonic() < deadline:
+        state = str(job_details(cluster, job_id).get("state"))
+        if state in ("FINISHED", "FAILED", "CANCELED"):
+            return state
+        time.sleep(0.5)
+    cancel_job(cluster, job_id)
+    raise AssertionError(f"job {job_id} did not finish within {timeout_s} s")
+
+
+def collect(
+    env: CrashEnv, name: str, settings: Settings, job_id: str, state: str, wall_s: float, kills: list[float]
+) -> JobRun:
+    return JobRun(
+        name=name,
+        settings=settings,
+        job_id=job_id,
+        state=state,
+        wall_s=wall_s,
+        prices=[json.loads(r.value) for r in read_topic(settings, settings.topics.prices)],
+        dead_letters=len(read_topic(settings, settings.topics.dlq, read_committed=False)),
+        decisions=decision_log_rows(settings.path("decision_log")),
+        store=sku_prices(settings, env.skus),
+        restarts=env.stack.num_restarts(job_id),
+        kills=kills,
+    )
+
+
+def faulty_run(env: CrashEnv, name: str, *, kills: int, broker_restart_after: int | None, seed: int) -> JobRun:
+    """A run during which ``kills`` TaskManagers die at random moments (and the broker bounces once)."""
+    rng = random.Random(seed)
+    settings = run_settings(env, name)
+    started = time.monotonic()
+    job_id = submit_run(env, settings, name)
+    kill_times: list[float] = []
+    try:
+        for n in range(kills):
+            if not wait_running(env, job_id):
+                break
+            # A random moment after the restored job made progress (one more checkpoint).
+            done = env.stack.completed_checkpoints(job_id)
+            if not wait_checkpoint_after(env, job_id, done):
+                break
+            time.sleep(rng.uniform(0.0, 2.5))
+            victims = sorted(env.stack.taskmanagers_of(job_id))
+            if not victims:
+                continue
+            victim = rng.choice(victims)
+            env.stack.kill_taskmanager(victim)
+            kill_times.append(round(time.monotonic() - started, 1))
+            time.sleep(rng.uniform(0.5, 3.0))
+            env.stack.restart_taskmanager()
+            if broker_restart_after is not None and n + 1 == broker_restart_after:
+                wait_running(env, job_id)
+                env.stack.restart_broker(down_s=5.0)
+        state = wait_ended(env, job_id)
+    except BaseException:
+        cancel_job(cluster_for(env.stack.settings, env.stack.settings.flink.rest_url), job_id)
+        raise
+    run = collect(env, name, settings, job_id, state, time.monotonic() - started, kill_times)
+    return run
+
+
+@pytest.fixture(scope="module")
+def crash_env(
+    settings: Settings, applied_feature_repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CrashEnv]:
+    base = tmp_path_factory.mktemp("crash")
+    private = private_settings(base / "stack", taskmanagers=2)
+    stack = PrivateStack(private, settings.path("jars").resolve()).start()
+    try:
+        faults = FaultsSpec(malformed_share=0, late_share=0, out_of_order_share=0, duplicate_share=0)
+        simulator = Simulator(load_scenario("small"), private, seed=SEED, faults=faults, review_texts=["fine"])
+        simulator.run_to_kafka(rate=None, max_events=N_EVENTS, closed_loop=False, progress=False)
+        catalog = simulator.catalog_records()
+        raw_ids = [simulator.market.user(i).raw_id for i in range(simulator.scenario.users.n_users)]
+        yield CrashEnv(stack, applied_feature_repo, base, [row["sku"] for row in catalog], catalog, raw_ids)
+    finally:
+        stack.close()
+
+
+@pytest.fixture(scope="module")
+def reference(crash_env: CrashEnv) -> JobRun:
+    """The fault-free run every faulty run is compared with."""
+    settings = run_settings(crash_env, "reference")
+    started = time.monotonic()
+    job_id = submit_run(crash_env, settings, "reference")
+    state = wait_ended(crash_env, job_id)
+    run = collect(crash_env, "reference", settings, job_id, state, time.monotonic() - started, [])
+    assert run.state == "FINISHED"
+    assert run.restarts == 0
+    assert run.prices, "the reference run published no price"
+    crash_env.reference = run
+    print(f"\n[reliability] reference: {len(run.prices)} decisions in {run.wall_s:.1f} s")
+    return run
+
+
+def assert_same_as_reference(run: JobRun, reference: JobRun) -> None:
+    ids = Counter(d["decision_id"] for d in run.prices)
+    duplicated = {key: n for key, n in ids.items() if n > 1}
+    reference_ids = {d["decision_id"] for d in reference.prices}
+    lost = reference_ids - set(ids)
+    extra = set(ids) - reference_ids
+    print(
+        f"\n[reliability] {run.name}: kills at {run.kills} s, restarts {run.restarts}, {len(run.prices)} decisions "
+        f"(reference {len(reference.prices)}), lost {len(lost)}, duplicated {len(duplicated)}, extra {len(extra)}, "
+        f"wall {run.wall_s:.1f} s"
+    )
+    assert run.state == "FINISHED"
+    assert not duplicated, f"{len(duplicated)} decisions published twice"
+    assert not lost, f"{len(lost)} decisions lost"
+    assert not extra, f"{len(extra)} decisions that the fault-free run did not make"
+    assert run.price_set() == reference.price_set()
+    assert run.store == reference.store
+    assert run.dead_letters == reference.dead_letters == 0
+    log_ids = Counter(row["decision_id"] for row in run.decisions)
+    assert max(log_ids.values()) == 1, "the decision log holds a decision twice"
+    assert set(log_ids) == {row["decision_id"] for row in reference.decisions}
+
+
+def test_reference_run_is_deterministic_and_complete(crash_env: CrashEnv, reference: JobRun) -> None:
+    # Every decision is one (sku, window) and every sku with demand got a price in the store.
+    assert len({d["decision_id"] for d in reference.prices}) == len(reference.prices)
+    assert {sku for sku, price in reference.store.items() if price is not None} == {d["sku"] for d in reference.prices}
+
+
+def test_taskmanager_killed_twice_loses_and_duplicates_nothing(crash_env: CrashEnv, reference: JobRun) -> None:
+    run = faulty_run(crash_env, "kill2", kills=2, broker_restart_after=None, seed=1)
+    assert len(run.kills) == 2, "the job finished before every kill happened: make the input larger"
+    assert run.restarts >= 2
+    assert_same_as_reference(run, reference)
+
+
+@pytest.mark.slow
+def test_taskmanager_killed_five_times_and_broker_restarted(crash_env: CrashEnv, reference: JobRun) -> None:
+    run = faulty_run(crash_env, "kill5", kills=5, broker_restart_after=2, seed=5)
+    assert len(run.kills) == 5, "the job finished before every kill happened: make the input larger"
+    assert run.restarts >= 5
+    assert_same_as_reference(run, reference)
+
+
+# --- privacy: the reference run's leftovers hold no raw user id ---------------------------------
+
+
+def raw_id_pattern(scenario_name: str) -> re.Pattern[bytes]:
+    """The simulator's raw user ids (:meth:`pricewave.simulator.market.Market.user`): ``<scenario>-user-<n>``."""
+    return re.compile(re.escape(scenario_name).encode() + rb"-user-\d+")
+
+
+def test_no_raw_user_id_in_topics_store_decision_log_or_logs(crash_env: CrashEnv, reference: JobRun) -> None:
+    pattern = raw_id_pattern("small")
+    # The scan finds what it looks for: the simulator's users do have such raw ids.
+    assert all(pattern.fullmatch(raw.encode()) for raw in crash_env.raw_user_ids)
+    from pricewave.kafka_io import make_admin
+
+    stack = crash_env.stack.settings
+    admin = make_admin(stack)
+    try:
+        topics = sorted(t for t in admin.list_topics() if not t.startswith("__"))
+    finally:
+        admin.close()
+    assert {"clicks", "competitor-prices", "reviews", "prices-reference", "dlq-reference"} <= set(topics)
+    scanned_records = 0
+    for topic in topics:
+        for record in read_topic(stack, topic, read_committed=False):
+            scanned_records += 1
+            for part in (record.key or b"", record.value or b""):
+                assert not pattern.search(part), f"raw user id in topic {topic} at offset {record.offset}"
+    assert scanned_records > 0
+    # Everything on disk: broker segments, the SQLite online store, the decision log, every log.
+    roots = [stack.path("kafka"), stack.path("logs"), reference.settings.state_dir]
+    scanned_files = 0
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink() and "jars" not in path.parts:
+                scanned_files += 1
+                assert not pattern.search(path.read_bytes()), f"raw user id in {path}"
+    store_file = Path(reference.settings.feature_repo) / "data" / "online_store.db"
+    assert store_file.stat().st_size > 0
+    assert scanned_files > 10
