@@ -1,5 +1,5 @@
 # The README's two commands are `make run` and `make test`; both set everything up first.
-DURATION ?= 60
+DURATION ?= 90
 PYTEST_ARGS ?=
 
 .PHONY: setup run test lint stack-up stack-down

@@ -7,8 +7,8 @@ Settings come from three layers, later ones winning:
 3. environment variables ``PRICEWAVE_<SECTION>__<FIELD>``, e.g.
    ``PRICEWAVE_KAFKA__BOOTSTRAP_SERVERS=broker:9092``.
 
-Secrets (Redis password, the user-key HMAC secret) are read from the environment only and are
-never written to a file.
+Secrets (Redis password, Kafka SASL credentials, the user-key HMAC secret) are read from the
+environment only and are never written to a file.
 
 Example:
     >>> from pricewave.config import load_settings
@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -35,6 +35,8 @@ ENV_PREFIX = "PRICEWAVE_"
 CONFIG_PATH_ENV = "PRICEWAVE_CONFIG"
 REDIS_PASSWORD_ENV = "PRICEWAVE_REDIS_PASSWORD"
 USER_KEY_SECRET_ENV = "PRICEWAVE_USER_KEY_SECRET"
+KAFKA_USERNAME_ENV = "PRICEWAVE_KAFKA_USERNAME"
+KAFKA_PASSWORD_ENV = "PRICEWAVE_KAFKA_PASSWORD"
 
 
 class _Section(BaseModel):
@@ -51,11 +53,30 @@ class KafkaSettings(_Section):
     # Above Flink's KafkaSink transaction timeout (checkpoint timeout + restart delay), so an
     # exactly-once sink can start; a stock broker allows only 15 minutes.
     transaction_max_timeout_ms: int = Field(3_600_000, ge=60_000)
+    # How clients authenticate. SASL needs a mechanism and credentials, which come from
+    # PRICEWAVE_KAFKA_USERNAME / PRICEWAVE_KAFKA_PASSWORD only (never from a file).
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
         """``host:port`` for Kafka clients."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True when clients must authenticate with SASL."""
+        return self.security_protocol.startswith("SASL")
+
+    @property
+    def username(self) -> str | None:
+        """The SASL user, from ``PRICEWAVE_KAFKA_USERNAME`` only."""
+        return os.environ.get(KAFKA_USERNAME_ENV) or None
+
+    @property
+    def password(self) -> str | None:
+        """The SASL password, from ``PRICEWAVE_KAFKA_PASSWORD`` only."""
+        return os.environ.get(KAFKA_PASSWORD_ENV) or None
 
 
 class TopicSettings(_Section):
@@ -165,7 +186,7 @@ def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, A
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """Turn ``PRICEWAVE_SECTION__FIELD=value`` variables into a nested dict."""
     overrides: dict[str, Any] = {}
-    skip = {CONFIG_PATH_ENV, REDIS_PASSWORD_ENV, USER_KEY_SECRET_ENV}
+    skip = {CONFIG_PATH_ENV, REDIS_PASSWORD_ENV, USER_KEY_SECRET_ENV, KAFKA_USERNAME_ENV, KAFKA_PASSWORD_ENV}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in skip:
             continue

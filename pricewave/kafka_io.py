@@ -17,8 +17,44 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 
-from pricewave.config import Settings
-from pricewave.errors import StackError
+from pricewave.config import KAFKA_PASSWORD_ENV, KAFKA_USERNAME_ENV, Settings
+from pricewave.errors import ConfigError, StackError
+
+
+def security_config(settings: Settings) -> dict[str, Any]:
+    """How every client authenticates: nothing for PLAINTEXT, SASL settings and credentials otherwise.
+
+    Raises:
+        ConfigError: SASL is configured but the mechanism or the credentials (environment only) are missing.
+    """
+    kafka = settings.kafka
+    if not kafka.uses_sasl:
+        return {}
+    if kafka.sasl_mechanism is None:
+        raise ConfigError(
+            f"kafka.security_protocol={kafka.security_protocol} needs kafka.sasl_mechanism (e.g. SCRAM-SHA-256)"
+        )
+    if not kafka.username or not kafka.password:
+        raise ConfigError(
+            f"Kafka at {kafka.bootstrap_servers} requires {kafka.sasl_mechanism} credentials: "
+            f"set {KAFKA_USERNAME_ENV} and {KAFKA_PASSWORD_ENV}"
+        )
+    return {
+        "security_protocol": kafka.security_protocol,
+        "sasl_mechanism": kafka.sasl_mechanism,
+        "sasl_plain_username": kafka.username,
+        "sasl_plain_password": kafka.password,
+    }
+
+
+def _unreachable(settings: Settings) -> StackError:
+    where = settings.kafka.bootstrap_servers
+    if settings.kafka.uses_sasl:
+        return StackError(
+            f"no Kafka broker at {where} accepted a {settings.kafka.sasl_mechanism} login: check that it runs "
+            f"and that {KAFKA_USERNAME_ENV} / {KAFKA_PASSWORD_ENV} are right"
+        )
+    return StackError(f"no Kafka broker answers at {where}: run 'pricewave stack up' first")
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -30,6 +66,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "batch_size": 256 * 1024,
         "compression_type": None,
         "client_id": "pricewave",
+        **security_config(settings),
     }
 
 
@@ -38,9 +75,7 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     try:
         return KafkaProducer(**{**producer_config(settings), **overrides})
     except NoBrokersAvailable:
-        raise StackError(
-            f"no Kafka broker answers at {settings.kafka.bootstrap_servers}: run 'pricewave stack up' first"
-        ) from None
+        raise _unreachable(settings) from None
 
 
 def make_consumer(
@@ -60,24 +95,23 @@ def make_consumer(
         "enable_auto_commit": group_id is not None,
         "isolation_level": "read_committed" if read_committed else "read_uncommitted",
         "consumer_timeout_ms": 1000,
+        **security_config(settings),
     }
     config.update(overrides)
     try:
         return KafkaConsumer(*topics, **config)
     except NoBrokersAvailable:
-        raise StackError(
-            f"no Kafka broker answers at {settings.kafka.bootstrap_servers}: run 'pricewave stack up' first"
-        ) from None
+        raise _unreachable(settings) from None
 
 
 def make_admin(settings: Settings) -> KafkaAdminClient:
     """An admin client, with a clear error when the broker is down."""
     try:
-        return KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers, client_id="pricewave-admin")
+        return KafkaAdminClient(
+            bootstrap_servers=settings.kafka.bootstrap_servers, client_id="pricewave-admin", **security_config(settings)
+        )
     except NoBrokersAvailable:
-        raise StackError(
-            f"no Kafka broker answers at {settings.kafka.bootstrap_servers}: run 'pricewave stack up' first"
-        ) from None
+        raise _unreachable(settings) from None
 
 
 def ensure_topics(settings: Settings, names: Iterable[str] | None = None, partitions: int | None = None) -> list[str]:

@@ -7,9 +7,12 @@ use both.
 Example:
     >>> from pricewave.config import load_settings
     >>> tally = TopicTally(load_settings(env={}).topics)
-    >>> tally.add("clicks", b'{"event_type": "view", "sku": "A1", "price_seen": 9.5, "event_time": 1}')
-    >>> tally.skus["A1"].views, tally.skus["A1"].last_price_seen
-    (1, 9.5)
+    >>> from pricewave.kafka_io import encode_json
+    >>> tally.add("clicks", encode_json({"event_id": "e1", "event_type": "view", "user_key": "0" * 32,
+    ...     "session_id": "s", "sku": "A1", "price_seen": 9.5, "channel": "web", "event_time": 1767225600000}))
+    >>> tally.add("clicks", b'{"sku": "A1", "price_seen": NaN}')  # malformed: counted, not shown
+    >>> tally.skus["A1"].views, tally.skus["A1"].last_price_seen, tally.unparsed
+    (1, 9.5, 1)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rich.console import Group
 from rich.table import Table
 
 from pricewave.config import TopicSettings
+from pricewave.schemas import check_event
 
 
 @dataclass
@@ -39,6 +43,7 @@ class SkuFigures:
     published_price: float | None = None
     guardrail: str | None = None
     offers: int = 0
+    last_offer: float | None = None
     mean_rating: float | None = None
     reviews: int = 0
 
@@ -57,6 +62,13 @@ class TopicTally:
         self.skus: dict[str, SkuFigures] = {}
         self.dead_letter_reasons: deque[str] = deque(maxlen=5)
         self.unparsed = 0
+        self.offers_seen = 0
+        self._schemas = {
+            topics.clicks: "click_event",
+            topics.competitor_prices: "competitor_price",
+            topics.reviews: "review",
+            topics.prices: "price_decision",
+        }
 
     def _sku(self, record: dict[str, Any]) -> SkuFigures | None:
         sku = record.get("sku")
@@ -73,11 +85,17 @@ class TopicTally:
             except (ValueError, KeyError, TypeError):
                 self.unparsed += 1
             return
-        try:
-            record = json.loads(value)
-            if not isinstance(record, dict):
-                raise ValueError
-        except (ValueError, UnicodeDecodeError):
+        schema = self._schemas.get(topic)
+        if schema is not None:
+            # Malformed input (NaN prices, wrong types) is the dead-letter path's business:
+            # the view counts it and shows only what the pipeline would accept.
+            record, _reason = check_event(schema, value)
+        else:
+            try:
+                record = json.loads(value)
+            except (ValueError, UnicodeDecodeError):
+                record = None
+        if not isinstance(record, dict):
             self.unparsed += 1
             return
         figures = self._sku(record)
@@ -114,6 +132,8 @@ class TopicTally:
         elif topic == self.topics.prices:
             if record.get("kind") == "offer":
                 figures.offers += 1
+                figures.last_offer = float(record["price"])
+                self.offers_seen += 1
             else:
                 figures.published_price = float(record["price"])
                 figures.guardrail = record.get("guardrail")
@@ -136,7 +156,19 @@ def render(tally: TopicTally, *, max_skus: int = 15) -> Group:
         topics.add_row(name, f"{tally.counts[name]:,}", f"{tally.rate(name):,.1f}")
 
     skus = Table(title=f"prices by sku (busiest {max_skus})")
-    columns = ("sku", "views", "carts", "buys", "revenue", "price seen", "competitor min", "our price", "guardrail")
+    columns = (
+        "sku",
+        "views",
+        "carts",
+        "buys",
+        "revenue",
+        "price seen",
+        "competitor min",
+        "our price",
+        "guardrail",
+        "offers",
+        "last offer",
+    )
     for column in columns:
         skus.add_column(column, justify="left" if column in ("sku", "guardrail") else "right")
     busiest = sorted(tally.skus.items(), key=lambda item: -(item[1].views + item[1].purchases))[:max_skus]
@@ -151,6 +183,8 @@ def render(tally: TopicTally, *, max_skus: int = 15) -> Group:
             _money(fig.competitor_min),
             _money(fig.published_price),
             fig.guardrail or "-",
+            str(fig.offers),
+            _money(fig.last_offer),
         )
     parts: list[Any] = [topics, skus]
     if tally.dead_letter_reasons:

@@ -56,7 +56,8 @@ def watch(
         consumer.position(partition)  # pin the starting offset before anything is produced
     if on_start is not None:
         on_start()
-    console = Console()
+    # Wide enough for the price table when the output is not a terminal (logs, CI).
+    console = Console() if Console().is_terminal else Console(width=170)
     deadline = time.monotonic() + duration_s if duration_s > 0 else float("inf")
     try:
         with Live(render(tally, max_skus=max_skus), console=console, refresh_per_second=4) as live:

@@ -212,8 +212,12 @@ def _descendants(pid: int) -> list[int]:
 
 def bounded_options(**changes: Any) -> JobOptions:
     """A bounded run over what the topics hold when it starts: exact watermarks, no retries."""
+    run_id = uuid.uuid4().hex[:8]
     options = JobOptions(
-        group_id=f"test-{uuid.uuid4().hex[:8]}",
+        group_id=f"test-{run_id}",
+        # Own transactional ids: another job on the same broker with the default prefix would fence
+        # this one (ProducerFencedException), and the other way round.
+        transactional_id_prefix=f"rel-prices-{run_id}",
         starting_offsets="earliest-offset",
         bounded=True,
         watermark_emit_strategy="on-event",
