@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyflink.common import Configuration
-from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment
+from pyflink.table import EnvironmentSettings, PlanReference, StatementSet, TableEnvironment, TableResult
 
 from pricewave.config import Settings, load_settings
 from pricewave.errors import ConfigError
-from pricewave.schemas import MIN_EVENT_TIME_MS, flink_ddl_columns, flink_row_type
+from pricewave.schemas import MIN_EVENT_TIME_MS, flink_ddl_columns, flink_row_type, load_schema
 from pricewave.stack.jars import flink_connector_jars
 
 # The schema of each input topic's records.
@@ -313,21 +313,8 @@ LEFT JOIN `sku_competition` AS c
   AND c.`window_time` BETWEEN d.`window_time` AND d.`window_time`"""
 
 
-SKU_DEMAND_COLUMNS = (
-    "sku",
-    "views_5m",
-    "clicks_5m",
-    "carts_5m",
-    "purchases_5m",
-    "unique_users_5m",
-    "conversion_5m",
-    "views_1h",
-    "clicks_1h",
-    "carts_1h",
-    "purchases_1h",
-    "unique_users_1h",
-    "conversion_1h",
-)
+# The online-store views' columns come from their schemas (event_time is the window time).
+SKU_DEMAND_COLUMNS = tuple(name for name in load_schema("sku_demand").field_names if name != "event_time")
 USER_SESSION_COLUMNS = ("user_key", "recent_views", "recent_carts", "mean_price_seen", "dwell_s", "event_time")
 REVIEW_SUMMARY_COLUMNS = ("sku", "review_count", "mean_rating", "sentiment", "review_embedding", "event_time")
 SKU_COMPETITION_COLUMNS = (
@@ -583,7 +570,7 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
     return statements
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float]:
+def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float, str | None]:
     """Settings, options and the run duration (0 = until cancelled) from the command line."""
     defaults = JobOptions()
     parser = argparse.ArgumentParser(
@@ -604,6 +591,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float]
     parser.add_argument("--parallelism", type=int, default=None, help="default: flink run -p, else 1")
     parser.add_argument("--bounded", action="store_true", help="stop at the offsets that are latest at start")
     parser.add_argument("--duration", type=float, default=0.0, help="cancel after S seconds (embedded runs)")
+    parser.add_argument(
+        "--compiled-plan",
+        metavar="FILE",
+        help="run the SQL as a compiled plan: written to FILE on the first run and executed from FILE "
+        "afterwards, so operator identities (and the state in savepoints) survive upgrades of the code",
+    )
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
     options = JobOptions(
@@ -616,14 +609,31 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float]
         bounded=args.bounded,
     )
     options.validate()
-    return settings, options, args.duration
+    return settings, options, args.duration, args.compiled_plan
+
+
+def run_statements(t_env: TableEnvironment, statements: StatementSet, compiled_plan: str | None) -> TableResult:
+    """Execute the job, through a compiled plan file when one is given (written on first use)."""
+    if not compiled_plan:
+        return statements.execute()
+    path = Path(compiled_plan)
+    if path.exists():
+        plan = t_env.load_plan(PlanReference.from_file(str(path)))
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plan = statements.compile_plan()
+        plan.write_to_file(str(path))
+    # PyFlink 2.2's CompiledPlan.execute() calls _before_execute() on the Java environment and
+    # fails; do what it means: ship the pipeline jars, then execute the Java plan.
+    t_env._before_execute()  # type: ignore[attr-defined]
+    return TableResult(plan._j_compiled_plan.execute())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Build and run the job; blocks until it ends (bounded) or ``--duration`` elapses."""
-    settings, options, duration_s = parse_args(argv)
+    settings, options, duration_s, compiled_plan = parse_args(argv)
     t_env = create_table_environment(settings, options)
-    result = build_pipeline(t_env, settings, options).execute()
+    result = run_statements(t_env, build_pipeline(t_env, settings, options), compiled_plan)
     client = result.get_job_client()
     job_id = client.get_job_id() if client is not None else "?"
     print(f"pricing job {job_id} running", flush=True)

@@ -61,12 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"pricewave.commands.{name}")
-        except ModuleNotFoundError as exc:  # TODO(lead): remove once every command module exists
-            if exc.name == f"pricewave.commands.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"pricewave.commands.{name}")
         module.register(subparsers)
     return parser
 

@@ -172,6 +172,12 @@ class Settings(_Section):
         """A path under the state directory (logs, data, pids, jars)."""
         return self.state_dir.joinpath(*parts)
 
+    @property
+    def model_dir(self) -> Path:
+        """Where demand-model artifacts live: ``models.model_dir`` under the state directory, or as
+        given when absolute."""
+        return self.path(str(Path(self.models.model_dir).expanduser()))
+
 
 def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
@@ -191,7 +197,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name in skip:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
-        if path == ["state_dir"] or len(path) == 2:
+        if path in (["state_dir"], ["feature_repo"]) or len(path) == 2:
             node = overrides
             for part in path[:-1]:
                 node = node.setdefault(part, {})

@@ -30,6 +30,8 @@ for "now".
 
 Example:
     >>> import pandas as pd
+
+from pricewave.schemas import load_schema
     >>> clicks = pd.DataFrame({"event_id": ["a", "b", "b", "c"], "event_type": ["view", "view", "view", "purchase"],
     ...     "user_key": ["u1", "u2", "u2", "u1"], "session_id": "s", "sku": "A", "price_seen": 10.0,
     ...     "event_time": [0, 30_000, 30_000, 90_000]})
@@ -46,22 +48,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-DEMAND_COLUMNS: tuple[str, ...] = (
-    "sku",
-    "views_5m",
-    "clicks_5m",
-    "carts_5m",
-    "purchases_5m",
-    "unique_users_5m",
-    "conversion_5m",
-    "views_1h",
-    "clicks_1h",
-    "carts_1h",
-    "purchases_1h",
-    "unique_users_1h",
-    "conversion_1h",
-    "event_time",
-)
+from pricewave.schemas import load_schema
+
+DEMAND_COLUMNS: tuple[str, ...] = tuple(load_schema("sku_demand").field_names)
 COMPETITION_COLUMNS: tuple[str, ...] = (
     "sku",
     "competitor_min_price",

@@ -717,8 +717,7 @@ def train(
 
 def default_model_dir(settings: Settings) -> Path:
     """``settings.models.model_dir`` under the state directory (or as given when absolute)."""
-    configured = Path(settings.models.model_dir).expanduser()
-    return configured if configured.is_absolute() else settings.path(str(configured))
+    return settings.model_dir
 
 
 def torch_threads_from_env() -> None:

@@ -27,6 +27,7 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, UserDefinedFunctionWrapper, udf
 
 from pricewave.config import Settings
+from pricewave.pricing.features import DEMAND_FEATURES
 from pricewave.schemas import check_event
 
 DECISION_FIELDS = [
@@ -54,15 +55,7 @@ SKU_CONTEXT = {
     "sku_price": ("price",),
     "sku_review_summary": ("review_count", "mean_rating", "sentiment", "review_embedding"),
 }
-SKU_DEMAND_FEATURES = (
-    "views_5m",
-    "carts_5m",
-    "purchases_5m",
-    "conversion_5m",
-    "views_1h",
-    "purchases_1h",
-    "conversion_1h",
-)
+SKU_DEMAND_FEATURES = DEMAND_FEATURES  # what the model reads of the sku_demand view
 SKU_COMPETITION_FEATURES = ("competitor_min_price", "competitor_offers", "competitor_staleness_s")
 
 
@@ -193,7 +186,7 @@ class _PricerBase(_SettingsCarrier):
 
         settings = self.settings
         self.store = open_store(settings)
-        model_dir = settings.path(settings.models.model_dir)
+        model_dir = settings.model_dir
         model_dir.mkdir(parents=True, exist_ok=True)
         self.policy = PricingPolicy(ArtifactWatcher(model_dir))
 

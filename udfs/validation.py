@@ -34,6 +34,10 @@ class EventValidator(ScalarFunction):
 
     def open(self, function_context: object) -> None:
         load_schema(self.schema_name)  # compile the checker once per worker, not per batch
+        # Flink metrics (REST, Web UI, Prometheus): records dead-lettered, and late ones among them.
+        group = function_context.get_metric_group().add_group("pricewave", self.schema_name)  # type: ignore[attr-defined]
+        self.rejected_counter = group.counter("dead_lettered")
+        self.late_counter = group.counter("late")
 
     def reasons(self, raw: pd.Series, late: pd.Series | None = None) -> pd.Series:
         """The reason for each raw value (None when valid and on time)."""
@@ -43,7 +47,11 @@ class EventValidator(ScalarFunction):
         return pd.Series(out, index=raw.index, dtype=object)
 
     def eval(self, raw: pd.Series, late: pd.Series) -> pd.Series:  # type: ignore[override]
-        return self.reasons(raw, late)
+        reasons = self.reasons(raw, late)
+        if hasattr(self, "late_counter"):
+            self.rejected_counter.inc(int(reasons.notna().sum()))
+            self.late_counter.inc(int((reasons == "late").sum()))
+        return reasons
 
 
 def validator_udf(schema_name: str) -> UserDefinedFunctionWrapper:

@@ -192,3 +192,71 @@ def test_simulated_market_is_priced_end_to_end(job_settings: Settings, trained_m
     assert quote.source == "offer" and quote.personalized == newest_offer["personalized"]
     log_files = list((tmp_path / "decisions").rglob("*"))
     assert any(path.is_file() for path in log_files), "the decision log is empty"
+
+
+def _collect_demand(settings: Settings, options: JobOptions) -> list[tuple[object, ...]]:
+    t_env = create_table_environment(settings, options)
+    build_pipeline(t_env, settings, options)
+    query = (
+        "SELECT sku, CAST(window_end AS STRING), views_5m, clicks_5m, carts_5m, purchases_5m, views_1h, "
+        "purchases_1h, unique_users_1h FROM sku_demand"
+    )
+    with t_env.execute_sql(query).collect() as rows:
+        return sorted(tuple(row) for row in rows)
+
+
+def test_out_of_order_input_gives_the_same_windows_as_ordered_input(
+    kafka_stack: Settings, feature_repo_copy: object
+) -> None:
+    """Shuffling events within the out-of-orderness bound changes nothing downstream."""
+    import random
+
+    kinds = ["view", "click", "add_to_cart", "purchase", "view"]
+    clicks = [click(n, f"sku-{n % 4}", kinds[n % 5], minute=n * 0.05, user=f"u{n % 7}") for n in range(300)]
+    shuffled = list(clicks)
+    rng = random.Random(3)
+    for start in range(0, len(shuffled), 20):  # 20 events span 1 minute of event time...
+        block = shuffled[start : start + 20]
+        rng.shuffle(block)
+        shuffled[start : start + 20] = block
+    results = []
+    for stream in (clicks, shuffled):
+        suffix = uuid.uuid4().hex[:8]
+        names = {r: f"test-ooo-{r}-{suffix}" for r in ("clicks", "competitor_prices", "reviews", "prices", "dlq")}
+        ensure_topics(kafka_stack, names.values(), partitions=1)
+        settings = kafka_stack.model_copy(
+            update={"topics": kafka_stack.topics.model_copy(update=names), "feature_repo": str(feature_repo_copy)}
+        )
+        producer = make_producer(settings)
+        for record in stream:
+            producer.send(settings.topics.clicks, encode_json(record))
+        producer.flush()
+        # ...and the bound is 90 s, so no shuffled event is late.
+        options = JobOptions(**{**bounded_options().__dict__, "out_of_orderness_s": 90})
+        results.append(_collect_demand(settings, options))
+    assert results[0], "no window fired"
+    assert results[0] == results[1]
+
+
+def test_compiled_plan_is_written_once_then_executed_from_file(job_settings: Settings, tmp_path: Path) -> None:
+    """A compiled plan pins operator identities across upgrades; the second run executes the file."""
+    from jobs.pricing_job import run_statements
+
+    plan = tmp_path / "plan.json"
+    producer = make_producer(job_settings)
+    producer.send(job_settings.topics.clicks, b'{"not": "a click"}')
+    producer.flush()
+    options = bounded_options()
+    t_env = create_table_environment(job_settings, options)
+    run_statements(t_env, build_pipeline(t_env, job_settings, options), str(plan)).wait()
+    written = plan.read_text()
+    assert '"nodes"' in written
+    producer.send(job_settings.topics.clicks, b"\xff broken")
+    producer.flush()
+    options = JobOptions(**{**options.__dict__, "group_id": options.group_id + "-2"})
+    t_env = create_table_environment(job_settings, options)
+    run_statements(t_env, build_pipeline(t_env, job_settings, options), str(plan)).wait()
+    assert plan.read_text() == written  # executed from the file, not recompiled
+    reasons = [json.loads(r.value)["reason"] for r in consume_all(job_settings, job_settings.topics.dlq, expected=3)]
+    # The plan's source kept its own group id and start: it re-reads the topic from the beginning.
+    assert sorted(reason.split(":")[0] for reason in reasons) == ["bad_encoding", "missing_field", "missing_field"]

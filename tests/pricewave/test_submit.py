@@ -2,8 +2,8 @@
 
 The pricing job is submitted with Flink's own ``flink run`` at parallelism 2 over fresh topics (the
 job's driver reads them from PRICEWAVE_TOPICS__* in its environment). Malformed clicks are the
-observable output until prices are wired: each one must reach the fresh dead-letter topic exactly
-once, before and after an upgrade that restores the job from its savepoint.
+observable output: each one must reach the fresh dead-letter topic exactly once, before and after an
+upgrade that restores the job from its savepoint; valid clicks must come out as prices.
 """
 
 from __future__ import annotations
@@ -25,16 +25,41 @@ from tests.conftest import consume_all
 pytestmark = pytest.mark.integration
 
 ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+CATALOG_ROW = {
+    "sku": "A1", "base_price": 20.0, "cost": 10.0, "map_price": None, "ceiling_price": 40.0,
+    "category": "snacks", "event_time": T0,
+}  # fmt: skip
+
+
+def good_clicks(settings: Settings, minutes: int) -> None:
+    """Valid views of sku A1, one every 10 s of event time over ``minutes``, on every partition."""
+    producer = make_producer(settings)
+    for n in range(minutes * 6):
+        record = {
+            "event_id": f"good-{n}", "event_type": "view", "user_key": "a" * 32, "session_id": "s1",
+            "sku": "A1", "price_seen": 20.0, "channel": "web", "event_time": T0 + n * 10_000,
+        }  # fmt: skip
+        producer.send(settings.topics.clicks, encode_json(record), partition=n % 2)
+    producer.flush()
+    producer.close()
 
 
 @pytest.fixture
-def job_settings(kafka_stack: Settings, flink_cluster: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Settings (and environment, for the flink run client) naming five fresh topics."""
+def job_settings(
+    kafka_stack: Settings, flink_cluster: Settings, feature_repo_copy: object, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """Settings (and environment, for the flink run client) naming five fresh topics and a private
+    applied feature repo holding a catalog."""
+    from pricewave.feature_store import FeatureWriter, open_store
+
     suffix = uuid.uuid4().hex[:8]
     names = {role: f"test-submit-{role.replace('_', '-')}-{suffix}" for role in ROLES}
     for role, name in names.items():
         monkeypatch.setenv(f"PRICEWAVE_TOPICS__{role.upper()}", name)
+    monkeypatch.setenv("PRICEWAVE_FEATURE_REPO", str(feature_repo_copy))
     settings = load_settings()
+    FeatureWriter(open_store(settings)).write("sku_catalog", [CATALOG_ROW])
     ensure_topics(settings, names.values())
     yield settings
     admin = make_admin(settings)
@@ -122,6 +147,13 @@ def test_submit_jobs_upgrade_from_savepoint_and_stop(
     assert len(letters) == 6
     assert {letter["source_topic"] for letter in letters} == {job_settings.topics.clicks}
     assert len({(letter["partition"], letter["offset"]) for letter in letters}) == 6
+
+    # prices arrive: ten minutes of views close windows on both partitions; the cluster's Python
+    # workers price them and the exactly-once sink commits them at a checkpoint
+    good_clicks(job_settings, minutes=10)
+    prices = [json.loads(r.value) for r in consume_all(job_settings, job_settings.topics.prices, timeout_s=120)]
+    assert any(p["kind"] == "sku" and p["sku"] == "A1" for p in prices), prices[:3]
+    assert all(p["price"] >= 10.0 * 1.05 for p in prices)  # the margin floor holds
 
     # upgrade: stop with a savepoint, then the current code restored from it
     savepoints = tmp_path / "savepoints"

@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pricewave.config import Settings
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import FaultsSpec, load_scenario
-from pricewave.submit import cancel_job, cluster_for, job_details, submit
+from pricewave.submit import cancel_job, cluster_for, job_details
 from tests.reliability.harness import PrivateStack, decision_log_rows, private_settings, read_topic, sku_prices
 
 pytestmark = pytest.mark.integration
@@ -87,6 +86,11 @@ def run_settings(env: CrashEnv, name: str) -> Settings:
     state = env.base / name
     state.mkdir()
     (state / "jars").symlink_to(stack.path("jars").resolve())
+    # Submit with the cluster's own client configuration (as `pricewave submit` does for the local
+    # stack): the conf that pricewave.submit generates for another cluster lacks env.java.opts.all,
+    # and `flink run` on Java 17 then fails (InaccessibleObjectException; see RELIABILITY.md).
+    (state / "flink").mkdir()
+    (state / "flink" / "conf").symlink_to(stack.path("flink", "conf"))
     repo = state / "feature_repo"
     shutil.copytree(env.applied_repo, repo)
     topics = stack.topics.model_copy(update={"prices": f"prices-{name}", "dlq": f"dlq-{name}"})
@@ -100,30 +104,37 @@ def run_settings(env: CrashEnv, name: str) -> Settings:
     return settings
 
 
-def write_config_file(settings: Settings) -> Path:
-    """The run's settings as the YAML file the job's driver reads (PRICEWAVE_CONFIG)."""
-    data = settings.model_dump(mode="json")
-    path = settings.path("pricewave.yaml")
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def submit_run(env: CrashEnv, settings: Settings, name: str) -> str:
-    job_args = [
-        "--group-id", f"reliability-{name}",
-        "--starting-offsets", "earliest-offset",
-        "--checkpoint-interval", str(CHECKPOINT_INTERVAL_S),
-        "--bounded",
-    ]  # fmt: skip
-    result = submit(
-        settings,
-        cluster_url=env.stack.settings.flink.rest_url,
+    """Submit the job to the private cluster: the job's own pipeline with the cluster's address.
+
+    What ``pricewave submit`` ships (the job zip, PyFlink's runtime jar on the classpath), through
+    the REST endpoint; ``flink run`` itself is not used because the job cannot be started by it at
+    the moment (see RELIABILITY.md: ``pipeline.jars`` under ``flink run -py``).
+    """
+    from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
+    from pricewave.submit import build_job_archive, flink_python_jar
+
+    cluster = env.stack.settings.flink
+    options = JobOptions(
+        group_id=f"reliability-{name}",
+        starting_offsets="earliest-offset",
+        bounded=True,
+        checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
         parallelism=1,
-        job_args=job_args,
-        config_file=str(write_config_file(settings)),
-        timeout_s=180,
+        transactional_id_prefix=f"prices-{name}",
+        decision_log_dir=str(settings.path("decision_log")),
+        extra_config={
+            "execution.target": "remote",
+            "rest.address": cluster.rest_host,
+            "rest.port": str(cluster.rest_port),
+            "python.files": str(build_job_archive(settings)),
+            "pipeline.classpaths": flink_python_jar().as_uri(),
+        },
     )
-    return result.job_id
+    t_env = create_table_environment(settings, options)
+    client = build_pipeline(t_env, settings, options).execute().get_job_client()
+    assert client is not None
+    return str(client.get_job_id())
 
 
 def wait_running(env: CrashEnv, job_id: str, timeout_s: float = 120) -> bool:

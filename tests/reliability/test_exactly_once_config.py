@@ -1,0 +1,210 @@
+"""The exactly-once ``prices`` sink: a transaction timeout that fits, and transactional ids that do not collide.
+
+1. The Kafka sink's transaction timeout (``JobOptions.transaction_timeout_s``, as it appears in the
+   job's own sink DDL) must be above checkpoint timeout + restart delay (a transaction must outlive
+   the checkpoint that commits it and a restart that recovers it, or the broker aborts it and the
+   data is lost) and at most the broker's ``transaction.max.timeout.ms`` (read from the running
+   broker with kafka-python's admin ``describe_configs``; above it the sink cannot start). The
+   checkpoint timeout and restart delay are the job's effective values: its own configuration, else
+   Flink's defaults read from the Flink jars.
+2. Two jobs with different transactional id prefixes run side by side on the same input and the
+   same ``prices`` topic without fencing each other: both finish and each decision is committed
+   once by each job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kafka.admin import ConfigResource, ConfigResourceType
+
+from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment, prices_sink_ddl
+from pricewave.config import Settings
+from pricewave.kafka_io import encode_json, make_admin, make_producer
+from pricewave.privacy import pseudonymize_user
+from tests.reliability.harness import T0, bounded_options, fresh_topics, read_topic
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class TransactionBudget:
+    """The numbers that decide whether an exactly-once Kafka sink is safe, in milliseconds."""
+
+    transaction_timeout_ms: int
+    checkpoint_timeout_ms: int
+    restart_delay_ms: int
+    broker_max_ms: int
+
+    def problems(self) -> list[str]:
+        found = []
+        floor = self.checkpoint_timeout_ms + self.restart_delay_ms
+        if self.transaction_timeout_ms <= floor:
+            found.append(
+                f"transaction timeout {self.transaction_timeout_ms} ms is not above checkpoint timeout "
+                f"{self.checkpoint_timeout_ms} ms + restart delay {self.restart_delay_ms} ms: a slow checkpoint or "
+                "a restart lets the broker abort committed-to-be data"
+            )
+        if self.transaction_timeout_ms > self.broker_max_ms:
+            found.append(
+                f"transaction timeout {self.transaction_timeout_ms} ms is above the broker's "
+                f"transaction.max.timeout.ms {self.broker_max_ms} ms: the sink cannot start"
+            )
+        return found
+
+
+def broker_transaction_max_ms(settings: Settings) -> int:
+    """``transaction.max.timeout.ms`` of the running broker (node 1), from describe_configs."""
+    admin = make_admin(settings)
+    try:
+        resource = ConfigResource(ConfigResourceType.BROKER, "1", configs={"transaction.max.timeout.ms": None})
+        response = admin.describe_configs([resource])
+    finally:
+        admin.close()
+    for _error, _message, _type, _name, entries in response[0].resources:
+        for entry in entries:
+            if entry[0] == "transaction.max.timeout.ms":
+                return int(entry[1])
+    raise AssertionError("the broker did not report transaction.max.timeout.ms")
+
+
+def _duration_ms(text: str) -> int:
+    from pyflink.java_gateway import get_gateway
+
+    return int(get_gateway().jvm.org.apache.flink.util.TimeUtils.parseDuration(text).toMillis())
+
+
+def job_budget(settings: Settings, options: JobOptions, broker_max_ms: int) -> TransactionBudget:
+    """The job's effective transaction budget: its DDL, its configuration, Flink's defaults."""
+    from pyflink.java_gateway import get_gateway
+
+    ddl = prices_sink_ddl(settings, options)
+    match = re.search(r"'properties\.transaction\.timeout\.ms' = '(\d+)'", ddl)
+    assert match, "the prices sink sets no transaction timeout: Flink's default (1 h) applies"
+    config = create_table_environment(settings, options).get_config()
+    jvm = get_gateway().jvm.org.apache.flink.configuration
+    checkpoint_default = jvm.CheckpointingOptions.CHECKPOINTING_TIMEOUT.defaultValue().toMillis()
+    checkpoint_ms = _duration_ms(config.get("execution.checkpointing.timeout", f"{checkpoint_default} ms"))
+    strategy = options.restart_strategy
+    restart = jvm.RestartStrategyOptions
+    if strategy in ("exponential-delay", "exponentialdelay"):
+        key, default = (
+            "restart-strategy.exponential-delay.max-backoff",
+            restart.RESTART_STRATEGY_EXPONENTIAL_DELAY_MAX_BACKOFF,
+        )
+    elif strategy in ("fixed-delay", "fixeddelay"):
+        key, default = "restart-strategy.fixed-delay.delay", restart.RESTART_STRATEGY_FIXED_DELAY_DELAY
+    elif strategy in ("failure-rate", "failurerate"):
+        key, default = "restart-strategy.failure-rate.delay", restart.RESTART_STRATEGY_FAILURE_RATE_DELAY
+    else:
+        key, default = "", None
+    restart_ms = _duration_ms(config.get(key, f"{default.defaultValue().toMillis()} ms")) if default else 0
+    return TransactionBudget(int(match.group(1)), int(checkpoint_ms), int(restart_ms), broker_max_ms)
+
+
+def test_transaction_timeout_fits_checkpoints_restarts_and_the_broker(kafka_stack: Settings) -> None:
+    broker_max = broker_transaction_max_ms(kafka_stack)
+    assert broker_max == kafka_stack.kafka.transaction_max_timeout_ms  # what the stack configured
+    budget = job_budget(kafka_stack, JobOptions(), broker_max)
+    print(f"\n[reliability] exactly-once budget: {budget}")
+    assert budget.problems() == []
+
+
+def test_the_budget_check_catches_both_mistakes(kafka_stack: Settings) -> None:
+    broker_max = broker_transaction_max_ms(kafka_stack)
+    too_long = job_budget(kafka_stack, JobOptions(transaction_timeout_s=broker_max // 1000 + 1), broker_max)
+    assert any("transaction.max.timeout.ms" in problem for problem in too_long.problems())
+    too_short = job_budget(
+        kafka_stack,
+        JobOptions(transaction_timeout_s=600, extra_config={"execution.checkpointing.timeout": "10 min"}),
+        broker_max,
+    )
+    assert any("checkpoint timeout" in problem for problem in too_short.problems())
+    # And the broker really refuses a transaction timeout above its maximum.
+    producer = make_producer(
+        kafka_stack, transactional_id=f"rel-{uuid.uuid4().hex}", transaction_timeout_ms=broker_max + 1
+    )
+    try:
+        with pytest.raises(Exception, match=r"(?i)timeout|invalid"):
+            producer.init_transactions()
+    finally:
+        producer.close(timeout=5)
+
+
+def test_two_jobs_with_different_transactional_prefixes_do_not_fence_each_other(
+    kafka_stack: Settings, applied_feature_repo: Path, tmp_path: Path
+) -> None:
+    from pricewave.feature_store import FeatureWriter, open_store
+
+    settings = fresh_topics(kafka_stack)
+    skus = [f"eo-{n}" for n in range(4)]
+    catalog = [
+        {"sku": sku, "base_price": 15.0, "cost": 6.0, "map_price": None, "ceiling_price": 30.0, "category": "coffee",
+         "event_time": T0 - 86_400_000}
+        for sku in skus
+    ]  # fmt: skip
+    producer = make_producer(settings)
+    for n in range(900):  # 15 minutes, one click a second
+        producer.send(
+            settings.topics.clicks,
+            encode_json(
+                {
+                    "event_id": f"eo{n}",
+                    "event_type": ("view", "click", "add_to_cart", "purchase")[n % 4],
+                    "user_key": pseudonymize_user(f"eo-user-{n % 9}", b"reliability"),
+                    "session_id": f"s{n % 9}",
+                    "sku": skus[n % len(skus)],
+                    "price_seen": 15.0,
+                    "channel": "app",
+                    "event_time": T0 + n * 1000,
+                    **({"quantity": 1} if n % 4 >= 2 else {}),
+                }
+            ),
+            key=b"k",
+        )
+    producer.flush()
+    producer.close()
+
+    results = {}
+    for name in ("blue", "green"):  # each job its own online store, decision log and prefix
+        repo = tmp_path / name / "feature_repo"
+        shutil.copytree(applied_feature_repo, repo)
+        job_settings = settings.model_copy(update={"feature_repo": str(repo)})
+        FeatureWriter(open_store(job_settings)).write("sku_catalog", catalog)
+        options = bounded_options(
+            transactional_id_prefix=f"{name}-prices-{uuid.uuid4().hex[:6]}",
+            checkpoint_interval_s=1.0,
+            decision_log_dir=str(tmp_path / name / "decisions"),
+        )
+        t_env = create_table_environment(job_settings, options)
+        results[name] = build_pipeline(t_env, job_settings, options).execute()
+
+    # Both run at the same time: their transactions overlap on the same topic.
+    overlap = threading.Event()
+    clients = {name: result.get_job_client() for name, result in results.items()}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not overlap.is_set():
+        try:
+            states = {name: str(client.get_job_status().result()) for name, client in clients.items() if client}
+        except Exception:  # a MiniCluster already shut down: that job finished
+            break
+        if all(state == "RUNNING" for state in states.values()) and len(states) == 2:
+            overlap.set()
+        time.sleep(0.2)
+    for result in results.values():
+        result.wait()  # raises when the job failed (restart strategy 'none'): e.g. ProducerFencedException
+    assert overlap.is_set(), "the two jobs never ran at the same time"
+
+    prices = [json.loads(r.value) for r in read_topic(settings, settings.topics.prices)]
+    sku_ids = Counter(d["decision_id"] for d in prices if d["kind"] == "sku")
+    assert sku_ids, "no committed price"
+    assert set(sku_ids.values()) == {2}, "each job must commit each of its decisions exactly once"
