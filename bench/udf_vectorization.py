@@ -1,6 +1,7 @@
 """Pricing UDF in a Flink job: pandas (vectorized) vs row-at-a-time (general) Python UDF, process vs thread mode.
 
-The same job shape for every cell, on a MiniCluster at parallelism 1: a bounded ``datagen``
+A third kind, a torch-free row-at-a-time rule, shows the bare per-row Flink ↔ Python cost in
+each execution mode. The same job shape for every cell, on a MiniCluster at parallelism 1: a bounded ``datagen``
 source of N sku-window rows → the pricing UDF (:class:`pricewave.pricing.policy.PricingPolicy`
 with a demand-model artifact, exploration on, guardrails; the policy the job's ``SkuPricer``
 calls) → ``blackhole``. The pandas UDF calls ``decide`` once per Arrow batch; the general UDF
@@ -115,6 +116,20 @@ class RowPricer(_TimedPricer):
         return price
 
 
+class PlainRow(_TimedPricer):
+    """A torch-free row-at-a-time UDF (a list-price rule): isolates the per-row Flink ↔ Python cost."""
+
+    def open(self, function_context: Any) -> None:
+        self.rows, self.calls, self.first, self.last, self.flushed = 0, 0, 0.0, 0.0, 0.0
+
+    def eval(self, *values: Any) -> float:  # type: ignore[override]
+        start = time.time()
+        base, competitor = values[1], values[12]
+        price = max(values[2] * 1.05, min(base, competitor * 0.99))
+        self._record(start, 1)
+        return float(price)
+
+
 def source_ddl(rows: int) -> str:
     return f"""
 CREATE TEMPORARY TABLE gen (
@@ -162,7 +177,7 @@ def run_cell(kind: str, mode: str, rows: int, model_dir: str, workdir: Path, bat
     t_env = TableEnvironment.create(
         EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build()
     )
-    function = PandasPricer if kind == "pandas" else RowPricer
+    function = {"pandas": PandasPricer, "general": RowPricer, "plain": PlainRow}[kind]
     pricer = udf(
         function(model_dir, str(stats)),
         result_type=DataTypes.DOUBLE(),
@@ -249,15 +264,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.manual_seed(0)
         model_dir = str(workdir / "model")
         save_artifact(DemandModel(), None, {}, {}, model_dir)
-        for kind, mode in (("pandas", "process"), ("general", "process"), ("pandas", "thread"), ("general", "thread")):
-            rows = pandas_rows if kind == "pandas" else row_rows
+        cells = [("pandas", "process"), ("general", "process"), ("pandas", "thread"), ("general", "thread"),
+                 ("plain", "process"), ("plain", "thread")]  # fmt: skip
+        for kind, mode in cells:
+            rows = row_rows if kind == "general" else pandas_rows
             result = cell_subprocess(kind, mode, rows, model_dir, workdir, args.batch, timeout_s)
             results.append(result)
             shown = result.get("rows_per_s", result.get("error"))
             print(f"  {kind:7s} {mode:7s}: {shown}", flush=True)
     table_rows = []
     for r in results:
-        label = f"{r['kind']} UDF, python.execution-mode={r['mode']}"
+        what = {
+            "pandas": "pricing, pandas UDF",
+            "general": "pricing, general UDF",
+            "plain": "list-price rule, general UDF",
+        }
+        label = f"{what[r['kind']]}, {r['mode']} mode"
         if "error" in r:
             table_rows.append([label, "-", "-", "-", "-", r["error"][:110]])
         else:

@@ -481,7 +481,8 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     # Connector jars ship with the job through pipeline.jars, one way only (never also in lib/).
     # Append: under `flink run -py` the list already holds PyFlink's runtime jar.
     table_config = t_env.get_config()
-    existing = [jar for jar in (table_config.get("pipeline.jars", "") or "").split(";") if jar]
+    # The client may hand the list over in YAML form ("[file:/a.jar]"): parse it as PyFlink does.
+    existing = [str(jar) for jar in Configuration.parse_list_value(table_config.get("pipeline.jars", "") or "")]
     ours = [path.as_uri() for path in flink_connector_jars(settings)]
     table_config.set("pipeline.jars", ";".join(existing + [jar for jar in ours if jar not in existing]))
     return t_env
@@ -590,6 +591,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
     parser.add_argument("--checkpoint-interval", type=float, default=defaults.checkpoint_interval_s, metavar="S")
     parser.add_argument("--parallelism", type=int, default=None, help="default: flink run -p, else 1")
     parser.add_argument("--bounded", action="store_true", help="stop at the offsets that are latest at start")
+    parser.add_argument("--decision-log-dir", metavar="DIR", default="", help="default: <state>/decision_log")
     parser.add_argument("--duration", type=float, default=0.0, help="cancel after S seconds (embedded runs)")
     parser.add_argument(
         "--compiled-plan",
@@ -607,6 +609,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         checkpoint_interval_s=args.checkpoint_interval,
         parallelism=args.parallelism,
         bounded=args.bounded,
+        decision_log_dir=args.decision_log_dir,
     )
     options.validate()
     return settings, options, args.duration, args.compiled_plan

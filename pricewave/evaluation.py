@@ -401,6 +401,7 @@ def run_policy(
             frame["true_logit_coefficient"] = [
                 sum(w * sim.market.true_elasticity(s, sku) for s, w in weights.items()) for sku in frame["sku"]
             ]
+        paired_before = (paired.shown, paired.at_list)
         added = _advance(sim, now + interval_ms, recent, paired)
         trace.events += added
         clicks, _, _ = recent.frames(now + interval_ms)
@@ -412,7 +413,15 @@ def run_policy(
         frame["step"] = step
         trace.decisions.append(frame)
         figures = _summary_figures(sim.summary)
-        trace.steps.append({"step": step, "time_ms": now, **{k: figures[k] - last[k] for k in figures}})
+        trace.steps.append(
+            {
+                "step": step,
+                "time_ms": now,
+                **{k: figures[k] - last[k] for k in figures},
+                "paired_shown": paired.shown - paired_before[0],
+                "paired_list": paired.at_list - paired_before[1],
+            }
+        )
         last = figures
         step += 1
         now += interval_ms
@@ -595,6 +604,7 @@ def evaluate(
     price_points: bool = False,
     policies: Iterable[str] = POLICIES,
     progress: bool = True,
+    model_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run every policy closed loop and write ``report.json``, ``report.md`` and the plots to ``out_dir``.
 
@@ -611,6 +621,7 @@ def evaluate(
         price_points: Snap prices to x.99 (default: whole cents, as the oracle is continuous).
         policies: Which policies to run (``static`` always runs: it sets the horizon).
         progress: Show progress bars.
+        model_out: Keep the model trained here in this directory (the pipeline check serves it).
 
     Returns:
         The report (also in ``report.json``).
@@ -651,6 +662,8 @@ def evaluate(
             frames.append(build_training_frame(history, settings, work / "train", seed=seed))
         linear = LinearDemand.fit(frames[0]) if "linear" in chosen else None
         artifact = load_artifact(model_dir, device="cpu") if "network" in chosen else None
+        if model_out is not None and model is None and "network" in chosen:
+            shutil.copytree(model_dir, Path(model_out), dirs_exist_ok=True)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

@@ -15,7 +15,14 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import (
+    IncompatibleBrokerVersion,
+    KafkaConnectionError,
+    KafkaError,
+    NoBrokersAvailable,
+    SaslAuthenticationFailedError,
+    TopicAlreadyExistsError,
+)
 
 from pricewave.config import KAFKA_PASSWORD_ENV, KAFKA_USERNAME_ENV, Settings
 from pricewave.errors import ConfigError, StackError
@@ -47,6 +54,11 @@ def security_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+# What a client sees when it cannot reach a broker, or reaches one that refuses its login (a failed
+# SASL handshake surfaces as a failed API-version probe).
+_NOT_CONNECTED = (NoBrokersAvailable, KafkaConnectionError, IncompatibleBrokerVersion, SaslAuthenticationFailedError)
+
+
 def _unreachable(settings: Settings) -> StackError:
     where = settings.kafka.bootstrap_servers
     if settings.kafka.uses_sasl:
@@ -74,7 +86,7 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """A producer for raw bytes (values are encoded by the caller)."""
     try:
         return KafkaProducer(**{**producer_config(settings), **overrides})
-    except NoBrokersAvailable:
+    except _NOT_CONNECTED:
         raise _unreachable(settings) from None
 
 
@@ -100,7 +112,7 @@ def make_consumer(
     config.update(overrides)
     try:
         return KafkaConsumer(*topics, **config)
-    except NoBrokersAvailable:
+    except _NOT_CONNECTED:
         raise _unreachable(settings) from None
 
 
@@ -110,7 +122,7 @@ def make_admin(settings: Settings) -> KafkaAdminClient:
         return KafkaAdminClient(
             bootstrap_servers=settings.kafka.bootstrap_servers, client_id="pricewave-admin", **security_config(settings)
         )
-    except NoBrokersAvailable:
+    except _NOT_CONNECTED:
         raise _unreachable(settings) from None
 
 

@@ -5,14 +5,18 @@ Example:
     >>> parser = argparse.ArgumentParser()
     >>> register(parser.add_subparsers())
     >>> args = parser.parse_args(["evaluate", "--scenario", "small", "--out", "/tmp/eval", "--seed", "3"])
-    >>> args.scenario, args.out, args.seed, args.model
-    ('small', '/tmp/eval', 3, None)
+    >>> args.scenario, args.out, args.seed, args.model, args.through_pipeline
+    ('small', '/tmp/eval', 3, None, False)
+    >>> args = parser.parse_args(["evaluate", "--scenario", "small", "--out", "/tmp/e", "--through-pipeline"])
+    >>> args.through_pipeline, args.pipeline_events, args.pipeline_rate
+    (True, 6000, 100.0)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from pricewave.commands.simulate import _positive_int
@@ -50,6 +54,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--epochs", type=_positive_int, default=40, metavar="N", help="training epochs at most")
     parser.add_argument("--patience", type=_positive_int, default=5, metavar="N", help="early-stopping patience")
     parser.add_argument("--price-points", action="store_true", help="snap prices to x.99 (default: whole cents)")
+    parser.add_argument(
+        "--through-pipeline", action="store_true",
+        help="also run the network through the real Kafka + Flink pipeline (fresh topics, private feature "
+        "repo, the same model) for a shorter horizon and check that its margin agrees with the in-process run",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pipeline-events", type=_positive_int, default=6000, metavar="N",
+        help="messages the simulator sends through the pipeline (default 6000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pipeline-rate", type=float, default=100.0, metavar="R",
+        help="simulator messages per second through the pipeline (default 100)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     parser.set_defaults(handler=run)
@@ -61,11 +78,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from pricewave.training import torch_threads_from_env
 
     torch_threads_from_env()
+    model_out = Path(args.out) / "model" if args.through_pipeline and not args.model else None
     report = evaluate(
         args.scenario, args.out, settings, seed=args.seed, events=args.events, warmup_events=args.warmup_events,
         model=args.model, interval_s=args.interval, epochs=args.epochs, patience=args.patience,
-        price_points=args.price_points, progress=args.progress,
+        price_points=args.price_points, progress=args.progress, model_out=model_out,
     )  # fmt: skip
+    if args.through_pipeline:
+        from pricewave import stack
+        from pricewave.evaluation_pipeline import add_to_report, evaluate_through_pipeline
+
+        stack.up(settings, ["kafka"])
+        check = evaluate_through_pipeline(
+            args.scenario, settings, model=args.model or str(model_out), seed=args.seed,
+            events=args.pipeline_events, rate=args.pipeline_rate, progress=args.progress,
+        )  # fmt: skip
+        report = add_to_report(args.out, check)
     if args.json:
         print(json.dumps(report, sort_keys=True, default=float))
         return 0
@@ -78,5 +106,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
     elasticity = report.get("elasticity") or {}
     print(f"elasticity    Pearson {elasticity.get('pearson')} (network vs simulator, n={elasticity.get('n')})")
+    summary = report.get("through_pipeline")
+    if summary:
+        pipe, local = summary["pipeline"], summary["in_process"]
+        print(
+            f"pipeline      paired margin vs list {pipe['paired_margin_vs_list']:+.2%} through Kafka + Flink, "
+            f"{local['paired_margin_vs_list']:+.2%} in process ({summary['window']['minutes']} simulated minutes); "
+            f"difference {summary['signed_difference']:+.2%} "
+            f"({'within' if summary['agrees'] else 'OUTSIDE'} "
+            f"−{summary['tolerance']:.1%}..+{summary['allowed_above']:.0%}); "
+            f"price sources {pipe['price_sources']}"
+        )
     print(f"report        {args.out}/report.json, {args.out}/report.md")
     return 0

@@ -109,8 +109,12 @@ class FlinkService(Service):
 
     def environment(self) -> dict[str, str]:
         """Environment for Flink's scripts: where the config and logs live."""
+        # Feast, once imported, points PROMETHEUS_MULTIPROC_DIR at a temporary folder of the
+        # importing process; a TaskManager must not inherit it, or its Python workers fail when that
+        # process has exited and the folder is gone.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_MULTIPROC")}
         return {
-            **os.environ,
+            **inherited,
             "FLINK_HOME": str(flink_home()),
             "FLINK_CONF_DIR": str(self.conf_dir),
             "FLINK_LOG_DIR": str(self.settings.path("logs")),

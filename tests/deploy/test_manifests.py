@@ -260,7 +260,7 @@ def test_flink_deployment_runs_the_pricing_job_with_savepoint_upgrades() -> None
     assert all(not arg.startswith("-py") for arg in user_args)
     from jobs.pricing_job import parse_args
 
-    _, options, _ = parse_args(user_args)  # the job accepts its flags
+    _, options, *_ = parse_args(user_args)  # the job accepts its flags
     assert options.parallelism == job["parallelism"]
     configuration = spec["flinkConfiguration"]
     for key in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir", "state.savepoints.dir"):

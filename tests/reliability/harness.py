@@ -136,7 +136,7 @@ class PrivateStack:
             service.install()
             service.start()
         for service in services:
-            service.wait_ready()
+            wait_ready(service)
         return self
 
     def close(self) -> None:
@@ -173,7 +173,7 @@ class PrivateStack:
         self.kafka.stop()
         time.sleep(down_s)
         self.kafka.start()
-        self.kafka.wait_ready()
+        wait_ready(self.kafka)
 
     # -- REST -----------------------------------------------------------------------------------
 
@@ -199,6 +199,25 @@ class PrivateStack:
         """How often the job failed and restarted: the entries of its exception history."""
         history = self.rest(f"/jobs/{job_id}/exceptions?maxExceptions=1000").get("exceptionHistory", {})
         return len(history.get("entries", []))
+
+
+def wait_ready(service: Any, timeout_s: float = 120.0) -> None:
+    """``service.wait_ready()``, tolerant of a false "exited during start-up".
+
+    Under load, :func:`pricewave.stack.process.wait_until` has reported a JVM that had just been
+    started as dead (its pid file's process was running moments later, its log still empty): when
+    our process still runs, wait for it to answer instead of giving up.
+    """
+    from pricewave.errors import StackError
+    from pricewave.stack.process import wait_until
+
+    try:
+        service.wait_ready()
+    except StackError:
+        time.sleep(1.0)
+        if not service.running_pids():
+            raise
+        wait_until(service.healthy, timeout_s=timeout_s, what=service.name, log_file=service.log_file(service.name))
 
 
 def _descendants(pid: int) -> list[int]:

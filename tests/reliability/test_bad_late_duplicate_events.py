@@ -213,16 +213,18 @@ def produce_stream(settings: Settings, seed: int = 20260101) -> Produced:
             value = payload if kind == "bad" else encode_json(payload)
             futures.append((kind, payload, producer.send(topic, value=value, key=b"k")))  # a tombstone needs a key
         producer.flush()
-        good, bad, late = produced.good.setdefault(role, {}), produced.bad.setdefault(role, {}), set()
+        good = produced.good.setdefault(role, {})
+        bad = produced.bad.setdefault(role, {})
+        late_offsets: set[int] = set()
         for kind, payload, future in futures:
             offset = future.get(timeout=60).offset
             if kind == "good":
                 good[offset] = payload
             elif kind == "late":
-                late.add(offset)
+                late_offsets.add(offset)
             else:
                 bad[offset] = payload
-        produced.late[role] = late
+        produced.late[role] = late_offsets
     producer.close()
     produced.duplicates = len(duplicate_at)
     return produced

@@ -26,7 +26,7 @@ from pricewave.errors import ConfigError, StackError
 from pricewave.kafka_io import encode_json, ensure_topics, make_admin, make_consumer, make_producer
 from pricewave.stack.jars import kafka_classpath
 from pricewave.stack.kafka import KafkaService
-from tests.reliability.harness import private_settings, read_topic
+from tests.reliability.harness import private_settings, read_topic, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ def scram_broker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
     service.install()
     service.start()
     try:
-        service.wait_ready()
+        wait_ready(service)
         yield secured
     finally:
         service.stop()

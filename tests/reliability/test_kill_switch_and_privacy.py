@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600_000
 SKUS = [f"KS-{n}" for n in range(8)]
-CATALOG = [
+CATALOG: list[dict[str, Any]] = [
     {"sku": sku, "base_price": 20.0 + n, "cost": 9.0 + n / 2, "map_price": None, "ceiling_price": 35.0 + n,
      "category": "coffee", "event_time": T0 - 86_400_000}
     for n, sku in enumerate(SKUS)
@@ -166,7 +166,7 @@ def test_every_personalized_offer_carries_the_disclosure_flag(pricing_settings: 
     publish_model(pricing_settings, age_s=0)
     store = open_store(pricing_settings)
     # The sku's current price for everyone (the discount-only cap) and its window features.
-    decisions = [
+    decisions: list[dict[str, Any]] = [
         {"decision_id": f"d-{row['sku']}", "kind": "sku", "sku": row["sku"], "user_key": None,
          "price": row["base_price"], "base_price": row["base_price"], "guardrail": None, "guardrails": [],
          "model_version": "none", "propensity": 1.0, "personalized": False, "decision_time": T0, "event_time": T0}

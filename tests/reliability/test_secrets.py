@@ -21,6 +21,7 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BASELINE = REPO_ROOT / ".secrets.baseline"
@@ -48,11 +49,8 @@ def scan(root: Path, files: Iterable[str]) -> dict[str, set[str]]:
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     from detect_secrets.settings import transient_settings
 
-    plugins = [
-        {"name": plugin.__name__}
-        for plugin in get_mapping_from_secret_type_to_class().values()
-        if plugin.__name__ not in DISABLED_PLUGINS
-    ]
+    classes: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+    plugins = [{"name": cls.__name__} for cls in classes if cls.__name__ not in DISABLED_PLUGINS]
     found: dict[str, set[str]] = {}
     collection = SecretsCollection(root=str(root))
     with transient_settings({"plugins_used": plugins}):
@@ -106,11 +104,8 @@ def write_baseline(root: Path = REPO_ROOT, path: Path = BASELINE) -> None:
     from detect_secrets.core.secrets_collection import SecretsCollection
     from detect_secrets.settings import transient_settings
 
-    plugins = [
-        {"name": plugin.__name__}
-        for plugin in get_mapping_from_secret_type_to_class().values()
-        if plugin.__name__ not in DISABLED_PLUGINS
-    ]
+    classes: list[Any] = list(get_mapping_from_secret_type_to_class().values())
+    plugins = [{"name": cls.__name__} for cls in classes if cls.__name__ not in DISABLED_PLUGINS]
     collection = SecretsCollection(root=str(root))
     with transient_settings({"plugins_used": plugins}):
         for name in repo_files(root):

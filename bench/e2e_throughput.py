@@ -1,0 +1,352 @@
+"""End-to-end throughput of the pricing job: sustained clicks/s with every sink on, and where the time goes.
+
+Pre-fills fresh topics (clicks, plus 1% competitor prices) with valid events whose event time
+advances at ``--event-rate`` events/s (the event-time density of a live stream at that rate: the
+market simulator at full speed would compress event time ~800x and fire a window slide every
+few hundred events), writes the catalog into a private, freshly applied feature repo, then runs
+the job bounded (``scan.bounded.mode=latest-offset``) from the earliest offsets:
+
+* **validation only**: sources → validation pandas UDF → dead-letter sink (the job's own DDL
+  functions, without windows, pricing and sinks);
+* **full job**: :func:`jobs.pricing_job.build_pipeline` unchanged: validation, dedup, HOP windows,
+  competition, the pricing pandas UDF, the exactly-once ``prices`` topic, online-store pushes and
+  the decision log.
+
+Throughput = input records / (time from the first to the last input record the sources emit),
+from the job's REST API (``numRecordsOut`` of the source operators, polled every 0.5 s; the
+MiniCluster's REST endpoint is bound to a free port). The bounded run ends with a flush of every
+window still open (all 60 slides of the 1-h HOP window at once): that tail is reported apart, it
+is not part of the sustained rate. Per-vertex ``busyTimeMsPerSecond`` and
+``backPressuredTimeMsPerSecond`` (mean over the samples while input flowed; max over subtasks)
+show which operator bounds it. ``--cluster`` submits to the standalone cluster through
+:func:`pricewave.submit.submit` instead of a MiniCluster.
+
+Usage::
+
+    .venv/bin/python bench/e2e_throughput.py                 # 300,000 clicks, both variants
+    .venv/bin/python bench/e2e_throughput.py --tiny          # 3,000 clicks, for CI
+    .venv/bin/python bench/e2e_throughput.py --variants full --clicks 600000 --parallelism 2
+
+Prints the tables and a final JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import benchlib
+
+from pricewave.config import Settings, load_settings
+
+ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
+TERMINAL = ("FINISHED", "FAILED", "CANCELED")
+
+
+def prepare(
+    settings: Settings, workdir: Path, clicks: int, event_rate: float, partitions: int
+) -> tuple[Settings, int, Any]:
+    """Fresh topics, an applied repo with the catalog, and the pre-filled input; returns settings, inputs."""
+    from pricewave.feature_store import FeatureWriter, open_store
+
+    settings = benchlib.fresh_topics(settings, ROLES, partitions=partitions, stem="bench-e2e")
+    repo = benchlib.applied_feature_repo(workdir)
+    settings = settings.model_copy(update={"feature_repo": str(repo)})
+    market = benchlib.SyntheticMarket(seed=7)
+    span_ms = int(clicks / event_rate * 1000)
+    t0 = (int(time.time() * 1000) - span_ms - 600_000) // 60_000 * 60_000
+    FeatureWriter(open_store(settings)).write("sku_catalog", market.catalog_rows(t0 - 86_400_000))
+    click_messages = market.clicks(clicks, t0, event_rate)
+    competitor_messages = market.competitor_prices(max(clicks // 100, 1), t0, event_rate / 100)
+    produce_s = benchlib.produce(settings, settings.topics.clicks, click_messages)
+    benchlib.produce(settings, settings.topics.competitor_prices, competitor_messages)
+    total = len(click_messages) + len(competitor_messages)
+    print(f"pre-filled {len(click_messages):,} clicks ({len(click_messages) / produce_s:,.0f}/s produced) + "
+          f"{len(competitor_messages):,} competitor prices into {partitions}-partition topics; event time spans "
+          f"{span_ms / 1000:,.0f} s ({event_rate:,.0f} events per event-time second)", flush=True)  # fmt: skip
+    return settings, total, market
+
+
+def validation_only(t_env: Any, settings: Settings, options: Any) -> Any:
+    """Sources → validation UDF → dead-letter sink, built from the job's own functions."""
+    from jobs.pricing_job import (
+        INPUT_SCHEMAS,
+        checked_view,
+        dead_letter_ddl,
+        dead_letter_insert,
+        register_udfs,
+        source_ddl,
+    )
+
+    options.validate()
+    register_udfs(t_env, settings)
+    for role in INPUT_SCHEMAS:
+        t_env.execute_sql(source_ddl(settings, role, options=options))
+        t_env.execute_sql(checked_view(settings, role))
+    t_env.execute_sql(dead_letter_ddl(settings))
+    statements = t_env.create_statement_set()
+    for role in INPUT_SCHEMAS:
+        statements.add_insert_sql(dead_letter_insert(settings, role))
+    return statements
+
+
+class Sampler:
+    """Polls a job's REST API: source output counts and per-vertex busy / back-pressure."""
+
+    def __init__(self, rest: benchlib.FlinkRest, job_id: str, expected: int) -> None:
+        self.rest, self.job_id, self.expected = rest, job_id, expected
+        self.first_t: float | None = None
+        self.zero_t: float | None = None
+        self.last_t: float | None = None
+        self.consumed = 0
+        self.samples: list[tuple[float, dict[str, tuple[float, float]], bool]] = []
+        self.names: dict[str, str] = {}
+        self.source_metrics: dict[str, list[str]] = {}
+        self.state = "?"
+        self.end_t: float | None = None
+        self.vertex_records: dict[str, tuple[int, int]] = {}
+
+    def _source_metric_names(self, vertex_id: str) -> list[str]:
+        if vertex_id not in self.source_metrics:
+            names = self.rest.vertex_metric_names(self.job_id, vertex_id)
+            self.source_metrics[vertex_id] = [n for n in names if ".Source__" in n and n.endswith(".numRecordsOut")]
+            if os.environ.get("BENCH_DEBUG"):
+                print("source metrics", vertex_id, self.source_metrics[vertex_id], flush=True)
+        return self.source_metrics[vertex_id]
+
+    def poll(self) -> None:
+        details = self.rest.get(f"/jobs/{self.job_id}")
+        self.state = details.get("state", "?")
+        now = time.monotonic()
+        consumed = 0
+        busy: dict[str, tuple[float, float]] = {}
+        for vertex in details.get("vertices", []):
+            vid = vertex["id"]
+            self.names[vid] = vertex["name"]
+            metrics = vertex.get("metrics", {})
+            self.vertex_records[vid] = (int(metrics.get("read-records", 0)), int(metrics.get("write-records", 0)))
+            if vertex.get("status") != "RUNNING":
+                continue
+            if vertex["name"].startswith("Source:"):
+                names = self._source_metric_names(vid)
+                consumed += int(sum(self.rest.vertex_metrics(self.job_id, vid, names).values()))
+            values = self.rest.subtask_metrics(
+                self.job_id, vid, ["busyTimeMsPerSecond", "backPressuredTimeMsPerSecond"], agg="max"
+            )
+            busy[vid] = (values.get("busyTimeMsPerSecond", 0.0), values.get("backPressuredTimeMsPerSecond", 0.0))
+        if consumed == 0 and self.state == "RUNNING":
+            self.zero_t = now  # the last poll before any input: the span starts no later than this
+        if consumed > self.consumed:
+            self.consumed = consumed
+            if self.first_t is None:
+                self.first_t = self.zero_t if self.zero_t is not None else now
+            if consumed >= self.expected and self.last_t is None:
+                self.last_t = now
+        if self.state == "RUNNING":
+            flowing = self.first_t is not None and self.last_t is None
+            self.samples.append((now, busy, flowing))
+        if self.state in TERMINAL:
+            self.end_t = now
+
+    def run(self, stop: threading.Event, interval: float = 0.5) -> None:
+        while not stop.is_set() and self.end_t is None:
+            with contextlib.suppress(Exception):  # the MiniCluster's REST goes away when the job ends
+                self.poll()
+            stop.wait(interval)
+
+    def breakdown(self) -> list[tuple[str, float, float, int, int]]:
+        """(vertex, mean busy ms/s, mean back-pressured ms/s, records in, records out) while input flowed."""
+        rows = []
+        flowing = [s for s in self.samples if s[2]]
+        samples = flowing if len(flowing) >= 2 else self.samples  # tiny runs: the whole run instead
+        for vid, name in self.names.items():
+            values = [busy[vid] for _, busy, _ in samples if vid in busy]
+            mean_busy = sum(v[0] for v in values) / len(values) if values else 0.0
+            mean_bp = sum(v[1] for v in values) / len(values) if values else 0.0
+            records_in, records_out = self.vertex_records.get(vid, (0, 0))
+            rows.append((benchlib.short_vertex_name(name), mean_busy, mean_bp, records_in, records_out))
+        return rows
+
+
+def run_minicluster(settings: Settings, variant: str, total: int, parallelism: int, workdir: Path) -> dict[str, Any]:
+    """One bounded job on a MiniCluster in this process, sampled through its REST endpoint."""
+    from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
+
+    port = benchlib.free_port()
+    options = JobOptions(
+        group_id=f"bench-e2e-{uuid.uuid4().hex[:8]}",
+        starting_offsets="earliest-offset",
+        bounded=True,
+        restart_strategy="none",
+        parallelism=parallelism,
+        decision_log_dir=str(workdir / f"decisions-{variant}"),
+        extra_config={
+            "rest.bind-port": str(port),
+            "rest.port": str(port),
+            "rest.bind-address": "127.0.0.1",
+            "rest.address": "127.0.0.1",
+            # Without a checkpoint dir a MiniCluster keeps checkpoints in JobManager memory (5 MiB cap): the
+            # window state of a few thousand clicks already exceeds it and the job fails (see BENCHMARKS.md).
+            "execution.checkpointing.dir": (workdir / "checkpoints").as_uri(),
+        },
+    )
+    t_env = create_table_environment(settings, options)
+    statements = (
+        build_pipeline(t_env, settings, options) if variant == "full" else validation_only(t_env, settings, options)
+    )
+    submitted = time.monotonic()
+    result = statements.execute()
+    client = result.get_job_client()
+    job_id = str(client.get_job_id())
+    sampler = Sampler(benchlib.FlinkRest(f"http://127.0.0.1:{port}"), job_id, total)
+    stop = threading.Event()
+    thread = threading.Thread(target=sampler.run, args=(stop,), daemon=True)
+    thread.start()
+    error = None
+    try:
+        result.wait()
+    except Exception as exc:
+        causes = [line.strip() for line in str(exc).splitlines() if line.strip().startswith("Caused by")]
+        error = (causes[-1] if causes else str(exc))[:300]
+    ended = time.monotonic()
+    stop.set()
+    thread.join(timeout=10)
+    if error is None and sampler.first_t is not None and sampler.last_t is None:
+        # The job finished (bounded: every input consumed) and its MiniCluster, REST included, went away
+        # before a poll saw the last input: the end of the job bounds the span (rate understated, not inflated).
+        sampler.last_t, sampler.consumed = ended, total
+    return summarize(variant, sampler, submitted, ended, total, error)
+
+
+def run_cluster(settings: Settings, variant: str, total: int, parallelism: int, workdir: Path) -> dict[str, Any]:
+    """The full job on the standalone cluster (``pricewave.submit``), sampled through its REST API."""
+    import yaml
+
+    from pricewave.submit import cancel_job, cluster_for, submit
+
+    if variant != "full":
+        return {"variant": variant, "error": "--cluster runs the full job only"}
+    config_file = workdir / "bench-settings.yaml"
+    config_file.write_text(yaml.safe_dump({"topics": settings.topics.model_dump(mode="json"),
+                                           "feature_repo": settings.feature_repo}))  # fmt: skip
+    args = ["--bounded", "--starting-offsets", "earliest-offset", "--group-id", f"bench-e2e-{uuid.uuid4().hex[:8]}"]
+    submitted = time.monotonic()
+    job = submit(settings, parallelism=parallelism, job_args=args, config_file=str(config_file))
+    cluster = cluster_for(settings)
+    sampler = Sampler(benchlib.FlinkRest(cluster.rest_url), job.job_id, total)
+    stop = threading.Event()
+    try:
+        sampler.run(stop)
+    finally:
+        if sampler.state not in TERMINAL:
+            with contextlib.suppress(Exception):
+                cancel_job(cluster, job.job_id)
+    error = None if sampler.state == "FINISHED" else f"job ended {sampler.state}"
+    return summarize(variant, sampler, submitted, sampler.end_t or time.monotonic(), total, error)
+
+
+def summarize(
+    variant: str, sampler: Sampler, submitted: float, ended: float, total: int, error: str | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"variant": variant, "inputs": total, "error": error, "load": benchlib.load_average()}
+    if sampler.first_t is not None and sampler.last_t is not None and sampler.last_t > sampler.first_t:
+        span = sampler.last_t - sampler.first_t
+        out.update(
+            {
+                "consume_s": span,
+                "events_per_s": total / span,
+                "startup_s": sampler.first_t - submitted,
+                "tail_s": ended - sampler.last_t,
+                "wall_s": ended - submitted,
+                "breakdown": sampler.breakdown(),
+            }
+        )
+    else:
+        out["error"] = error or f"sources reported {sampler.consumed} of {total} inputs"
+        out["breakdown"] = sampler.breakdown()
+    return out
+
+
+def count_outputs(settings: Settings, workdir: Path) -> dict[str, int]:
+    """Price decisions on the prices topic (read_committed) and sku prices in the online store."""
+    from pricewave.kafka_io import make_consumer
+
+    consumer = make_consumer(settings, [settings.topics.prices], read_committed=True, consumer_timeout_ms=3000)
+    decisions = sum(1 for _ in consumer)
+    consumer.close()
+    log_lines = sum(
+        1 for path in (workdir / "decisions-full").rglob("*") if path.is_file() for _ in path.open(errors="ignore")
+    ) if (workdir / "decisions-full").exists() else 0  # fmt: skip
+    return {"prices_topic_decisions": decisions, "decision_log_rows": log_lines}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tiny", action="store_true", help="3,000 clicks, full job only (CI smoke test)")
+    parser.add_argument("--clicks", type=int, default=None, help="clicks to pre-fill (default 300,000)")
+    parser.add_argument("--event-rate", type=float, default=5000.0, help="event-time density, events/s (5,000)")
+    parser.add_argument("--partitions", type=int, default=2, help="input topic partitions (default 2)")
+    parser.add_argument("--parallelism", type=int, default=2, help="job parallelism (default 2: one per core)")
+    parser.add_argument("--variants", default=None, help="comma list of validation,full (default both; tiny: full)")
+    parser.add_argument("--cluster", action="store_true", help="submit to the standalone cluster (pricewave.submit)")
+    args = parser.parse_args(argv)
+    clicks = args.clicks or (3_000 if args.tiny else 300_000)
+    variants = (args.variants or ("full" if args.tiny else "validation,full")).split(",")
+    info = benchlib.banner("e2e_throughput")
+    base = load_settings()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        workdir = Path(tmp)
+        settings, total, _ = prepare(base, workdir, clicks, args.event_rate, args.partitions)
+        try:
+            for variant in variants:
+                print(f"running {variant} ({'standalone cluster' if args.cluster else 'MiniCluster'}, parallelism "
+                      f"{args.parallelism}) ...", flush=True)  # fmt: skip
+                runner = run_cluster if args.cluster else run_minicluster
+                result = runner(settings, variant, total, args.parallelism, workdir)
+                if variant == "full":
+                    result.update(count_outputs(settings, workdir))
+                results.append(result)
+                shown = f"{result['events_per_s']:,.0f} events/s" if "events_per_s" in result else result["error"]
+                print(f"  {variant}: {shown}", flush=True)
+        finally:
+            benchlib.delete_topics(base, [getattr(settings.topics, role) for role in ROLES])
+    print()
+    rows = []
+    for r in results:
+        rows.append([r["variant"], r["inputs"], r.get("events_per_s", 0.0), r.get("consume_s", 0.0),
+                     r.get("startup_s", 0.0), r.get("tail_s", 0.0), r["load"]])  # fmt: skip
+    benchlib.table(["variant", "inputs", "events/s (sustained)", "consume s", "start-up s", "flush tail s",
+                    "load avg"], rows)  # fmt: skip
+    for r in results:
+        if r.get("error"):
+            print(f"{r['variant']}: ERROR {r['error']}")
+        if "prices_topic_decisions" in r:
+            print(f"{r['variant']}: {r['prices_topic_decisions']:,} decisions on the prices topic (read_committed), "
+                  f"{r['decision_log_rows']:,} decision-log rows")  # fmt: skip
+        print(f"\nwhere the time goes, {r['variant']} (per vertex, max over subtasks, mean while input flowed)")
+        benchlib.table(["vertex", "busy ms/s", "back-pressured ms/s", "records in", "records out"], r["breakdown"])
+    rates = {r["variant"]: r["events_per_s"] for r in results if "events_per_s" in r}
+    if "validation" in rates and "full" in rates:
+        print(f"\nfull job / validation only: {rates['full'] / rates['validation']:.2f}")
+    if "full" in rates:
+        verdict = "met" if rates["full"] >= 5000 else "missed"
+        print(f"DESIGN.md §5 end-to-end throughput >= 5,000 events/s: {rates['full']:,.0f} events/s -> {verdict}")
+    runs = [{**r, "breakdown": [list(b) for b in r["breakdown"]]} for r in results]
+    report = {"bench": "e2e_throughput", "date": info["date"], "clicks": clicks, "event_rate": args.event_rate,
+              "parallelism": args.parallelism, "cluster": args.cluster, "events_per_s": rates,
+              "runs": runs}  # fmt: skip
+    benchlib.emit(report)
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

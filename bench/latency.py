@@ -1,0 +1,284 @@
+"""Event → price latency of the running pricing job at a fixed input rate (default 1,000 events/s).
+
+The job prices each sku once per window slide (HOP windows in event time), so a sku price cannot
+appear before its window closes: the meaningful delay is from the moment the event that *closes*
+a window is produced (its event time passes window end + out-of-orderness, moving the watermark
+past the window) to the moment the ``sku_price`` of that window is readable in the online store
+(``get_online_features``, the stored event time = the window's time). Measured here:
+
+* **store**: that delay for every (sku, window), p50/p95/p99, polling all skus' ``sku_price``
+  in one ``get_online_features`` call every ~20 ms;
+* **decision**: ``decision_time`` (stamped by the pricing UDF) minus the same closing-event
+  produce time, from the ``prices`` topic;
+* **topic**: when the decision becomes readable on the ``prices`` topic (read_committed) minus the
+  closing-event produce time: exactly-once commits on checkpoints, so this is bounded below by
+  the checkpoint interval.
+
+The load: valid clicks (+1% competitor prices) at ``--rate`` events/s wall clock, from a paced
+producer thread, into fresh 1-partition topics; the job (``build_pipeline`` unchanged, parallelism
+1, periodic watermarks, 5 s out-of-orderness) runs unbounded on a MiniCluster on a private applied
+feature repo. Event time advances ``--speedup`` times faster than the wall clock so that windows
+close every 60/speedup s (speedup 1 is the live case; more windows per run otherwise, each window
+with fewer events). Runs once with the job's bundle settings (1,000 rows / 100 ms) and once with
+PyFlink's defaults (100,000 rows / 1,000 ms) to show their effect.
+
+Usage::
+
+    .venv/bin/python bench/latency.py                    # 1,000 events/s, 120 s per config, speedup 4
+    .venv/bin/python bench/latency.py --tiny             # short, for CI
+    .venv/bin/python bench/latency.py --rate 3000 --configs job
+
+Prints the table and a final JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import benchlib
+
+from pricewave.config import Settings, load_settings
+
+ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
+OUT_OF_ORDERNESS_MS = 5_000
+SLIDE_MS = 60_000
+BUNDLES = {"job": (1_000, 100), "pyflink-default": (100_000, 1_000)}
+
+
+class Producer(threading.Thread):
+    """Clicks (+1% competitor prices) at ``rate``/s wall; event time = T0 + speedup × elapsed wall time."""
+
+    def __init__(self, settings: Settings, market: Any, rate: float, speedup: float, t0_ms: int) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.market, self.rate, self.speedup, self.t0_ms = settings, market, rate, speedup, t0_ms
+        self.stop = threading.Event()
+        self.sent: list[tuple[int, float]] = []  # (event time ms, wall time produced)
+        self.wall0 = 0.0
+
+    def run(self) -> None:
+        from pricewave.kafka_io import make_producer
+
+        producer = make_producer(self.settings)
+        self.wall0 = time.time()
+        i = 0
+        tick = 0.01
+        next_t = time.monotonic()
+        while not self.stop.is_set():
+            per_tick = self.rate * tick
+            n = int(per_tick * (i + 1)) - int(per_tick * i)
+            i += 1
+            now = time.time()
+            event_ms = self.t0_ms + int((now - self.wall0) * self.speedup * 1000)
+            for key, value, t in self.market.clicks(n, event_ms, 1e9):
+                producer.send(self.settings.topics.clicks, value=value, key=key)
+                self.sent.append((t, now))
+            if i % 100 == 0:
+                for key, value, _ in self.market.competitor_prices(max(int(self.rate / 100), 1), event_ms, 1e9):
+                    producer.send(self.settings.topics.competitor_prices, value=value, key=key)
+            next_t += tick
+            delay = next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.flush(timeout=30)
+        producer.close()
+
+    def closing_time(self, window_end_ms: int) -> float | None:
+        """Wall time the first event that moved the watermark past ``window_end_ms`` was produced."""
+        threshold = window_end_ms + OUT_OF_ORDERNESS_MS - 1
+        for event_ms, wall in self.sent:
+            if event_ms >= threshold:
+                return wall
+        return None
+
+
+class StorePoller(threading.Thread):
+    """First wall time each (sku, sku_price event time) is readable in the online store."""
+
+    def __init__(self, store: Any, skus: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.store, self.skus = store, skus
+        self.stop = threading.Event()
+        self.seen: dict[tuple[str, int], float] = {}
+        self.read_ms: list[float] = []
+
+    def run(self) -> None:
+        rows = [{"sku": sku} for sku in self.skus]
+        while not self.stop.is_set():
+            start = time.time()
+            with contextlib.suppress(Exception):
+                response = self.store.get_online_features(features=["sku_price:price"], entity_rows=rows)
+                now = time.time()
+                self.read_ms.append((now - start) * 1000)
+                names = list(response.proto.metadata.feature_names.val)
+                vector = response.proto.results[names.index("price")]
+                for sku, stamp in zip(self.skus, vector.event_timestamps, strict=True):
+                    if stamp.seconds or stamp.nanos:
+                        key = (sku, stamp.seconds * 1000 + stamp.nanos // 1_000_000)
+                        # counted when the read that saw it returned (an upper bound, ~read time + 20 ms)
+                        self.seen.setdefault(key, now)
+            self.stop.wait(0.02)
+
+
+class TopicReader(threading.Thread):
+    """Decisions from the prices topic (read_committed) with the wall time each was read."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.stop = threading.Event()
+        self.decisions: list[tuple[dict[str, Any], float]] = []
+
+    def run(self) -> None:
+        from pricewave.kafka_io import make_consumer
+
+        consumer = make_consumer(self.settings, [self.settings.topics.prices], read_committed=True)
+        try:
+            while not self.stop.is_set():
+                for records in consumer.poll(timeout_ms=100).values():
+                    now = time.time()
+                    for record in records:
+                        with contextlib.suppress(ValueError):
+                            self.decisions.append((json.loads(record.value), now))
+        finally:
+            consumer.close()
+
+
+def run_config(
+    base: Settings, workdir: Path, name: str, rate: float, speedup: float, duration: float
+) -> dict[str, Any]:
+    from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
+    from pricewave.feature_store import FeatureWriter, open_store
+
+    bundle_size, bundle_ms = BUNDLES[name]
+    settings = benchlib.fresh_topics(base, ROLES, partitions=1, stem=f"bench-lat-{name}")
+    repo = benchlib.applied_feature_repo(workdir / name)
+    settings = settings.model_copy(update={"feature_repo": str(repo)})
+    market = benchlib.SyntheticMarket(seed=11)
+    store = open_store(settings)
+    now_ms = int(time.time() * 1000)
+    t0 = now_ms // SLIDE_MS * SLIDE_MS - SLIDE_MS
+    FeatureWriter(store).write("sku_catalog", market.catalog_rows(t0 - 86_400_000))
+    options = JobOptions(
+        group_id=f"bench-lat-{uuid.uuid4().hex[:8]}",
+        starting_offsets="earliest-offset",
+        restart_strategy="none",
+        parallelism=1,
+        out_of_orderness_s=OUT_OF_ORDERNESS_MS / 1000,
+        bundle_size=bundle_size,
+        bundle_time_ms=bundle_ms,
+        arrow_batch_size=min(bundle_size, 1000),
+        decision_log_dir=str(workdir / name / "decisions"),
+        extra_config={"execution.checkpointing.dir": (workdir / name / "checkpoints").as_uri()},
+    )
+    t_env = create_table_environment(settings, options)
+    result = build_pipeline(t_env, settings, options).execute()
+    client = result.get_job_client()
+    poller, reader = StorePoller(store, market.skus), TopicReader(settings)
+    poller.start()
+    reader.start()
+    time.sleep(15)  # let the job and its Python workers start before the load begins
+    producer = Producer(settings, market, rate, speedup, t0)
+    started = time.time()
+    producer.start()
+    time.sleep(duration)
+    producer.stop.set()
+    producer.join(timeout=30)
+    time.sleep(min(10.0, duration / 3))  # the last closed windows land
+    for thread in (poller, reader):
+        thread.stop.set()
+        thread.join(timeout=10)
+    with contextlib.suppress(Exception):
+        client.cancel().result()
+    sent = len(producer.sent)
+    achieved = sent / max(time.time() - started, 1e-9)
+
+    closing: dict[int, float | None] = {}
+
+    def close_of(window_time_ms: int) -> float | None:
+        end = window_time_ms + 1  # window_time = window end - 1 ms
+        if end not in closing:
+            closing[end] = producer.closing_time(end)
+        return closing[end]
+
+    store_ms = []
+    for (_, event_ms), seen in poller.seen.items():
+        closed = close_of(event_ms)
+        if closed is not None and event_ms >= t0:
+            store_ms.append((seen - closed) * 1000)
+    decision_ms, topic_ms = [], []
+    for decision, read_at in reader.decisions:
+        closed = close_of(int(decision["event_time"]))
+        if closed is not None:
+            decision_ms.append(decision["decision_time"] - closed * 1000)
+            topic_ms.append((read_at - closed) * 1000)
+    benchlib.delete_topics(base, [getattr(settings.topics, role) for role in ROLES])
+    return {
+        "config": name,
+        "bundle": f"{bundle_size:,} rows / {bundle_ms} ms",
+        "rate_target": rate,
+        "rate_achieved": achieved,
+        "windows": len({e for _, e in poller.seen}),
+        "store_ms": store_ms,
+        "decision_ms": decision_ms,
+        "topic_ms": topic_ms,
+        "poll_read_ms_p50": benchlib.percentile(poller.read_ms, 50),
+        "load": benchlib.load_average(),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tiny", action="store_true", help="25 s, job bundle settings only (CI smoke test)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="input events/s wall clock (default 1,000)")
+    parser.add_argument("--speedup", type=float, default=None, help="event time / wall time (default 4; tiny 30)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds of load per config (default 120)")
+    parser.add_argument("--configs", default=None, help="comma list of job,pyflink-default (default both)")
+    args = parser.parse_args(argv)
+    speedup = args.speedup or (30.0 if args.tiny else 4.0)
+    duration = args.duration or (25.0 if args.tiny else 120.0)
+    configs = (args.configs or ("job" if args.tiny else "job,pyflink-default")).split(",")
+    info = benchlib.banner("latency")
+    print(f"{args.rate:,.0f} events/s for {duration:.0f} s per config; event time x{speedup:g} wall (a window "
+          f"closes every {60 / speedup:.1f} s); MiniCluster parallelism 1, 1-partition topics, 500 skus\n")  # fmt: skip
+    base = load_settings()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-lat-") as tmp:
+        for name in configs:
+            (Path(tmp) / name).mkdir()
+            print(f"running bundle config {name} ...", flush=True)
+            results.append(run_config(base, Path(tmp), name, args.rate, speedup, duration))
+    rows, summary = [], {}
+    for r in results:
+        for what in ("store", "decision", "topic"):
+            values = r[f"{what}_ms"]
+            p50, p95, p99 = (benchlib.percentile(values, q) for q in (50, 95, 99))
+            rows.append([f"{r['config']} ({r['bundle']}): {what}", len(values), p50, p95, p99,
+                         max(values) if values else 0.0, r["rate_achieved"], r["load"]])  # fmt: skip
+            summary[f"{r['config']} {what}"] = {"n": len(values), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99}
+    benchlib.table(["config: measured delay", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "events/s sent",
+                    "load avg"], rows)  # fmt: skip
+    for r in results:
+        print(f"{r['config']}: {r['windows']} windows seen in the store; one poll of 500 skus took "
+              f"{r['poll_read_ms_p50']:.1f} ms (p50)")  # fmt: skip
+    if "job store" in summary:
+        p99 = summary["job store"]["p99_ms"]
+        print(f"DESIGN.md §5 event -> price in store p99 < 1 s at {args.rate:,.0f} events/s: p99 {p99:,.0f} ms -> "
+              f"{'met' if 0 < p99 < 1000 else 'missed'}")  # fmt: skip
+    report = {"bench": "latency", "date": info["date"], "rate": args.rate, "speedup": speedup, "duration_s": duration,
+              "latency": summary,
+              "runs": [{k: v for k, v in r.items() if not k.endswith("_ms")} for r in results]}  # fmt: skip
+    benchlib.emit(report)
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

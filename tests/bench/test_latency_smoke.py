@@ -1,0 +1,27 @@
+"""bench/latency.py runs the job under load (--tiny) and reports positive latency percentiles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pricewave.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def test_latency_bench_tiny(kafka_stack: Settings) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/latency.py", "--tiny"], cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "machine:" in result.stdout and "cores" in result.stdout
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for what in ("store", "decision", "topic"):
+        figures = report["latency"][f"job {what}"]
+        assert figures["n"] > 0 and figures["p50_ms"] > 0 and figures["p99_ms"] >= figures["p50_ms"]
