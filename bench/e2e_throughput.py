@@ -196,6 +196,8 @@ def run_minicluster(settings: Settings, variant: str, total: int, parallelism: i
             # Without a checkpoint dir a MiniCluster keeps checkpoints in JobManager memory (5 MiB cap): the
             # window state of a few thousand clicks already exceeds it and the job fails (see BENCHMARKS.md).
             "execution.checkpointing.dir": (workdir / "checkpoints").as_uri(),
+            # The REST API serves metrics the JobManager fetched at most this long ago (default 10 s).
+            "metrics.fetcher.update-interval": "500",
         },
     )
     t_env = create_table_environment(settings, options)
