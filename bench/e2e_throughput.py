@@ -128,20 +128,28 @@ class Sampler:
         now = time.monotonic()
         consumed = 0
         busy: dict[str, tuple[float, float]] = {}
+        sources_finished = []
         for vertex in details.get("vertices", []):
             vid = vertex["id"]
             self.names[vid] = vertex["name"]
             metrics = vertex.get("metrics", {})
             self.vertex_records[vid] = (int(metrics.get("read-records", 0)), int(metrics.get("write-records", 0)))
+            if vertex["name"].startswith("Source:"):
+                # A bounded source vertex turns FINISHED once it has emitted its last record.
+                sources_finished.append(vertex.get("status") == "FINISHED")
+                if vertex.get("status") == "RUNNING":
+                    names = self._source_metric_names(vid)
+                    consumed += int(sum(self.rest.vertex_metrics(self.job_id, vid, names).values()))
+                else:
+                    consumed += int(metrics.get("read-records", 0))
             if vertex.get("status") != "RUNNING":
                 continue
-            if vertex["name"].startswith("Source:"):
-                names = self._source_metric_names(vid)
-                consumed += int(sum(self.rest.vertex_metrics(self.job_id, vid, names).values()))
             values = self.rest.subtask_metrics(
                 self.job_id, vid, ["busyTimeMsPerSecond", "backPressuredTimeMsPerSecond"], agg="max"
             )
             busy[vid] = (values.get("busyTimeMsPerSecond", 0.0), values.get("backPressuredTimeMsPerSecond", 0.0))
+        if sources_finished and all(sources_finished) and self.first_t is not None and self.last_t is None:
+            consumed = max(consumed, self.expected)
         if consumed == 0 and self.state == "RUNNING":
             self.zero_t = now  # the last poll before any input: the span starts no later than this
         if consumed > self.consumed:

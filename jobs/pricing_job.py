@@ -59,7 +59,8 @@ class JobOptions:
     bounded: bool = False
     # 'on-periodic' (default) or 'on-event': emit a watermark after every record (exact lateness).
     watermark_emit_strategy: str = "on-periodic"
-    transactional_id_prefix: str = "pricewave-prices"
+    # Empty: "<group_id>-prices", so two jobs on one broker never fence each other's transactions.
+    transactional_id_prefix: str = ""
     # Above checkpoint interval + restart delay, below the broker's transaction.max.timeout.ms.
     transaction_timeout_s: int = 900
     # Where the decision log's JSON-lines part files go (default: <state>/decision_log).
@@ -181,8 +182,13 @@ CREATE TEMPORARY TABLE `dead_letters` (
   {kafka_options(settings, settings.topics.dlq, options=JobOptions(), source=False)},
   'format' = 'json',
   'json.encode.ignore-null-fields' = 'false',
-  'sink.delivery-guarantee' = 'at-least-once'
+  'sink.delivery-guarantee' = 'at-least-once',
+  -- A dead letter carries its record base64-encoded (4/3 the size): allow up to the broker's limit.
+  'properties.max.request.size' = '2097152'
 )"""
+
+
+MAX_DEAD_LETTER_B64_CHARS = 1_398_104  # base64 of 1 MiB (+ padding)
 
 
 def dead_letter_insert(settings: Settings, role: str) -> str:
@@ -191,7 +197,8 @@ def dead_letter_insert(settings: Settings, role: str) -> str:
     return f"""
 INSERT INTO `dead_letters`
 SELECT `reason`, {_sql_string(topic)}, `kafka_partition`, `kafka_offset`,
-  `raw_b64`,
+  -- Whole up to 1 MiB of raw bytes (the topic's record limit allows no more); raw_size is exact.
+  SUBSTRING(`raw_b64` FROM 1 FOR {MAX_DEAD_LETTER_B64_CHARS}),
   -- the byte size from the base64 text (4 characters per 3 bytes, less the padding)
   CAST(CHAR_LENGTH(`raw_b64`) / 4 * 3 - (CHAR_LENGTH(`raw_b64`) - CHAR_LENGTH(TRIM(TRAILING '=' FROM `raw_b64`)))
     AS BIGINT),
@@ -396,7 +403,7 @@ CREATE TEMPORARY TABLE `prices_sink` (
   'value.format' = 'raw',
   'value.fields-include' = 'EXCEPT_KEY',
   'sink.delivery-guarantee' = 'exactly-once',
-  'sink.transactional-id-prefix' = {_sql_string(options.transactional_id_prefix)},
+  'sink.transactional-id-prefix' = {_sql_string(options.transactional_id_prefix or options.group_id + "-prices")},
   'properties.transaction.timeout.ms' = '{options.transaction_timeout_s * 1000}'
 )"""
 
@@ -485,6 +492,10 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     existing = [str(jar) for jar in Configuration.parse_list_value(table_config.get("pipeline.jars", "") or "")]
     ours = [path.as_uri() for path in flink_connector_jars(settings)]
     table_config.set("pipeline.jars", ";".join(existing + [jar for jar in ours if jar not in existing]))
+    # Checkpoints on the filesystem unless the cluster names a place: kept in JobManager memory they
+    # are capped at 5 MiB and the job fails once its window state outgrows that.
+    if not table_config.get("execution.checkpointing.dir", ""):
+        table_config.set("execution.checkpointing.dir", settings.path("flink", "checkpoints").as_uri())
     return t_env
 
 

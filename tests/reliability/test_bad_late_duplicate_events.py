@@ -355,11 +355,6 @@ def test_demand_counts_exclude_bad_late_and_duplicate_events(fuzz_run: RunResult
     assert len(ids) == len(set(ids)) == len(expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dead letter of a 1 MB record (base64: 1.33 MB) exceeds the dead-letter sink's max.request.size "
-    "(1 MiB): RecordTooLargeException fails the job; fix: truncate raw_b64 in jobs/pricing_job.dead_letter_insert",
-)
 def test_one_megabyte_record_is_dead_lettered(
     kafka_stack: Settings, applied_feature_repo: Path, tmp_path: Path
 ) -> None:

@@ -3,8 +3,8 @@
 A PRIVATE stack (own broker and standalone Flink cluster with 2 TaskManagers, free ports, temporary
 state directory: the shared stack is never touched) holds a fixed input: the ``small`` scenario of
 the simulator, seed fixed, every fault share 0, single-partition topics. The pricing job is
-submitted the way ``pricewave submit`` does it (``flink run --detached`` with the job zip), bounded,
-with a 2 s checkpoint interval:
+submitted with what ``pricewave submit`` ships (the job zip, PyFlink's jar) through the cluster's
+REST endpoint, bounded, with a 2 s checkpoint interval:
 
 1. a fault-free reference run;
 2. runs on the same input with fresh outputs (prices and dead-letter topics, online store, decision
@@ -13,8 +13,9 @@ with a 2 s checkpoint interval:
    restarts the broker once mid-stream.
 
 Each faulty run must equal the reference: the same decision ids in ``prices`` read with
-read_committed, none twice, the same (sku, event_time, price) set, the same final ``sku_price``
-per sku in the online store, and the same decision log.
+read_committed, none twice, none extra, the same (sku, event_time, price) set of sku decisions,
+the same final ``sku_price`` per sku in the online store, and the same decision log ids, none twice.
+Offer prices are reported, not compared: they depend on when the store was written (RELIABILITY.md).
 
 The reference run's leftovers also feed the privacy scan: no raw user id of the simulator in any
 topic, the broker's files, the online store, the decision log or any log.
@@ -111,8 +112,8 @@ def submit_run(env: CrashEnv, settings: Settings, name: str) -> str:
     """Submit the job to the private cluster: the job's own pipeline with the cluster's address.
 
     What ``pricewave submit`` ships (the job zip, PyFlink's runtime jar on the classpath), through
-    the REST endpoint; ``flink run`` itself is not used because the job cannot be started by it at
-    the moment (see RELIABILITY.md: ``pipeline.jars`` under ``flink run -py``).
+    the REST endpoint; ``flink run`` itself was not used because it could not start the job when this
+    was written (RELIABILITY.md: ``pipeline.jars`` under ``flink run -py``, since fixed).
     """
     from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
     from pricewave.submit import build_job_archive, flink_python_jar
