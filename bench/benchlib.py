@@ -30,6 +30,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pricewave.stack.process import child_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # jobs/, udfs/ and pricewave/ import from the repository root
     sys.path.insert(0, str(ROOT))
@@ -169,7 +171,7 @@ def applied_feature_repo(workdir: Path) -> Path:
     repo = workdir / "feature_repo"
     shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
     feast = str(Path(sys.executable).with_name("feast"))
-    env = {**os.environ, "FEAST_FS_YAML_FILE_PATH": "feature_store.yaml"}
+    env = child_environment({"FEAST_FS_YAML_FILE_PATH": "feature_store.yaml"})
     result = subprocess.run([feast, "apply"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     if result.returncode != 0:
         raise RuntimeError(f"feast apply failed: {result.stdout}{result.stderr}")

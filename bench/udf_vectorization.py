@@ -37,6 +37,8 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, udf
 
+from pricewave.stack.process import child_environment
+
 INPUTS = [
     ("sku", DataTypes.STRING()),
     ("base_price", DataTypes.DOUBLE()),
@@ -210,7 +212,7 @@ def cell_subprocess(kind: str, mode: str, rows: int, model_dir: str, workdir: Pa
 
     # Thread mode embeds CPython in the JVM (PEMJA): it needs the venv's site-packages on its path.
     path = [*site.getsitepackages(), str(benchlib.ROOT), str(Path(__file__).resolve().parent)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    env = child_environment({"PYTHONPATH": os.pathsep.join(path)})
     command = [sys.executable, str(Path(__file__).resolve()), "--cell", f"{kind}:{mode}:{rows}:{batch}",
                "--model-dir", model_dir, "--workdir", str(workdir)]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -29,7 +29,8 @@ from pyflink.common import Configuration
 from pyflink.table import EnvironmentSettings, PlanReference, StatementSet, TableEnvironment, TableResult
 
 from pricewave.config import Settings, load_settings
-from pricewave.errors import ConfigError
+from pricewave.errors import ConfigError, PricewaveError
+from pricewave.kafka_io import flink_security_properties
 from pricewave.schemas import MIN_EVENT_TIME_MS, flink_ddl_columns, flink_row_type, load_schema
 from pricewave.stack.jars import flink_connector_jars
 
@@ -51,7 +52,10 @@ class JobOptions:
     session_gap_s: int = 1800
     short_horizon_s: int = 300
     long_horizon_s: int = 3600
-    dedup_window_s: int = 60
+    # A replayed duplicate carries its original's event time, so any window catches it (one that
+    # arrives after the window fired is behind the watermark: dead-lettered as late). Short windows
+    # pass clicks on within a second of the watermark instead of in one burst per minute.
+    dedup_window_s: float = 1.0
     parallelism: int | None = None  # None: the cluster's / `flink run -p` default
     # 'exponential-delay' in production; tests use 'none' so that a failure surfaces at once.
     restart_strategy: str = "exponential-delay"
@@ -116,6 +120,8 @@ def kafka_options(settings: Settings, topic: str, *, options: JobOptions, source
         "connector": "kafka",
         "topic": topic,
         "properties.bootstrap.servers": settings.kafka.bootstrap_servers,
+        # SASL from the settings, credentials from the environment (the job refuses to start without).
+        **{f"properties.{key}": value for key, value in flink_security_properties(settings).items()},
     }
     if source:
         pairs.update(
@@ -238,6 +244,8 @@ def deduplicated_clicks(options: JobOptions) -> str:
 
     Window deduplication: a duplicate carries the same event_time as its original, so both fall in
     the same tumbling window and only the first survives; state is freed when the window closes.
+    The window is short (``dedup_window_s``, 1 s): it only delays each click until the watermark
+    passes the end of its window.
     """
     return f"""
 CREATE TEMPORARY VIEW `unique_clicks` AS
@@ -250,37 +258,63 @@ FROM (
 ) WHERE `occurrence` = 1"""
 
 
-def sku_demand_view(options: JobOptions) -> str:
-    """Per-sku demand at two horizons from one HOP window (size = long horizon).
+DEMAND_EVENT_TYPES = {"view": "views", "click": "clicks", "add_to_cart": "carts", "purchase": "purchases"}
 
-    The short horizon counts only the rows in the window's last ``short_horizon_s`` seconds, so
-    both horizons come from a single window operator.
+
+def _demand_horizon_view(name: str, suffix: str, size_s: int, options: JobOptions, *, mean_price: bool) -> str:
+    """Per-sku counts over one horizon: a HOP window whose aggregates never mention the window.
+
+    Nothing window-dependent inside the aggregate arguments lets Flink slice the window: each click
+    updates one slice, and a firing window merges its slices, instead of the click being copied
+    into every window (size / slide times) it belongs to.
     """
-    recent = f"`event_time` > `window_time` - {_interval(options.short_horizon_s)}"
-
-    def count(kind: str, *, short: bool) -> str:
-        condition = f"`event_type` = '{kind}'" + (f" AND {recent}" if short else "")
-        return f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)"
-
+    counts = ",\n  ".join(
+        f"SUM(CASE WHEN `event_type` = '{kind}' THEN 1 ELSE 0 END) AS `{column}_{suffix}`"
+        for kind, column in DEMAND_EVENT_TYPES.items()
+    )
+    price = ",\n  AVG(`price_seen`) AS `mean_price_seen_1h`" if mean_price else ""
     return f"""
-CREATE TEMPORARY VIEW `sku_demand` AS
+CREATE TEMPORARY VIEW {_quote(name)} AS
 SELECT `sku`, `window_start`, `window_end`, `window_time`,
-  {count("view", short=True)} AS `views_5m`,
-  {count("click", short=True)} AS `clicks_5m`,
-  {count("add_to_cart", short=True)} AS `carts_5m`,
-  {count("purchase", short=True)} AS `purchases_5m`,
-  {count("view", short=False)} AS `views_1h`,
-  {count("click", short=False)} AS `clicks_1h`,
-  {count("add_to_cart", short=False)} AS `carts_1h`,
-  {count("purchase", short=False)} AS `purchases_1h`,
-  COUNT(DISTINCT CASE WHEN {recent} THEN `user_key` END) AS `unique_users_5m`,
-  COUNT(DISTINCT `user_key`) AS `unique_users_1h`,
-  CAST({count("purchase", short=True)} AS DOUBLE) / GREATEST({count("view", short=True)}, 1) AS `conversion_5m`,
-  CAST({count("purchase", short=False)} AS DOUBLE) / GREATEST({count("view", short=False)}, 1) AS `conversion_1h`,
-  AVG(`price_seen`) AS `mean_price_seen_1h`
+  {counts},
+  COUNT(DISTINCT `user_key`) AS `unique_users_{suffix}`{price}
 FROM TABLE(HOP(TABLE `unique_clicks`, DESCRIPTOR(`event_time`),
-  {_interval(options.window_slide_s)}, {_interval(options.long_horizon_s)}))
+  {_interval(options.window_slide_s)}, {_interval(size_s)}))
 GROUP BY `sku`, `window_start`, `window_end`, `window_time`"""
+
+
+def sku_demand_views(options: JobOptions) -> list[str]:
+    """Per-sku demand at two horizons: one sliced HOP window per horizon, joined on window time.
+
+    Both windows slide together, so each long-horizon window meets the short-horizon window that
+    ends with it; a sku without clicks in the short horizon gets zeros there.
+    """
+    short = [f"COALESCE(s.`{column}_5m`, 0) AS `{column}_5m`" for column in DEMAND_EVENT_TYPES.values()]
+    long = [f"l.`{column}_1h`" for column in DEMAND_EVENT_TYPES.values()]
+    conversion = "CAST({p} AS DOUBLE) / GREATEST({v}, 1)"
+    columns = ",\n  ".join(
+        [
+            *short,
+            *long,
+            "COALESCE(s.`unique_users_5m`, 0) AS `unique_users_5m`",
+            "l.`unique_users_1h`",
+            conversion.format(p="COALESCE(s.`purchases_5m`, 0)", v="COALESCE(s.`views_5m`, 0)") + " AS `conversion_5m`",
+            conversion.format(p="l.`purchases_1h`", v="l.`views_1h`") + " AS `conversion_1h`",
+            "l.`mean_price_seen_1h`",
+        ]
+    )
+    return [
+        _demand_horizon_view("sku_demand_long", "1h", options.long_horizon_s, options, mean_price=True),
+        _demand_horizon_view("sku_demand_short", "5m", options.short_horizon_s, options, mean_price=False),
+        f"""
+CREATE TEMPORARY VIEW `sku_demand` AS
+SELECT l.`sku`, l.`window_start`, l.`window_end`, l.`window_time`,
+  {columns}
+FROM `sku_demand_long` AS l
+LEFT JOIN `sku_demand_short` AS s
+  ON l.`sku` = s.`sku`
+  AND s.`window_time` BETWEEN l.`window_time` AND l.`window_time`""",
+    ]
 
 
 def sku_competition_view(options: JobOptions) -> str:
@@ -481,6 +515,9 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     config.set_string("python.client.executable", sys.executable)
     config.set_string("table.exec.source.idle-timeout", f"{_ms(options.idle_timeout_s)} ms")
     config.set_string("table.local-time-zone", "UTC")
+    # A view read by several inserts (sku_demand feeds pricing and its store push) is planned once
+    # with every column any reader needs, instead of once per reader with its own pruned columns.
+    config.set_string("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
     for key, value in options.extra_config.items():
         config.set_string(key, value)
     environment = EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build()
@@ -541,7 +578,7 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
     t_env.execute_sql(dead_letter_ddl(settings))
     for statement in (
         deduplicated_clicks(options),
-        sku_demand_view(options),
+        *sku_demand_views(options),
         sku_competition_view(options),
         sku_features_view(),
         sku_decisions_view(),
@@ -644,8 +681,23 @@ def run_statements(t_env: TableEnvironment, statements: StatementSet, compiled_p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Build and run the job; blocks until it ends (bounded) or ``--duration`` elapses."""
+    """Build and run the job; blocks until it ends (bounded) or ``--duration`` elapses.
+
+    A configuration the job cannot run with ends it with one line on stderr and exit code 2.
+    """
+    try:
+        return _run(argv)
+    except PricewaveError as exc:
+        print(f"pricing_job: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     settings, options, duration_s, compiled_plan = parse_args(argv)
+    flink_security_properties(settings)  # missing credentials: say so now, before a JVM starts
+    if compiled_plan and settings.kafka.uses_sasl:
+        # A compiled plan stores every table's options, the Kafka credentials among them, in the file.
+        raise ConfigError("--compiled-plan would write the Kafka SASL credentials into the plan file: not with SASL")
     t_env = create_table_environment(settings, options)
     result = run_statements(t_env, build_pipeline(t_env, settings, options), compiled_plan)
     client = result.get_job_client()

@@ -48,6 +48,7 @@ from pricewave.config import Settings
 from pricewave.errors import ConfigError, StackError
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import Scenario, load_scenario
+from pricewave.stack.process import child_environment, tail
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INTERVAL_MS = 60_000  # the job's window slide: it re-prices every sku once per simulated minute
@@ -111,7 +112,7 @@ def _apply_feature_repo(target: Path) -> Path:
     shutil.copytree(REPO_ROOT / "feature_repo", target, ignore=shutil.ignore_patterns("data", "__pycache__"))
     feast = str(Path(sys.executable).with_name("feast"))
     result = subprocess.run(
-        [feast, "apply"], cwd=target, env={**os.environ, "FEAST_FS_YAML_FILE_PATH": "feature_store.yaml"},
+        [feast, "apply"], cwd=target, env=child_environment({"FEAST_FS_YAML_FILE_PATH": "feature_store.yaml"}),
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     if result.returncode != 0:
@@ -122,7 +123,7 @@ def _apply_feature_repo(target: Path) -> Path:
 
 def _environment(settings: Settings) -> dict[str, str]:
     """``PRICEWAVE_*`` variables that make a fresh process load exactly ``settings``' topics, repo and model."""
-    env = dict(os.environ)
+    env = child_environment()
     topics = settings.topics
     for role in ("clicks", "competitor_prices", "reviews", "prices", "dlq"):
         env[f"PRICEWAVE_TOPICS__{role.upper()}"] = getattr(topics, role)
@@ -148,9 +149,11 @@ def _pricing_job(settings: Settings, work: Path, *, checkpoint_s: float, timeout
         deadline = time.monotonic() + timeout_s
         while b"running" not in log_path.read_bytes():
             if job.poll() is not None:
-                raise StackError(f"the pricing job exited (code {job.returncode}); see {log_path}")
+                raise StackError(f"the pricing job exited (code {job.returncode}); see {log_path}\n{tail(log_path)}")
             if time.monotonic() > deadline:
-                raise StackError(f"the pricing job did not start within {timeout_s:.0f} s; see {log_path}")
+                raise StackError(
+                    f"the pricing job did not start within {timeout_s:.0f} s; see {log_path}\n{tail(log_path)}"
+                )
             time.sleep(0.5)
         time.sleep(3)  # the sources take their partitions
         yield log_path

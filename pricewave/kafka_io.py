@@ -54,6 +54,42 @@ def security_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+# The Kafka clients inside Flink's SQL connector are shaded: JAAS must name the shaded login modules.
+_SHADED_KAFKA = "org.apache.flink.kafka.shaded.org.apache.kafka"
+_LOGIN_MODULES = {
+    "SCRAM-SHA-256": f"{_SHADED_KAFKA}.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": f"{_SHADED_KAFKA}.common.security.scram.ScramLoginModule",
+    "PLAIN": f"{_SHADED_KAFKA}.common.security.plain.PlainLoginModule",
+}
+
+
+def _jaas_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def flink_security_properties(settings: Settings) -> dict[str, str]:
+    """The same authentication as :func:`security_config`, as Java client properties for Flink's connector.
+
+    Raises:
+        ConfigError: SASL is configured but the mechanism or the credentials are missing.
+
+    Example:
+        >>> from pricewave.config import Settings
+        >>> flink_security_properties(Settings())
+        {}
+    """
+    python = security_config(settings)
+    if not python:
+        return {}
+    module = _LOGIN_MODULES[python["sasl_mechanism"]]
+    username, password = _jaas_quote(python["sasl_plain_username"]), _jaas_quote(python["sasl_plain_password"])
+    return {
+        "security.protocol": python["security_protocol"],
+        "sasl.mechanism": python["sasl_mechanism"],
+        "sasl.jaas.config": f"{module} required username={username} password={password};",
+    }
+
+
 # What a client sees when it cannot reach a broker, or reaches one that refuses its login (a failed
 # SASL handshake surfaces as a failed API-version probe).
 _NOT_CONNECTED = (NoBrokersAvailable, KafkaConnectionError, IncompatibleBrokerVersion, SaslAuthenticationFailedError)

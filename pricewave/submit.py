@@ -41,7 +41,8 @@ import yaml
 
 from pricewave.config import CONFIG_PATH_ENV, Settings
 from pricewave.errors import ConfigError, PricewaveError, StackError
-from pricewave.stack.flink import FlinkService, flink_home
+from pricewave.stack.flink import FlinkService, default_java_opts, flink_home
+from pricewave.stack.process import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What the job zip holds, relative to the repository root.
@@ -331,6 +332,8 @@ def flink_conf_dir(settings: Settings, cluster: Cluster) -> Path:
         "jobmanager.rpc.address": cluster.host,
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
+        # The module opens Flink needs on Java 17: without them `flink run` fails in the client.
+        "env.java.opts.all": default_java_opts(),
     }
     (conf / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
     return conf
@@ -338,8 +341,7 @@ def flink_conf_dir(settings: Settings, cluster: Cluster) -> Path:
 
 def submit_environment(settings: Settings, conf_dir: Path, config_file: str | None) -> dict[str, str]:
     """The environment of ``flink run``: ours (PRICEWAVE_* reach the job's driver) plus Flink's."""
-    env = dict(os.environ)
-    env.update(
+    env = child_environment(
         {
             "FLINK_HOME": str(flink_home()),
             "FLINK_CONF_DIR": str(conf_dir),

@@ -6,6 +6,7 @@ not running, the session fixture starts it the same way, so a developer can run 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -20,6 +21,19 @@ from kafka.consumer.fetcher import ConsumerRecord
 from pricewave import stack
 from pricewave.config import Settings, load_settings
 from pricewave.kafka_io import ensure_topics, make_admin, make_consumer
+from pricewave.stack.process import child_environment
+
+
+@pytest.fixture(autouse=True)
+def _no_pyflink_worker_flag_left_behind() -> Iterator[None]:
+    """Drop what an in-process MiniCluster job leaves in ``os.environ``.
+
+    PyFlink runs an embedded job's Python workers as threads of this process and copies their
+    variables into ``os.environ``; with ``PYFLINK_GATEWAY_DISABLED`` among them, every PyFlink
+    driver a later test starts as a subprocess would refuse to start (BENCHMARKS.md, F8).
+    """
+    yield
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
 
 
 @pytest.fixture(scope="session")
@@ -170,12 +184,11 @@ def run_feast(
     repo: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run the real ``feast`` CLI of the venv in ``repo``; returns the CompletedProcess."""
-    import os
     import sys
 
     feast = str(Path(sys.executable).with_name("feast"))
     return subprocess.run(
-        [feast, *args], cwd=repo, env={**os.environ, **(env or {})},
+        [feast, *args], cwd=repo, env=child_environment(env),
         capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pricewave import stack
 from pricewave.commands.watch import watch
 from pricewave.config import Settings
 from pricewave.errors import ConfigError, StackError
+from pricewave.stack.process import child_environment, tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,11 +108,11 @@ def start_job(settings: Settings, log_path: Path, timeout_s: float) -> subproces
     ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
-    job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_environment())
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if job.poll() is not None:
-            raise StackError(f"the pricing job exited (code {job.returncode}); see {log_path}")
+            raise StackError(f"the pricing job exited (code {job.returncode}); see {log_path}\n{tail(log_path)}")
         if b"running" in log_path.read_bytes():
             # The job id is known; give the sources a moment to take their partitions.
             time.sleep(8)

@@ -182,6 +182,7 @@ def open_store(
 
     Raises:
         ConfigError: The repo or its config is missing or invalid, or it was never applied.
+        StackError: The Redis profile's server is unreachable or refuses the password.
     """
     from feast import FeatureStore
 
@@ -193,7 +194,12 @@ def open_store(
     registry = _registry_file(config, repo)
     if require_applied and registry is not None and not registry.exists():
         raise ConfigError(f"feature repo {repo} has not been applied (no {registry}): run 'pricewave features apply'")
-    return FeatureStore(repo_path=str(repo), config=config)
+    store = FeatureStore(repo_path=str(repo), config=config)
+    if online_store_type(store) == "redis":
+        from pricewave.feature_store.stores.redis import OPS
+
+        OPS.check_login(store)  # a missing or wrong password: one line now, not on the first read
+    return store
 
 
 def online_store_type(store: FeatureStore) -> str:

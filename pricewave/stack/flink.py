@@ -7,7 +7,6 @@ Each process runs ``start-foreground`` so the pid we record is the JVM itself.
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import yaml
 from pricewave.errors import StackError
 from pricewave.stack.base import Service
 from pricewave.stack.jars import ensure_jars
-from pricewave.stack.process import start_detached, wait_until
+from pricewave.stack.process import child_environment, start_detached, wait_until
 
 
 def flink_home() -> Path:
@@ -58,11 +57,11 @@ def flink_config(settings_flink: Any, state_dir: Path, python_executable: str) -
         # Metrics for Prometheus (the plugin ships in pyflink/plugins/metrics-prometheus).
         "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
         "metrics.reporter.prom.port": "9250-9260",
-        "env.java.opts.all": _default_java_opts(),
+        "env.java.opts.all": default_java_opts(),
     }
 
 
-def _default_java_opts() -> str:
+def default_java_opts() -> str:
     """The JVM flags Flink's own config.yaml ships (module opens Flink needs on Java 17)."""
     shipped = yaml.safe_load((flink_home() / "conf" / "config.yaml").read_text()) or {}
     opts = shipped.get("env", {}).get("java", {}).get("opts", {}).get("all", "")
@@ -109,17 +108,14 @@ class FlinkService(Service):
 
     def environment(self) -> dict[str, str]:
         """Environment for Flink's scripts: where the config and logs live."""
-        # Feast, once imported, points PROMETHEUS_MULTIPROC_DIR at a temporary folder of the
-        # importing process; a TaskManager must not inherit it, or its Python workers fail when that
-        # process has exited and the folder is gone.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_MULTIPROC")}
-        return {
-            **inherited,
-            "FLINK_HOME": str(flink_home()),
-            "FLINK_CONF_DIR": str(self.conf_dir),
-            "FLINK_LOG_DIR": str(self.settings.path("logs")),
-            "FLINK_PID_DIR": str(self.settings.path("run", "flink")),
-        }
+        return child_environment(
+            {
+                "FLINK_HOME": str(flink_home()),
+                "FLINK_CONF_DIR": str(self.conf_dir),
+                "FLINK_LOG_DIR": str(self.settings.path("logs")),
+                "FLINK_PID_DIR": str(self.settings.path("run", "flink")),
+            }
+        )
 
     def start_process(self, process: str) -> None:
         self.write_config()

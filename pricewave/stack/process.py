@@ -138,6 +138,36 @@ def wait_until(
     raise StackError(f"{what} did not answer within {timeout_s:.0f} s; see {log_file}\n{tail(log_file)}")
 
 
+# Variables that describe this process, not the environment:
+# * Feast, once imported, points the PROMETHEUS_* pair at a temporary folder that its importing
+#   process deletes on exit; a child that inherits them fails on its own ``import feast`` then.
+# * PyFlink, after it ran a MiniCluster job with Python workers in this process (loopback mode),
+#   leaves the worker's PYFLINK_GATEWAY_DISABLED here; a child PyFlink driver that inherits it
+#   refuses to start its gateway ("launching the PythonGatewayServer during Python UDF execution").
+_PROCESS_LOCAL_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR", "PYFLINK_GATEWAY_DISABLED")
+
+
+def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a process we start: ours, less what belongs to this process alone.
+
+    Args:
+        overrides: Variables to set on top.
+
+    Returns:
+        A fresh dict, safe to pass as ``env=`` to :mod:`subprocess`.
+
+    Example:
+        >>> import os
+        >>> os.environ["PYFLINK_GATEWAY_DISABLED"] = "true"
+        >>> "PYFLINK_GATEWAY_DISABLED" in child_environment({"A": "1"})
+        False
+        >>> del os.environ["PYFLINK_GATEWAY_DISABLED"]
+    """
+    env = {k: v for k, v in os.environ.items() if k not in _PROCESS_LOCAL_VARIABLES}
+    env.update(overrides or {})
+    return env
+
+
 def tail(path: Path, lines: int = 15) -> str:
     """The last lines of a log file, indented, for error messages."""
     try:

@@ -10,7 +10,7 @@ import redis as redis_client
 
 from pricewave.errors import StackError
 from pricewave.stack.base import Service
-from pricewave.stack.process import start_detached, wait_until
+from pricewave.stack.process import child_environment, start_detached, wait_until
 
 
 def ensure_redis_server() -> str:
@@ -21,7 +21,7 @@ def ensure_redis_server() -> str:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise StackError("redis-server is not installed: install it (sudo apt-get install redis-server) and retry")
     print("[stack] installing redis-server with apt-get ...", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    env = child_environment({"DEBIAN_FRONTEND": "noninteractive"})
     for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
         result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         if result.returncode != 0:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from pricewave.replay import (
     ta_feng_click_events,
 )
 from pricewave.schemas import InvalidEvent, validate_record
+from pricewave.stack.process import child_environment
 from tests.conftest import consume_all
 
 SECRET = b"test-secret"
@@ -331,7 +331,7 @@ def test_cli_bad_argument_is_one_readable_line(argv: list[str]) -> None:
 
 def _child_env(settings: Settings) -> dict[str, str]:
     """The environment that points a ``pricewave`` subprocess at the same broker and state dir."""
-    env = dict(os.environ)
+    env = child_environment()
     env.update(
         {
             "PRICEWAVE_KAFKA__HOST": settings.kafka.host,

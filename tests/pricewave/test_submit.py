@@ -207,3 +207,14 @@ def test_clear_errors_for_a_down_cluster_and_an_unknown_job(
         err
         == f"pricewave: error: no job {'0' * 32} on {flink_cluster.flink.rest_url}: see 'pricewave jobs' for the ids"
     )
+
+
+def test_client_config_for_another_cluster_carries_the_java_17_module_opens(tmp_path: Path) -> None:
+    import yaml
+
+    settings = load_settings(env={"PRICEWAVE_STATE_DIR": str(tmp_path)})
+    conf = flink_jobs.flink_conf_dir(settings, flink_jobs.cluster_for(settings, "http://flink.example:8082"))
+    config = yaml.safe_load((conf / "config.yaml").read_text())
+    assert config["rest.address"] == "flink.example" and config["rest.port"] == 8082
+    # Without these `flink run` fails on Java 17 (InaccessibleObjectException) before submitting.
+    assert "--add-opens=java.base/java.lang=ALL-UNNAMED" in config["env.java.opts.all"]

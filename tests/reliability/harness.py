@@ -192,6 +192,24 @@ class PrivateStack:
                     hosts.add(str(tm.get("taskmanager-id") or tm.get("taskmanagerId")))
         return hosts
 
+    def written_records(self, topic: str) -> int | None:
+        """Records written to ``topic`` so far, committed or not (its end offsets); None while unreachable.
+
+        Grows with the job's output across restarts (a replay after a failure writes again, into
+        transactions that get aborted), so it measures progress on any machine, unlike wall time.
+        """
+        try:
+            consumer = make_consumer(self.settings, [], read_committed=False)
+            try:
+                from kafka import TopicPartition
+
+                partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+                return sum(consumer.end_offsets(partitions).values())
+            finally:
+                consumer.close()
+        except Exception:  # the broker is being restarted: no reading this time
+            return None
+
     def completed_checkpoints(self, job_id: str) -> int:
         return int(self.rest(f"/jobs/{job_id}/checkpoints").get("counts", {}).get("completed", 0))
 

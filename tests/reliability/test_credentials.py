@@ -12,7 +12,6 @@ with one line that says what to set, without them. The Redis half uses the passw
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -26,7 +25,7 @@ from pricewave.errors import ConfigError, StackError
 from pricewave.kafka_io import encode_json, ensure_topics, make_admin, make_consumer, make_producer
 from pricewave.stack.jars import kafka_classpath
 from pricewave.stack.kafka import KafkaService
-from tests.reliability.harness import private_settings, read_topic, wait_ready
+from tests.reliability.harness import bounded_options, fresh_topics, private_settings, read_topic, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -147,12 +146,21 @@ def test_clients_refuse_to_start_without_credentials(scram_broker: Settings, mon
         assert "PRICEWAVE_KAFKA_USERNAME" in message and "PRICEWAVE_KAFKA_PASSWORD" in message
 
 
-def test_cli_without_credentials_prints_one_line_and_exits_2(scram_broker: Settings, tmp_path: Path) -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("PRICEWAVE_KAFKA_USER") and not key.startswith("PRICEWAVE_KAFKA_PASS")
-    }
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "pricewave", "simulate", "--scenario", "small", "--duration", "2", "--rate", "10"],
+        ["jobs/pricing_job.py", "--bounded"],  # refuses before its JVM starts
+    ],
+    ids=["cli", "flink-job"],
+)
+def test_without_credentials_prints_one_line_and_exits_2(
+    scram_broker: Settings, tmp_path: Path, command: list[str]
+) -> None:
+    from pricewave.stack.process import child_environment
+
+    credentials = ("PRICEWAVE_KAFKA_USER", "PRICEWAVE_KAFKA_PASS")
+    env = {key: value for key, value in child_environment().items() if not key.startswith(credentials)}
     env.update(
         {
             "PRICEWAVE_STATE_DIR": str(tmp_path),
@@ -162,12 +170,41 @@ def test_cli_without_credentials_prints_one_line_and_exits_2(scram_broker: Setti
         }
     )
     result = subprocess.run(
-        [sys.executable, "-m", "pricewave", "simulate", "--scenario", "small", "--duration", "2", "--rate", "10"],
+        [sys.executable, *command], cwd=Path(__file__).resolve().parents[2],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "PRICEWAVE_KAFKA_USERNAME" in lines[0], result.stderr
+
+
+def test_pricing_job_runs_against_the_scram_broker(
+    scram_broker: Settings, applied_feature_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Flink job's Kafka tables (sources, dead letters, exactly-once prices) log in with SCRAM too."""
+    import shutil
+
+    from jobs.pricing_job import build_pipeline, create_table_environment
+    from pricewave.feature_store import FeatureWriter, open_store
+    from pricewave.simulator.runner import Simulator
+    from pricewave.simulator.scenario import FaultsSpec, load_scenario
+
+    with_credentials(monkeypatch, CLIENT_USER, CLIENT_PASSWORD)
+    repo = shutil.copytree(applied_feature_repo, tmp_path / "feature_repo")
+    settings = fresh_topics(scram_broker).model_copy(update={"feature_repo": str(repo)})
+    faults = FaultsSpec(malformed_share=0.02, late_share=0, out_of_order_share=0, duplicate_share=0)
+    simulator = Simulator(load_scenario("small"), settings, seed=5, faults=faults, review_texts=["fine"])
+    FeatureWriter(open_store(settings)).write("sku_catalog", simulator.catalog_records())
+    summary = simulator.run_to_kafka(rate=None, max_events=2000, closed_loop=False, progress=False)
+    assert summary.delivery_errors == 0
+
+    options = bounded_options(decision_log_dir=str(tmp_path / "decisions"))
+    build_pipeline(create_table_environment(settings, options), settings, options).execute().wait()
+
+    prices = [json.loads(r.value) for r in read_topic(settings, settings.topics.prices)]
+    assert prices and {"sku", "offer"} <= {d["kind"] for d in prices}
+    dead_letters = read_topic(settings, settings.topics.dlq, read_committed=False)
+    assert len(dead_letters) == summary.malformed > 0
 
 
 def test_wrong_password_and_plaintext_clients_are_refused(
@@ -201,8 +238,11 @@ def test_feature_store_on_password_protected_redis(
     read = store.get_online_features(features=["sku_catalog:base_price"], entity_rows=[{"sku": "SEC-1"}]).to_dict()
     assert read["base_price"] == [9.99]
 
+    # Without the password (or with a wrong one) opening the store fails at once, in one line.
     monkeypatch.delenv("PRICEWAVE_REDIS_PASSWORD")
-    store = open_store(load_settings(), repo_path=str(feature_repo_copy), profile="redis")
-    with pytest.raises(Exception) as caught:
-        store.get_online_features(features=["sku_catalog:base_price"], entity_rows=[{"sku": "SEC-1"}])
-    assert "auth" in str(caught.value).lower()
+    with pytest.raises(StackError, match=r"requires a password.*: set PRICEWAVE_REDIS_PASSWORD") as caught:
+        open_store(load_settings(), repo_path=str(feature_repo_copy), profile="redis")
+    assert "\n" not in str(caught.value)
+    monkeypatch.setenv("PRICEWAVE_REDIS_PASSWORD", "not-the-password")
+    with pytest.raises(StackError, match=r"rejected the password .*PRICEWAVE_REDIS_PASSWORD"):
+        open_store(load_settings(), repo_path=str(feature_repo_copy), profile="redis")

@@ -78,6 +78,24 @@ class RedisOps:
                 pipe.hdel(_redis_key(config.project, entity_key, config.entity_key_serialization_version), ts_field)
             pipe.execute()
 
+    def check_login(self, store: FeatureStore) -> None:
+        """Ping the server with the store's address and password.
+
+        Raises:
+            StackError: Redis is unreachable, requires a password that is not set, or rejects it.
+        """
+        import redis
+
+        parts = str(store.config.online_store.connection_string).split(",")
+        host, _, port = parts[0].rpartition(":")
+        password = next((part.split("=", 1)[1] for part in parts if part.startswith("password=")), "")
+        with self.translate_errors(store):
+            client = redis.Redis(host=host, port=int(port), password=password or None, socket_connect_timeout=5)
+            try:
+                client.ping()
+            finally:
+                client.close()
+
     @contextmanager
     def translate_errors(self, store: FeatureStore) -> Iterator[None]:
         """Turn Redis connection and authentication failures into :class:`StackError`."""

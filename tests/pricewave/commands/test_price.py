@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 
 from pricewave.privacy import pseudonymize_user
+from pricewave.stack.process import child_environment
 
 SECRET = "cli-test-secret"
 
@@ -24,7 +24,7 @@ def pricewave(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "PRICEWAVE_USER_KEY_SECRET": SECRET, **(env or {})},
+        env=child_environment({"PRICEWAVE_USER_KEY_SECRET": SECRET, **(env or {})}),
     )
 
 

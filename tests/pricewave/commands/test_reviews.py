@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,10 +15,11 @@ import pytest
 from pricewave.config import Settings, load_settings
 from pricewave.embedding import EMBEDDING_DIM, model_fingerprint, packaged_model_path
 from pricewave.sentiment import SentimentHead, sentiment_head_path
+from pricewave.stack.process import child_environment
 
 
 def _run(args: list[str], state_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PRICEWAVE_STATE_DIR": str(state_dir), "OMP_NUM_THREADS": "1"}
+    env = child_environment({"PRICEWAVE_STATE_DIR": str(state_dir), "OMP_NUM_THREADS": "1"})
     return subprocess.run(
         [sys.executable, "-m", "pricewave", *args], capture_output=True, text=True, env=env, timeout=timeout
     )

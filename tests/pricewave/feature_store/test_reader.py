@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import requests
 from pricewave.errors import ConfigError
 from pricewave.feature_store import FeatureWriter, get_price
 from pricewave.privacy import pseudonymize_user
+from pricewave.stack.process import child_environment
 from tests.conftest import _free_port
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,7 @@ def test_feast_serve_answers_a_feature_service_request_like_the_sdk(sqlite_store
     server = subprocess.Popen(
         [feast, "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log"],
         cwd=sqlite_store.repo_path,
-        env={**os.environ, "FEAST_FS_YAML_FILE_PATH": "feature_store.yaml"},
+        env=child_environment({"FEAST_FS_YAML_FILE_PATH": "feature_store.yaml"}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

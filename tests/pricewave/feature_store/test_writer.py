@@ -251,14 +251,13 @@ def test_no_raw_user_id_reaches_sqlite_or_redis(sqlite_store: Any, redis_store: 
 
 
 def test_redis_without_password_fails_clearly(feature_repo_copy: Any, redis_env: Any, monkeypatch: Any) -> None:
+    # Opening the store pings Redis: the missing or wrong password is reported before any write.
     monkeypatch.setenv("PRICEWAVE_REDIS_PASSWORD", "")
-    store = open_store(redis_env, repo_path=str(feature_repo_copy), profile="redis")
     with pytest.raises(StackError, match=r"requires a password.*PRICEWAVE_REDIS_PASSWORD"):
-        FeatureWriter(store).write("sku_price", [decision("NOPW-1", T0)])
+        open_store(redis_env, repo_path=str(feature_repo_copy), profile="redis")
     monkeypatch.setenv("PRICEWAVE_REDIS_PASSWORD", "wrong")
-    store = open_store(redis_env, repo_path=str(feature_repo_copy), profile="redis")
     with pytest.raises(StackError, match="rejected the password"):
-        FeatureWriter(store).write("sku_price", [decision("NOPW-1", T0)])
+        open_store(redis_env, repo_path=str(feature_repo_copy), profile="redis")
 
 
 def test_a_batch_is_one_read_and_one_write(any_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:

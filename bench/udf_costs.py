@@ -1,0 +1,155 @@
+"""Python cost per record of each pandas UDF the pricing job runs, and the click rate they allow.
+
+The end-to-end benchmark shows which Flink vertex holds the job back; this one says what the
+Python inside it costs. Each UDF class of ``udfs/`` is opened as a Flink worker opens it (same
+``open()``, a private applied feature repo with the SQLite online store, the trained model when
+``--model`` points at one, else the untrained default) and its ``eval`` is timed on Arrow-size
+batches (1,000 rows) of synthetic records:
+
+* ``validate_clicks``: the schema check every input record passes through;
+* ``price_offer``: a personalized offer (one store read per batch, the pricing network);
+* ``push_decisions``: the decisions into ``sku_price`` / ``user_offer`` (event-time guarded);
+* ``push_user_session``: the session features of every view / add-to-cart;
+* ``price_sku``: a sku decision per window (per sku and minute, not per click).
+
+A click costs ``validate`` plus, for the share of clicks that are views or add-to-carts (the
+offer triggers), ``price_offer + push_decisions + push_user_session``; the table turns that into
+the clicks/s two cores could reach if they ran nothing but this Python (no Flink, Kafka, Arrow or
+Beam work): an upper bound of the job's throughput.
+
+Usage::
+
+    .venv/bin/python bench/udf_costs.py            # 10 batches of 1,000 rows per UDF
+    .venv/bin/python bench/udf_costs.py --tiny     # seconds, for CI
+
+Prints the table and a final JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import benchlib
+import numpy as np
+import pandas as pd
+
+from pricewave.config import Settings, load_settings
+
+BATCH = 1000
+OFFER_TRIGGER_SHARE = 0.7  # views + add-to-carts among clicks in the simulator's default scenario
+
+
+def _timed(call: Callable[[int], Any], batches: int) -> float:
+    """Rows/s of ``call(batch_number)`` over ``batches`` batches after one warm-up batch."""
+    call(-1)
+    start = time.perf_counter()
+    for number in range(batches):
+        call(number)
+    return batches * BATCH / (time.perf_counter() - start)
+
+
+def measure(settings: Settings, batches: int) -> dict[str, float]:
+    """Rows/s of each UDF's ``eval`` on 1,000-row batches."""
+    from jobs.pricing_job import USER_SESSION_COLUMNS
+    from pricewave.feature_store import FeatureWriter, open_store
+    from pricewave.privacy import pseudonymize_user
+    from udfs.pricing import DecisionPush, FeaturePush, OfferPricer, SkuPricer
+    from udfs.validation import EventValidator
+
+    market = benchlib.SyntheticMarket(seed=3)
+    t0 = int(time.time() * 1000) // 60_000 * 60_000 - 3_600_000
+    FeatureWriter(open_store(settings)).write("sku_catalog", market.catalog_rows(t0 - 86_400_000))
+    rng = np.random.default_rng(0)
+    users = [pseudonymize_user(f"bench-user-{n}", settings.user_key_secret) for n in range(5_000)]
+
+    def offer_columns(number: int) -> list[pd.Series]:
+        start = t0 + (number + 1) * 60_000
+        return [
+            pd.Series(rng.choice(users, BATCH)),
+            pd.Series(rng.choice(market.skus, BATCH)),
+            pd.Series(pd.to_datetime(start + np.arange(BATCH) * 10, unit="ms")),
+            pd.Series(rng.integers(0, 9, BATCH)),
+            pd.Series(rng.integers(0, 3, BATCH)),
+            pd.Series(rng.uniform(5, 30, BATCH)),
+            pd.Series(rng.uniform(0, 900, BATCH)),
+        ]
+
+    validator = EventValidator("click_event")  # its eval() = reasons() + two Flink metric counters
+    clicks = pd.Series([value for _, value, _ in market.clicks(BATCH, t0, 5_000)])
+    on_time = pd.Series([False] * BATCH)
+    offers = OfferPricer(settings)
+    offers.open(None)
+    skus = SkuPricer(settings)
+    skus.open(None)
+    decisions_push = DecisionPush(settings)
+    decisions_push.open(None)
+    sessions_push = FeaturePush(settings, "user_session", USER_SESSION_COLUMNS)
+    sessions_push.open(None)
+
+    prepared = {n: offer_columns(n) for n in range(-1, batches)}
+    decided = {n: offers.eval(*prepared[n])["decision_json"] for n in range(-1, batches)}
+    sku_frame = pd.DataFrame({name: [0.0] * BATCH for name in SkuPricer.COLUMNS})
+    sku_frame["sku"] = rng.choice(market.skus, BATCH)
+
+    def sku_columns(number: int) -> list[pd.Series]:
+        frame = sku_frame.copy()
+        frame["window_time"] = pd.to_datetime(t0 + (number + 2) * 60_000 - 1, unit="ms")
+        return [frame[name] for name in SkuPricer.COLUMNS]
+
+    def session_columns(number: int) -> list[pd.Series]:
+        user, _, event_time, views, carts, mean_price, dwell = prepared[number]
+        return [user, views, carts, mean_price, dwell, event_time]
+
+    return {
+        "validate_clicks": _timed(lambda n: validator.reasons(clicks, on_time), batches),
+        "price_offer": _timed(lambda n: offers.eval(*prepared[n]), batches),
+        "push_decisions": _timed(lambda n: decisions_push.eval(decided[n]), batches),
+        "push_user_session": _timed(lambda n: sessions_push.eval(*session_columns(n)), batches),
+        "price_sku": _timed(lambda n: skus.eval(*sku_columns(n)), batches),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tiny", action="store_true", help="2 batches per UDF (CI smoke test)")
+    parser.add_argument("--batches", type=int, default=10, help="1,000-row batches per UDF (default 10)")
+    parser.add_argument("--model", default=None, metavar="DIR", help="model directory (default: untrained model)")
+    args = parser.parse_args(argv)
+    batches = 2 if args.tiny else args.batches
+    info = benchlib.banner("udf_costs")
+    with tempfile.TemporaryDirectory(prefix="bench-udf-costs-") as tmp:
+        repo = benchlib.applied_feature_repo(Path(tmp))
+        models = load_settings().models.model_copy(update={"model_dir": args.model or str(Path(tmp) / "models")})
+        settings = load_settings().model_copy(update={"feature_repo": str(repo), "models": models})
+        rates = measure(settings, batches)
+    micros = {name: 1e6 / rate for name, rate in rates.items()}
+    benchlib.table(
+        ["udf", "rows/s", "µs per row"], [[name, rates[name], micros[name]] for name in rates]
+    )  # fmt: skip
+    per_offer = micros["price_offer"] + micros["push_decisions"] + micros["push_user_session"]
+    per_click = micros["validate_clicks"] + OFFER_TRIGGER_SHARE * per_offer
+    ceiling = 2 * 1e6 / per_click
+    print(
+        f"\nper click: {micros['validate_clicks']:.0f} µs validation + {OFFER_TRIGGER_SHARE:.0%} x {per_offer:.0f} µs "
+        f"(offer, its push, the session push) = {per_click:.0f} µs of Python -> at most {ceiling:,.0f} clicks/s on "
+        "2 cores running nothing else"
+    )
+    report = {
+        "bench": "udf_costs",
+        "date": info["date"],
+        "rows_per_s": rates,
+        "python_us_per_click": per_click,
+        "python_only_ceiling_clicks_per_s_2_cores": ceiling,
+    }
+    benchlib.emit(report)
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
