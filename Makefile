@@ -19,7 +19,7 @@ test: setup
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy pricewave
+	.venv/bin/mypy pricewave jobs udfs bench
 
 stack-up: setup
 	.venv/bin/pricewave stack up

@@ -94,12 +94,13 @@ def machine() -> dict[str, Any]:
 
 def banner(name: str) -> dict[str, Any]:
     """Print (and return) the machine, versions, date and load average heading every benchmark."""
-    info = {"bench": name, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), "versions": versions()}
-    m = info["machine"]
+    m, installed = machine(), versions()
+    info: dict[str, Any] = {"bench": name, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": m,
+                            "versions": installed}  # fmt: skip
     print(f"== {name} ==  {info['date']}")
     print(f"machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GiB RAM, GPU: {m['gpu']}; "
           f"load average {load_average()}")  # fmt: skip
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in installed.items()))
     sys.stdout.flush()
     return info
 
@@ -259,6 +260,11 @@ class FlinkRest:
         rows = self.get(f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics?get={','.join(names)}&agg={agg}")
         return {row["id"]: float(row.get(agg, 0.0)) for row in rows}
 
+    def input_watermark(self, job_id: str, vertex_id: str) -> float | None:
+        """The lowest current input watermark (epoch ms) over a vertex's subtasks, None before any."""
+        values = [float(row["value"]) for row in self.get(f"/jobs/{job_id}/vertices/{vertex_id}/watermarks")]
+        return min(values) if values else None
+
     def vertex_metric_names(self, job_id: str, vertex_id: str) -> list[str]:
         return [row["id"] for row in self.get(f"/jobs/{job_id}/vertices/{vertex_id}/metrics")]
 
@@ -271,6 +277,18 @@ class FlinkRest:
             with contextlib.suppress(TypeError, ValueError):
                 out[row["id"]] = float(row["value"])
         return out
+
+
+def minicluster_rest_config(port: int, metrics_update_ms: int = 500) -> dict[str, str]:
+    """Configuration that serves an embedded MiniCluster's REST API on ``port`` (loopback only)."""
+    return {
+        "rest.bind-port": str(port),
+        "rest.port": str(port),
+        "rest.bind-address": "127.0.0.1",
+        "rest.address": "127.0.0.1",
+        # The REST API serves metrics the JobManager fetched at most this long ago (default 10 s).
+        "metrics.fetcher.update-interval": str(metrics_update_ms),
+    }
 
 
 def short_vertex_name(name: str, width: int = 70) -> str:

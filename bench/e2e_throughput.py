@@ -48,6 +48,8 @@ import benchlib
 from pricewave.config import Settings, load_settings
 
 ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
+# Sources back-pressured at least this much (ms per s, mean while input flowed) read at the job's pace.
+SUSTAINED_BACKPRESSURE_MS_PER_S = 100.0
 TERMINAL = ("FINISHED", "FAILED", "CANCELED")
 
 
@@ -87,7 +89,7 @@ def validation_only(t_env: Any, settings: Settings, options: Any) -> Any:
     )
 
     options.validate()
-    register_udfs(t_env, settings)
+    register_udfs(t_env, settings, options)
     for role in INPUT_SCHEMAS:
         t_env.execute_sql(source_ddl(settings, role, options=options))
         t_env.execute_sql(checked_view(settings, role))
@@ -184,7 +186,9 @@ class Sampler:
         return rows
 
 
-def run_minicluster(settings: Settings, variant: str, total: int, parallelism: int, workdir: Path) -> dict[str, Any]:
+def run_minicluster(
+    settings: Settings, variant: str, total: int, parallelism: int, workdir: Path, python_workers: str = "loopback"
+) -> dict[str, Any]:
     """One bounded job on a MiniCluster in this process, sampled through its REST endpoint."""
     from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
 
@@ -195,17 +199,13 @@ def run_minicluster(settings: Settings, variant: str, total: int, parallelism: i
         bounded=True,
         restart_strategy="none",
         parallelism=parallelism,
+        python_workers=python_workers,
         decision_log_dir=str(workdir / f"decisions-{variant}"),
         extra_config={
-            "rest.bind-port": str(port),
-            "rest.port": str(port),
-            "rest.bind-address": "127.0.0.1",
-            "rest.address": "127.0.0.1",
+            **benchlib.minicluster_rest_config(port),
             # Without a checkpoint dir a MiniCluster keeps checkpoints in JobManager memory (5 MiB cap): the
             # window state of a few thousand clicks already exceeds it and the job fails (see BENCHMARKS.md).
             "execution.checkpointing.dir": (workdir / "checkpoints").as_uri(),
-            # The REST API serves metrics the JobManager fetched at most this long ago (default 10 s).
-            "metrics.fetcher.update-interval": "500",
         },
     )
     t_env = create_table_environment(settings, options)
@@ -247,7 +247,9 @@ def run_cluster(settings: Settings, variant: str, total: int, parallelism: int, 
     config_file = workdir / "bench-settings.yaml"
     config_file.write_text(yaml.safe_dump({"topics": settings.topics.model_dump(mode="json"),
                                            "feature_repo": settings.feature_repo}))  # fmt: skip
-    args = ["--bounded", "--starting-offsets", "earliest-offset", "--group-id", f"bench-e2e-{uuid.uuid4().hex[:8]}"]
+    # The TaskManagers run on this machine: their decision log goes where count_outputs looks.
+    args = ["--bounded", "--starting-offsets", "earliest-offset", "--group-id", f"bench-e2e-{uuid.uuid4().hex[:8]}",
+            "--decision-log-dir", str(workdir / f"decisions-{variant}")]  # fmt: skip
     submitted = time.monotonic()
     job = submit(settings, parallelism=parallelism, job_args=args, config_file=str(config_file))
     cluster = cluster_for(settings)
@@ -289,13 +291,14 @@ def count_outputs(settings: Settings, workdir: Path) -> dict[str, int]:
     """Price decisions on the prices topic (read_committed) and sku prices in the online store."""
     from pricewave.kafka_io import make_consumer
 
-    consumer = make_consumer(settings, [settings.topics.prices], read_committed=True, consumer_timeout_ms=3000)
+    consumer = make_consumer(settings, [settings.topics.prices], read_committed=True, consumer_timeout_ms=10_000)
     decisions = sum(1 for _ in consumer)
     consumer.close()
-    log_lines = sum(
-        1 for path in (workdir / "decisions-full").rglob("*") if path.is_file() for _ in path.open(errors="ignore")
-    ) if (workdir / "decisions-full").exists() else 0  # fmt: skip
-    return {"prices_topic_decisions": decisions, "decision_log_rows": log_lines}
+    log_dir = workdir / "decisions-full"
+    rows = [line for path in sorted(log_dir.rglob("*")) if path.is_file() for line in path.open(errors="ignore")]
+    # A decision that broke its own contract is logged with the reason but never published.
+    unpublished = sum(1 for line in rows if '"guardrail":"invalid_decision' in line.replace(" ", ""))
+    return {"prices_topic_decisions": decisions, "decision_log_rows": len(rows), "invalid_decisions": unpublished}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -307,6 +310,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--parallelism", type=int, default=2, help="job parallelism (default 2: one per core)")
     parser.add_argument("--variants", default=None, help="comma list of validation,full (default both; tiny: full)")
     parser.add_argument("--cluster", action="store_true", help="submit to the standalone cluster (pricewave.submit)")
+    parser.add_argument(
+        "--python-workers",
+        choices=("loopback", "process"),
+        default="loopback",
+        help="MiniCluster only: Python workers as threads of this process (default) or as processes (F8)",
+    )
     args = parser.parse_args(argv)
     clicks = args.clicks or (3_000 if args.tiny else 300_000)
     variants = (args.variants or ("full" if args.tiny else "validation,full")).split(",")
@@ -320,8 +329,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for variant in variants:
                 print(f"running {variant} ({'standalone cluster' if args.cluster else 'MiniCluster'}, parallelism "
                       f"{args.parallelism}) ...", flush=True)  # fmt: skip
-                runner = run_cluster if args.cluster else run_minicluster
-                result = runner(settings, variant, total, args.parallelism, workdir)
+                if args.cluster:
+                    result = run_cluster(settings, variant, total, args.parallelism, workdir)
+                else:
+                    result = run_minicluster(settings, variant, total, args.parallelism, workdir, args.python_workers)
                 if variant == "full":
                     result.update(count_outputs(settings, workdir))
                 results.append(result)
@@ -340,6 +351,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if r.get("error"):
             print(f"{r['variant']}: ERROR {r['error']}")
         if "prices_topic_decisions" in r:
+            print(f"{r['variant']}: {r['invalid_decisions']:,} decisions broke the price_decision contract (logged, "
+                  "not published)")  # fmt: skip
             print(f"{r['variant']}: {r['prices_topic_decisions']:,} decisions on the prices topic (read_committed), "
                   f"{r['decision_log_rows']:,} decision-log rows")  # fmt: skip
         print(f"\nwhere the time goes, {r['variant']} (per vertex, max over subtasks, mean while input flowed)")
@@ -347,8 +360,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rates = {r["variant"]: r["events_per_s"] for r in results if "events_per_s" in r}
     if "validation" in rates and "full" in rates:
         print(f"\nfull job / validation only: {rates['full'] / rates['validation']:.2f}")
-    if "full" in rates:
-        verdict = "met" if rates["full"] >= 5000 else "missed"
+    full = next((r for r in results if r["variant"] == "full" and "events_per_s" in r), None)
+    if full is not None:
+        # The sources' read rate is the job's rate only while the job holds them back; a small input
+        # fits in Flink's network buffers and is read at Kafka's speed (the flush tail says the rest).
+        sources = [row for row in full["breakdown"] if row[0].startswith("Source:")]
+        held_back = max((row[2] for row in sources), default=0.0) >= SUSTAINED_BACKPRESSURE_MS_PER_S
+        verdict = ("met" if rates["full"] >= 5000 else "missed") if held_back else (
+            "not sustained: the sources were not back-pressured, so this is how fast Kafka was read, not what the "
+            "job sustains; run with more --clicks")  # fmt: skip
         print(f"DESIGN.md §5 end-to-end throughput >= 5,000 events/s: {rates['full']:,.0f} events/s -> {verdict}")
     runs = [{**r, "breakdown": [list(b) for b in r["breakdown"]]} for r in results]
     report = {"bench": "e2e_throughput", "date": info["date"], "clicks": clicks, "event_rate": args.event_rate,

@@ -83,9 +83,11 @@ class Producer(threading.Thread):
             for key, value, t in self.market.clicks(n, event_ms, 1e9):
                 producer.send(self.settings.topics.clicks, value=value, key=key)
                 self.sent.append((t, now))
-            if i % 100 == 0:
-                for key, value, _ in self.market.competitor_prices(max(int(self.rate / 100), 1), event_ms, 1e9):
-                    producer.send(self.settings.topics.competitor_prices, value=value, key=key)
+            # Spread over the ticks like the clicks: a burst once a second would hold the competitor
+            # watermark (and the sku prices joined with it) back by up to a second.
+            quotes = int(per_tick / 100 * (i + 1)) - int(per_tick / 100 * i)
+            for key, value, _ in self.market.competitor_prices(quotes, event_ms, 1e9):
+                producer.send(self.settings.topics.competitor_prices, value=value, key=key)
             next_t += tick
             delay = next_t - time.monotonic()
             if delay > 0:
@@ -173,6 +175,47 @@ class TopicReader(threading.Thread):
             consumer.close()
 
 
+class WatermarkSampler(threading.Thread):
+    """Each vertex's lowest input watermark over time, from the MiniCluster's REST API.
+
+    Says where a window's time goes: the wall time at which each operator's input watermark passes a
+    window's end, after the closing event was produced (``--watermarks``; off by default: the REST
+    calls take CPU from the job being measured).
+    """
+
+    def __init__(self, rest: Any, job_id: str) -> None:
+        super().__init__(daemon=True)
+        self.rest, self.job_id = rest, job_id
+        self.stop = threading.Event()
+        self.names: dict[str, str] = {}
+        self.samples: dict[str, list[tuple[float, float]]] = {}  # vertex id -> (wall time, watermark ms)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(Exception):  # the REST API starts with the job and goes with it
+                if not self.names:
+                    self.names = {v["id"]: v["name"] for v in self.rest.vertices(self.job_id)}
+                for vertex_id in self.names:
+                    watermark = self.rest.input_watermark(self.job_id, vertex_id)
+                    if watermark is not None:
+                        self.samples.setdefault(vertex_id, []).append((time.time(), watermark))
+            self.stop.wait(0.01)
+
+    def lags(self, closing: dict[int, float]) -> list[tuple[str, int, float, float]]:
+        """(vertex, windows, p50 ms, max ms) from a window's closing event to its input watermark passing the end."""
+        rows = []
+        for vertex_id, series in self.samples.items():
+            delays = []
+            for end, closed in closing.items():
+                passed = next((wall for wall, watermark in series if watermark >= end - 1), None)
+                if passed is not None:
+                    delays.append((passed - closed) * 1000)
+            if delays:
+                rows.append((benchlib.short_vertex_name(self.names[vertex_id], 60), len(delays),
+                             benchlib.percentile(delays, 50), max(delays)))  # fmt: skip
+        return sorted(rows, key=lambda row: row[2])
+
+
 def run_config(
     base: Settings,
     workdir: Path,
@@ -182,18 +225,23 @@ def run_config(
     duration: float,
     parallelism: int,
     checkpoint_s: float,
+    watermarks: bool = False,
+    python_workers: str = "loopback",
 ) -> dict[str, Any]:
     from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
     from pricewave.feature_store import FeatureWriter, open_store
 
     bundle_size, bundle_ms = BUNDLES[name]
+    port = benchlib.free_port()
     settings = benchlib.fresh_topics(base, ROLES, partitions=parallelism, stem=f"bench-lat-{name}")
     repo = benchlib.applied_feature_repo(workdir / name)
     settings = settings.model_copy(update={"feature_repo": str(repo)})
     market = benchlib.SyntheticMarket(seed=11)
     store = open_store(settings)
     now_ms = int(time.time() * 1000)
-    t0 = now_ms // SLIDE_MS * SLIDE_MS - SLIDE_MS
+    # Event time runs `speedup` times the wall clock: start far enough back that it never passes the
+    # wall clock (records more than 5 minutes ahead are rejected as bad_timestamp).
+    t0 = (now_ms - int(speedup * duration * 1000)) // SLIDE_MS * SLIDE_MS - SLIDE_MS
     FeatureWriter(store).write("sku_catalog", market.catalog_rows(t0 - 86_400_000))
     options = JobOptions(
         group_id=f"bench-lat-{uuid.uuid4().hex[:8]}",
@@ -201,19 +249,26 @@ def run_config(
         restart_strategy="none",
         parallelism=parallelism,
         checkpoint_interval_s=checkpoint_s,
+        python_workers=python_workers,
         out_of_orderness_s=OUT_OF_ORDERNESS_MS / 1000,
         bundle_size=bundle_size,
         bundle_time_ms=bundle_ms,
         arrow_batch_size=min(bundle_size, 1000),
         decision_log_dir=str(workdir / name / "decisions"),
-        extra_config={"execution.checkpointing.dir": (workdir / name / "checkpoints").as_uri()},
+        extra_config={
+            "execution.checkpointing.dir": (workdir / name / "checkpoints").as_uri(),
+            **(benchlib.minicluster_rest_config(port, metrics_update_ms=50) if watermarks else {}),
+        },
     )
     t_env = create_table_environment(settings, options)
     result = build_pipeline(t_env, settings, options).execute()
     client = result.get_job_client()
     poller, reader = StorePoller(store, market.skus), TopicReader(settings)
-    poller.start()
-    reader.start()
+    threads: list[Any] = [poller, reader]
+    if watermarks:
+        threads.append(WatermarkSampler(benchlib.FlinkRest(f"http://127.0.0.1:{port}"), str(client.get_job_id())))
+    for thread in threads:
+        thread.start()
     time.sleep(15)  # let the job and its Python workers start before the load begins
     producer = Producer(settings, market, rate, speedup, t0)
     started = time.time()
@@ -222,7 +277,12 @@ def run_config(
     producer.stop.set()
     producer.join(timeout=30)
     time.sleep(min(10.0, duration / 3))  # the last closed windows land
-    for thread in (poller, reader):
+    # On a loaded machine the first checkpoint (which makes decisions visible on the topic) can take
+    # longer than a short run: give the readers up to 30 s more to see anything at all.
+    deadline = time.monotonic() + 30
+    while (not poller.seen or not reader.decisions) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for thread in threads:
         thread.stop.set()
         thread.join(timeout=10)
     with contextlib.suppress(Exception):
@@ -250,7 +310,9 @@ def run_config(
             decision_ms.append(decision["decision_time"] - closed * 1000)
             topic_ms.append((read_at - closed) * 1000)
     benchlib.delete_topics(base, [getattr(settings.topics, role) for role in ROLES])
+    window_closings = {end: wall for end, wall in closing.items() if wall is not None and end % SLIDE_MS == 0}
     return {
+        "watermark_lags": threads[2].lags(window_closings) if watermarks else [],
         "config": name,
         "bundle": f"{bundle_size:,} rows / {bundle_ms} ms",
         "rate_target": rate,
@@ -279,6 +341,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--checkpoint-interval", type=float, default=5.0, metavar="S", help="job checkpoint interval (default 5 s)"
     )
+    parser.add_argument(
+        "--python-workers",
+        choices=("loopback", "process"),
+        default="loopback",
+        help="Python workers as threads of this process (default) or as processes (BENCHMARKS.md F8)",
+    )
+    parser.add_argument(
+        "--watermarks",
+        action="store_true",
+        help="also sample every operator's input watermark (REST, every ~10 ms) and print when each passed a "
+        "window's end after its closing event: where the delay goes (costs the job some CPU)",
+    )
     args = parser.parse_args(argv)
     speedup = args.speedup or (30.0 if args.tiny else 4.0)
     duration = args.duration or (25.0 if args.tiny else 120.0)
@@ -286,7 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info = benchlib.banner("latency")
     print(f"{args.rate:,.0f} events/s for {duration:.0f} s per config; event time x{speedup:g} wall (a window "
           f"closes every {60 / speedup:.1f} s); MiniCluster parallelism {args.parallelism}, "
-          f"{args.parallelism}-partition topics, 500 skus\n")  # fmt: skip
+          f"{args.parallelism}-partition topics, 500 skus, {args.python_workers} Python workers\n")  # fmt: skip
     base = load_settings()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-lat-") as tmp:
@@ -295,7 +369,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"running bundle config {name} ...", flush=True)
             results.append(
                 run_config(
-                    base, Path(tmp), name, args.rate, speedup, duration, args.parallelism, args.checkpoint_interval
+                    base,
+                    Path(tmp),
+                    name,
+                    args.rate,
+                    speedup,
+                    duration,
+                    args.parallelism,
+                    args.checkpoint_interval,
+                    watermarks=args.watermarks,
+                    python_workers=args.python_workers,
                 )
             )
     rows, summary = [], {}
@@ -311,12 +394,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in results:
         print(f"{r['config']}: {r['windows']} windows seen in the store; one poll of the store took "
               f"{r['poll_read_ms_p50']:.1f} ms (p50)")  # fmt: skip
+    for r in results:
+        if r["watermark_lags"]:
+            print(f"\n{r['config']}: when each operator's input watermark passed a window's end, after the event "
+                  "that closed the window was produced")  # fmt: skip
+            benchlib.table(["operator (vertex)", "windows", "p50 ms", "max ms"], r["watermark_lags"])
     if "job store" in summary:
         p99 = summary["job store"]["p99_ms"]
         print(f"DESIGN.md §5 event -> price in store p99 < 1 s at {args.rate:,.0f} events/s: p99 {p99:,.0f} ms -> "
               f"{'met' if 0 < p99 < 1000 else 'missed'}")  # fmt: skip
     report = {"bench": "latency", "date": info["date"], "rate": args.rate, "speedup": speedup, "duration_s": duration,
               "parallelism": args.parallelism, "checkpoint_interval_s": args.checkpoint_interval,
+              "python_workers": args.python_workers,
               "latency": summary,
               "runs": [{k: v for k, v in r.items() if not k.endswith("_ms")} for r in results]}  # fmt: skip
     benchlib.emit(report)

@@ -101,7 +101,7 @@ class _TimedPricer(ScalarFunction):
 
 
 class PandasPricer(_TimedPricer):
-    def eval(self, *columns: pd.Series) -> pd.Series:  # type: ignore[override]
+    def eval(self, *columns: pd.Series) -> pd.Series:
         start = time.time()
         frame = pd.DataFrame({name: column for (name, _), column in zip(INPUTS, columns, strict=True)})
         prices = self._decide(frame)
@@ -110,7 +110,7 @@ class PandasPricer(_TimedPricer):
 
 
 class RowPricer(_TimedPricer):
-    def eval(self, *values: Any) -> float:  # type: ignore[override]
+    def eval(self, *values: Any) -> float:
         start = time.time()
         frame = pd.DataFrame({name: [value] for (name, _), value in zip(INPUTS, values, strict=True)})
         price = float(self._decide(frame).iloc[0])
@@ -124,7 +124,7 @@ class PlainRow(_TimedPricer):
     def open(self, function_context: Any) -> None:
         self.rows, self.calls, self.first, self.last, self.flushed = 0, 0, 0.0, 0.0, 0.0
 
-    def eval(self, *values: Any) -> float:  # type: ignore[override]
+    def eval(self, *values: Any) -> float:
         start = time.time()
         base, competitor = values[1], values[12]
         price = max(values[2] * 1.05, min(base, competitor * 0.99))

@@ -20,8 +20,10 @@ Plan (Flink SQL unless noted):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,14 @@ from pyflink.table import EnvironmentSettings, PlanReference, StatementSet, Tabl
 from pricewave.config import Settings, load_settings
 from pricewave.errors import ConfigError, PricewaveError
 from pricewave.kafka_io import flink_security_properties
-from pricewave.schemas import MIN_EVENT_TIME_MS, flink_ddl_columns, flink_row_type, load_schema
+from pricewave.schemas import (
+    DEFAULT_INPUT_CLOCK_SKEW_S,
+    MAX_FUTURE_SKEW_MS,
+    MIN_EVENT_TIME_MS,
+    flink_ddl_columns,
+    flink_row_type,
+    load_schema,
+)
 from pricewave.stack.jars import flink_connector_jars
 
 # The schema of each input topic's records.
@@ -45,6 +54,10 @@ class JobOptions:
     group_id: str = "pricewave-pricing"
     starting_offsets: str = "group-offsets"  # or earliest-offset / latest-offset
     out_of_orderness_s: float = 5.0
+    # An input event time further ahead of the job's clock gets no rowtime (it cannot move the
+    # watermark) and is dead-lettered as bad_timestamp: a producer whose clock runs ahead would
+    # otherwise make every other record late. The schemas allow a day (their contract for any record).
+    max_clock_skew_s: float = DEFAULT_INPUT_CLOCK_SKEW_S
     idle_timeout_s: float = 5.0
     checkpoint_interval_s: float = 5.0
     window_slide_s: int = 60
@@ -75,6 +88,10 @@ class JobOptions:
     bundle_size: int = 1000
     bundle_time_ms: int = 100
     arrow_batch_size: int = 1000
+    # Embedded runs only (a cluster always starts worker processes): 'loopback' runs the Python
+    # workers as threads of this process, sharing its interpreter and GIL; 'process' starts worker
+    # processes that use every core (more throughput, fewer GIL waits; BENCHMARKS.md F8).
+    python_workers: str = "loopback"
     extra_config: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -90,6 +107,32 @@ class JobOptions:
             raise ConfigError("windows: each horizon must be a whole number of slides")
         if self.out_of_orderness_s < 0 or self.idle_timeout_s <= 0 or self.checkpoint_interval_s <= 0:
             raise ConfigError("out-of-orderness must be >= 0, idle timeout and checkpoint interval > 0")
+        if not 0 < self.max_clock_skew_s <= MAX_FUTURE_SKEW_MS / 1000:
+            raise ConfigError(f"--max-clock-skew must be in (0, {MAX_FUTURE_SKEW_MS // 1000}] seconds")
+        if self.python_workers not in PYTHON_WORKER_MODES:
+            raise ConfigError(f"--python-workers must be loopback or process, not {self.python_workers!r}")
+
+
+PYTHON_WORKER_MODES = ("loopback", "process")
+# PyFlink reads this variable when a TableEnvironment is created (no configuration key exists).
+_PYTHON_WORKER_MODE_VARIABLE = "_python_worker_execution_mode"
+
+
+@contextlib.contextmanager
+def _python_worker_mode(mode: str) -> Iterator[None]:
+    """Create a TableEnvironment inside this to get ``process`` workers on a MiniCluster."""
+    if mode != "process":
+        yield  # PyFlink's default: loopback when local, processes on a cluster
+        return
+    previous = os.environ.get(_PYTHON_WORKER_MODE_VARIABLE)
+    os.environ[_PYTHON_WORKER_MODE_VARIABLE] = "process"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(_PYTHON_WORKER_MODE_VARIABLE, None)
+        else:
+            os.environ[_PYTHON_WORKER_MODE_VARIABLE] = previous
 
 
 def _quote(name: str) -> str:
@@ -144,11 +187,11 @@ def source_ddl(settings: Settings, role: str, *, options: JobOptions) -> str:
     topic = getattr(settings.topics, role)
     # NULL ON ERROR: a poison record (event_time "yesterday", 1e400, ...) must not fail the source.
     event_time_ms = "TRY_CAST(JSON_VALUE(CAST(`raw` AS STRING), '$.event_time' NULL ON ERROR) AS BIGINT)"
-    # A record whose event_time is missing or outside [2000-01-01, now + 1 day] gets no rowtime, so
-    # it cannot move the watermark; validation rejects it anyway.
+    # A record whose event_time is missing or outside [2000-01-01, now + max clock skew] gets no
+    # rowtime, so it cannot move the watermark; validation dead-letters it (checked_view).
     guarded = (
         f"CASE WHEN {event_time_ms} BETWEEN {MIN_EVENT_TIME_MS} AND "
-        f"UNIX_TIMESTAMP() * 1000 + 86400000 THEN {event_time_ms} ELSE NULL END"
+        f"UNIX_TIMESTAMP() * 1000 + {_ms(options.max_clock_skew_s)} THEN {event_time_ms} ELSE NULL END"
     )
     return f"""
 CREATE TEMPORARY TABLE {_quote("src_" + role)} (
@@ -175,7 +218,8 @@ def checked_view(settings: Settings, role: str) -> str:
     return f"""
 CREATE TEMPORARY VIEW {_quote("checked_" + role)} AS
 SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`,
-  {_quote("validate_" + schema)}(`raw`, COALESCE(`event_time` < CURRENT_WATERMARK(`event_time`), FALSE)) AS `reason`
+  {_quote("validate_" + schema)}(`raw`, COALESCE(`event_time` < CURRENT_WATERMARK(`event_time`), FALSE),
+    `event_time` IS NULL) AS `reason`
 FROM {_quote("src_" + role)}"""
 
 
@@ -521,7 +565,8 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     for key, value in options.extra_config.items():
         config.set_string(key, value)
     environment = EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build()
-    t_env = TableEnvironment.create(environment)
+    with _python_worker_mode(options.python_workers):
+        t_env = TableEnvironment.create(environment)
     # Connector jars ship with the job through pipeline.jars, one way only (never also in lib/).
     # Append: under `flink run -py` the list already holds PyFlink's runtime jar.
     table_config = t_env.get_config()
@@ -536,14 +581,14 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     return t_env
 
 
-def register_udfs(t_env: TableEnvironment, settings: Settings) -> None:
+def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptions) -> None:
     """Register the pandas UDFs the SQL calls."""
     from udfs.pricing import decision_push_udf, feature_push_udf, offer_pricer_udf, sku_pricer_udf
     from udfs.review_embedding import review_sentiment_udf, review_summary_udaf
     from udfs.validation import validator_udf
 
     for schema in INPUT_SCHEMAS.values():
-        t_env.create_temporary_function(f"validate_{schema}", validator_udf(schema))
+        t_env.create_temporary_function(f"validate_{schema}", validator_udf(schema, options.max_clock_skew_s))
     t_env.create_temporary_function("price_sku", sku_pricer_udf(settings))
     t_env.create_temporary_function("price_offer", offer_pricer_udf(settings))
     t_env.create_temporary_function("review_sentiment", review_sentiment_udf(settings))
@@ -570,7 +615,7 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
     from pricewave.feature_store import open_store
 
     open_store(settings)
-    register_udfs(t_env, settings)
+    register_udfs(t_env, settings, options)
     for role in INPUT_SCHEMAS:
         t_env.execute_sql(source_ddl(settings, role, options=options))
         t_env.execute_sql(checked_view(settings, role))
@@ -635,12 +680,27 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         choices=["group-offsets", "earliest-offset", "latest-offset"],
     )
     parser.add_argument("--out-of-orderness", type=float, default=defaults.out_of_orderness_s, metavar="S")
+    parser.add_argument(
+        "--max-clock-skew",
+        type=float,
+        default=defaults.max_clock_skew_s,
+        metavar="S",
+        help="input event times more than S seconds ahead of the job's clock are dead-lettered as "
+        "bad_timestamp instead of moving the watermark (default 300)",
+    )
     parser.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout_s, metavar="S")
     parser.add_argument("--checkpoint-interval", type=float, default=defaults.checkpoint_interval_s, metavar="S")
     parser.add_argument("--parallelism", type=int, default=None, help="default: flink run -p, else 1")
     parser.add_argument("--bounded", action="store_true", help="stop at the offsets that are latest at start")
     parser.add_argument("--decision-log-dir", metavar="DIR", default="", help="default: <state>/decision_log")
     parser.add_argument("--duration", type=float, default=0.0, help="cancel after S seconds (embedded runs)")
+    parser.add_argument(
+        "--python-workers",
+        choices=PYTHON_WORKER_MODES,
+        default=defaults.python_workers,
+        help="embedded runs: Python UDF workers as threads of this process (loopback, default) or as "
+        "separate processes that use every core (process); a cluster always uses processes",
+    )
     parser.add_argument(
         "--compiled-plan",
         metavar="FILE",
@@ -653,11 +713,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         group_id=args.group_id,
         starting_offsets=args.starting_offsets,
         out_of_orderness_s=args.out_of_orderness,
+        max_clock_skew_s=args.max_clock_skew,
         idle_timeout_s=args.idle_timeout,
         checkpoint_interval_s=args.checkpoint_interval,
         parallelism=args.parallelism,
         bounded=args.bounded,
         decision_log_dir=args.decision_log_dir,
+        python_workers=args.python_workers,
     )
     options.validate()
     return settings, options, args.duration, args.compiled_plan
@@ -676,7 +738,7 @@ def run_statements(t_env: TableEnvironment, statements: StatementSet, compiled_p
         plan.write_to_file(str(path))
     # PyFlink 2.2's CompiledPlan.execute() calls _before_execute() on the Java environment and
     # fails; do what it means: ship the pipeline jars, then execute the Java plan.
-    t_env._before_execute()  # type: ignore[attr-defined]
+    t_env._before_execute()
     return TableResult(plan._j_compiled_plan.execute())
 
 

@@ -62,7 +62,13 @@ MAX_EVENT_BYTES = 65536
 MIN_EVENT_TIME_MS = 946_684_800_000
 """Earliest accepted timestamp: 2000-01-01T00:00:00Z in epoch milliseconds."""
 MAX_FUTURE_SKEW_MS = 86_400_000
-"""How far (1 day) a timestamp may lie ahead of the validator's clock."""
+"""How far (1 day) a timestamp may lie ahead of the validator's clock.
+
+The contract of every record, derived ones included (a bounded run's last windows end up to an hour
+after its data). The pricing job bounds its *inputs* much tighter before they can move the
+watermark (``JobOptions.max_clock_skew_s``, 5 minutes)."""
+DEFAULT_INPUT_CLOCK_SKEW_S = 300.0
+"""The pricing job's default bound on how far an input event time may lie ahead of its clock."""
 TIMESTAMP_UNIT = "epoch-millis"
 
 RECORD_REASON_CODES = ("too_large", "bad_encoding", "bad_json", "not_object")
@@ -426,9 +432,10 @@ def _millis_text(ms: int) -> str:
 
 
 def _skew_text(ms: int) -> str:
-    if ms % 86_400_000 == 0:
-        days = ms // 86_400_000
-        return f"{days} day" + ("s" if days != 1 else "")
+    for unit_ms, unit in ((86_400_000, "day"), (3_600_000, "hour"), (60_000, "minute")):
+        if ms % unit_ms == 0:
+            count = ms // unit_ms
+            return f"{count} {unit}" + ("s" if count != 1 else "")
     return f"{ms} ms"
 
 
@@ -1023,7 +1030,7 @@ def flink_sql_predicate(name: str, column_prefix: str = "", *, version: int | No
 
     Compiled from the schema: required fields NOT NULL, enums ``IN (...)``, numeric ranges,
     ``CHAR_LENGTH`` limits, ``REGEXP`` patterns (Java regex, anchored at the very end), finite
-    doubles, and timestamps between 2000-01-01 and ``UNIX_TIMESTAMP() * 1000`` plus one day.
+    doubles, and timestamps between 2000-01-01 and ``UNIX_TIMESTAMP() * 1000`` plus ``MAX_FUTURE_SKEW_MS``.
     For Java-side validation in the streaming job, e.g. ``WHERE <predicate>``.
 
     Args:

@@ -200,7 +200,7 @@ class SkuPricer(_PricerBase):
 
     COLUMNS = ("sku", "window_time", *SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES)
 
-    def eval(self, *columns: pd.Series) -> pd.DataFrame:  # type: ignore[override]
+    def eval(self, *columns: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
         frame["event_time"] = to_millis(frame.pop("window_time"))
         context = self._context(frame["sku"].tolist())
@@ -235,7 +235,7 @@ class OfferPricer(_PricerBase):
 
     COLUMNS = ("user_key", "sku", "event_time", "recent_views", "recent_carts", "mean_price_seen", "dwell_s")
 
-    def eval(self, *columns: pd.Series) -> pd.DataFrame:  # type: ignore[override]
+    def eval(self, *columns: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
         frame["event_time"] = to_millis(frame["event_time"])
         context = read_online(self.store, [{"sku": sku} for sku in frame["sku"]], OFFER_STORE_CONTEXT)
@@ -268,7 +268,7 @@ class FeaturePush(_SettingsCarrier):
 
         self.writer = FeatureWriter(open_store(self.settings))
 
-    def eval(self, *columns: pd.Series) -> pd.Series:  # type: ignore[override]
+    def eval(self, *columns: pd.Series) -> pd.Series:
         frame = pd.DataFrame(dict(zip(self.columns, columns, strict=True)))
         if "event_time" in frame and pd.api.types.is_datetime64_any_dtype(frame["event_time"]):
             frame["event_time"] = to_millis(frame["event_time"])
@@ -291,7 +291,7 @@ class DecisionPush(_SettingsCarrier):
 
         self.writer = FeatureWriter(open_store(self.settings))
 
-    def eval(self, decisions: pd.Series) -> pd.Series:  # type: ignore[override]
+    def eval(self, decisions: pd.Series) -> pd.Series:
         from pricewave.feature_store import split_price_decisions
 
         records = [json.loads(text) for text in decisions if text]

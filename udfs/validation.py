@@ -20,17 +20,24 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, UserDefinedFunctionWrapper, udf
 
-from pricewave.schemas import check_event, load_schema
+from pricewave.schemas import DEFAULT_INPUT_CLOCK_SKEW_S, check_event, load_schema
 
 
 class EventValidator(ScalarFunction):
-    """``reason(raw BYTES, late BOOLEAN) -> STRING``: NULL for a valid, on-time record.
+    """``reason(raw BYTES, late BOOLEAN, unstamped BOOLEAN) -> STRING``: NULL for a valid, on-time record.
 
-    The schema's reason comes first; a valid record behind the watermark gets ``late``.
+    The schema's reason comes first; a valid record the source gave no event time (further ahead of
+    the job's clock than ``max_clock_skew_s``) gets :meth:`unstamped_reason`, one behind the
+    watermark ``late``.
     """
 
-    def __init__(self, schema_name: str) -> None:
+    def __init__(self, schema_name: str, max_clock_skew_s: float = DEFAULT_INPUT_CLOCK_SKEW_S) -> None:
         self.schema_name = schema_name
+        self.max_clock_skew_s = max_clock_skew_s
+
+    def unstamped_reason(self) -> str:
+        """The reason for a schema-valid record whose event time the job's source refused."""
+        return f"bad_timestamp: event_time more than {self.max_clock_skew_s:g} s ahead of the job's clock"
 
     def open(self, function_context: object) -> None:
         load_schema(self.schema_name)  # compile the checker once per worker, not per batch
@@ -39,21 +46,24 @@ class EventValidator(ScalarFunction):
         self.rejected_counter = group.counter("dead_lettered")
         self.late_counter = group.counter("late")
 
-    def reasons(self, raw: pd.Series, late: pd.Series | None = None) -> pd.Series:
+    def reasons(self, raw: pd.Series, late: pd.Series | None = None, unstamped: pd.Series | None = None) -> pd.Series:
         """The reason for each raw value (None when valid and on time)."""
         out = [check_event(self.schema_name, value if value is not None else b"")[1] for value in raw]
+        if unstamped is not None:
+            ahead = self.unstamped_reason()
+            out = [reason or (ahead if bad else None) for reason, bad in zip(out, unstamped, strict=True)]
         if late is not None:
             out = [reason or ("late" if is_late else None) for reason, is_late in zip(out, late, strict=True)]
         return pd.Series(out, index=raw.index, dtype=object)
 
-    def eval(self, raw: pd.Series, late: pd.Series) -> pd.Series:  # type: ignore[override]
-        reasons = self.reasons(raw, late)
+    def eval(self, raw: pd.Series, late: pd.Series, unstamped: pd.Series) -> pd.Series:
+        reasons = self.reasons(raw, late, unstamped)
         if hasattr(self, "late_counter"):
             self.rejected_counter.inc(int(reasons.notna().sum()))
             self.late_counter.inc(int((reasons == "late").sum()))
         return reasons
 
 
-def validator_udf(schema_name: str) -> UserDefinedFunctionWrapper:
+def validator_udf(schema_name: str, max_clock_skew_s: float = DEFAULT_INPUT_CLOCK_SKEW_S) -> UserDefinedFunctionWrapper:
     """The vectorized validator of one schema, ready to register with a TableEnvironment."""
-    return udf(EventValidator(schema_name), result_type=DataTypes.STRING(), func_type="pandas")
+    return udf(EventValidator(schema_name, max_clock_skew_s), result_type=DataTypes.STRING(), func_type="pandas")

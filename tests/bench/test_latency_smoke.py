@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pricewave.config import Settings
+from tests.bench import failure_report
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ def test_latency_bench_tiny(kafka_stack: Settings) -> None:
     result = subprocess.run(
         [sys.executable, "bench/latency.py", "--tiny"], cwd=ROOT, capture_output=True, text=True, timeout=900
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, failure_report(result)
     assert "machine:" in result.stdout and "cores" in result.stdout
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for what in ("store", "decision", "topic"):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
+from jobs.pricing_job import _PYTHON_WORKER_MODE_VARIABLE, JobOptions, build_pipeline, create_table_environment
 from pricewave.config import Settings
+from pricewave.errors import ConfigError
 from pricewave.kafka_io import encode_json, ensure_topics, make_producer
 from pricewave.privacy import pseudonymize_user
 from tests.conftest import consume_all
@@ -260,3 +264,33 @@ def test_compiled_plan_is_written_once_then_executed_from_file(job_settings: Set
     reasons = [json.loads(r.value)["reason"] for r in consume_all(job_settings, job_settings.topics.dlq, expected=3)]
     # The plan's source kept its own group id and start: it re-reads the topic from the beginning.
     assert sorted(reason.split(":")[0] for reason in reasons) == ["bad_encoding", "missing_field", "missing_field"]
+
+
+def test_a_record_from_a_clock_running_ahead_is_dead_lettered_without_moving_the_watermark(
+    job_settings: Settings,
+) -> None:
+    """Also runs the job with Python worker processes (``--python-workers process``)."""
+    clicks = [click(n, f"sku-{n % 3}", "view", minute=n * 0.25, user=f"u{n % 5}") for n in range(40)]
+    ahead = {**click(500, "sku-0", "view", minute=0), "event_time": int(time.time() * 1000) + 10 * MINUTE}
+    producer = make_producer(job_settings)
+    for record in [*clicks[:20], ahead, *clicks[20:]]:
+        producer.send(job_settings.topics.clicks, encode_json(record))
+    producer.flush()
+
+    options = dataclasses.replace(bounded_options(), python_workers="process")
+    t_env = create_table_environment(job_settings, options)
+    build_pipeline(t_env, job_settings, options).execute().wait()
+
+    dead = [json.loads(r.value) for r in consume_all(job_settings, job_settings.topics.dlq)]
+    # Accepted, it would have moved the watermark 10 minutes past the stream: the 20 clicks after it late.
+    assert [d["reason"] for d in dead] == ["bad_timestamp: event_time more than 300 s ahead of the job's clock"]
+    assert json.loads(base64.b64decode(dead[0]["raw_b64"]))["event_id"] == "e500"
+    assert _PYTHON_WORKER_MODE_VARIABLE not in os.environ  # set only while the environment is created
+
+
+def test_python_worker_mode_and_clock_skew_are_validated() -> None:
+    with pytest.raises(ConfigError, match="--python-workers must be loopback or process"):
+        JobOptions(python_workers="threads").validate()
+    for skew in (0, -1, 86_401):
+        with pytest.raises(ConfigError, match="--max-clock-skew must be in"):
+            JobOptions(max_clock_skew_s=skew).validate()

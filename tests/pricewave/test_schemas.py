@@ -721,7 +721,7 @@ def test_flink_sql_covers_every_field_check() -> None:
     assert "REGEXP(t.`sku`, '^[A-Za-z0-9_.-]{1,64}\\z')" in predicate
     assert "t.`event_type` IN ('view', 'click', 'search', 'add_to_cart', 'purchase')" in predicate
     assert "CHAR_LENGTH(t.`query`) <= 256" in predicate
-    assert "UNIX_TIMESTAMP() * 1000 + 86400000" in predicate
+    assert f"UNIX_TIMESTAMP() * 1000 + {MAX_FUTURE_SKEW_MS}" in predicate
     assert "t.`quantity` IS NOT NULL" not in predicate  # optional
     for key in [
         "missing_field: sku",
