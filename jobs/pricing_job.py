@@ -6,8 +6,10 @@ Runs embedded on a MiniCluster (``python jobs/pricing_job.py``) or on a standalo
 Plan (Flink SQL unless noted):
 
 1. **Sources**: one raw-bytes Kafka table per input topic, with the record's partition and offset.
-   Event time comes from the record's ``event_time`` (guarded so a wild timestamp cannot drag the
-   watermark), watermarks allow ``--out-of-orderness`` and go idle after ``--idle-timeout``.
+   Event time comes from the record's ``event_time``, guarded so that a wild timestamp cannot drag
+   the watermark: one before 2000 or more than ``--max-clock-skew`` (5 min) ahead of the job's clock
+   gets none and is dead-lettered as ``bad_timestamp``. Watermarks allow ``--out-of-orderness`` and
+   go idle after ``--idle-timeout``.
 2. **Validation**: a pandas UDF (:mod:`udfs.validation`) gives each record its rejection reason from
    ``schemas/``; rejected records, and records behind the watermark (reason ``late``), go to the
    ``dlq`` topic with the raw bytes, source topic, partition and offset.
