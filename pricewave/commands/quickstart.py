@@ -5,7 +5,8 @@
 3. a demand model trained on simulated history when none exists yet (never a stub);
 4. the pricing job started on an embedded MiniCluster, reading from the latest offsets;
 5. the market simulator streaming into Kafka in closed loop (it shows shoppers our prices);
-6. a live table of prices until ``--duration`` elapses or Ctrl-C, then everything it started stops.
+6. a live table of prices until ``--duration`` elapses or Ctrl-C; then the job and the simulator
+   stop, and the stack keeps running for the monitor and the SDK (``pricewave stack down`` stops it).
 """
 
 from __future__ import annotations
