@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pricewave.config import Settings
 from pricewave.stack.process import child_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +91,19 @@ def machine() -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     return {"cores": os.cpu_count(), "cpu": cpu_model(), "gpu": gpu_name(), "memory_gb": memory_gb}
+
+
+def model_state(settings: Settings) -> str:
+    """Whether the pricers ran the pricing network: a missing or stale model trips the kill switch."""
+    from pricewave.pricing.artifact import artifact_age_s
+    from pricewave.pricing.guardrails import GuardrailPolicy
+
+    age, limit = artifact_age_s(settings.model_dir), GuardrailPolicy().max_model_age_s
+    if age is None:
+        return f"none in {settings.model_dir}: the kill switch priced every row (no network inference)"
+    if age > limit:
+        return f"{settings.model_dir}, {age:,.0f} s old > {limit:,.0f} s: stale, the kill switch priced every row"
+    return f"{settings.model_dir}, {age:,.0f} s old: fresh, the pricing network priced the rows"
 
 
 def banner(name: str) -> dict[str, Any]:

@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     variants = (args.variants or ("full" if args.tiny else "validation,full")).split(",")
     info = benchlib.banner("e2e_throughput")
     base = load_settings()
+    print(f"model: {benchlib.model_state(base)}")
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         workdir = Path(tmp)

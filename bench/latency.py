@@ -362,6 +362,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"closes every {60 / speedup:.1f} s); MiniCluster parallelism {args.parallelism}, "
           f"{args.parallelism}-partition topics, 500 skus, {args.python_workers} Python workers\n")  # fmt: skip
     base = load_settings()
+    print(f"model: {benchlib.model_state(base)}")
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-lat-") as tmp:
         for name in configs:

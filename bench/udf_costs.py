@@ -54,12 +54,37 @@ def _timed(call: Callable[[int], Any], batches: int) -> float:
     return batches * BATCH / (time.perf_counter() - start)
 
 
+def sku_windows(market: benchlib.SyntheticMarket, rng: np.random.Generator) -> pd.DataFrame:
+    """Per sku, a plausible published price and window features (the offer pricer's join input)."""
+    n = len(market.skus)
+    base = np.array([market.base_price[sku] for sku in market.skus])
+    views_5m, views_1h = rng.integers(1, 50, n), rng.integers(50, 600, n)
+    purchases_5m, purchases_1h = rng.binomial(views_5m, 0.05), rng.binomial(views_1h, 0.05)
+    frame = pd.DataFrame(
+        {
+            "sku_price": base,
+            "views_5m": views_5m,
+            "carts_5m": rng.binomial(views_5m, 0.2),
+            "purchases_5m": purchases_5m,
+            "conversion_5m": purchases_5m / views_5m,
+            "views_1h": views_1h,
+            "purchases_1h": purchases_1h,
+            "conversion_1h": purchases_1h / views_1h,
+            "competitor_min_price": np.round(base * rng.uniform(0.8, 1.2, n), 2),
+            "competitor_offers": rng.integers(1, 5, n),
+            "competitor_staleness_s": rng.uniform(0, 300, n),
+        },
+        index=market.skus,
+    )
+    return frame
+
+
 def measure(settings: Settings, batches: int) -> dict[str, float]:
     """Rows/s of each UDF's ``eval`` on 1,000-row batches."""
     from jobs.pricing_job import USER_SESSION_COLUMNS
     from pricewave.feature_store import FeatureWriter, open_store
     from pricewave.privacy import pseudonymize_user
-    from udfs.pricing import DecisionPush, FeaturePush, OfferPricer, SkuPricer
+    from udfs.pricing import SKU_WINDOW_FEATURES, DecisionPush, FeaturePush, OfferPricer, SkuPricer
     from udfs.validation import EventValidator
 
     market = benchlib.SyntheticMarket(seed=3)
@@ -68,16 +93,21 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     users = [pseudonymize_user(f"bench-user-{n}", settings.user_key_secret) for n in range(5_000)]
 
+    window = sku_windows(market, rng)
+
     def offer_columns(number: int) -> list[pd.Series]:
         start = t0 + (number + 1) * 60_000
+        skus = pd.Series(rng.choice(market.skus, BATCH))
         return [
             pd.Series(rng.choice(users, BATCH)),
-            pd.Series(rng.choice(market.skus, BATCH)),
+            skus,
             pd.Series(pd.to_datetime(start + np.arange(BATCH) * 10, unit="ms")),
             pd.Series(rng.integers(0, 9, BATCH)),
             pd.Series(rng.integers(0, 3, BATCH)),
             pd.Series(rng.uniform(5, 30, BATCH)),
             pd.Series(rng.uniform(0, 900, BATCH)),
+            # The sku's price and window features, as the job's temporal join hands them over.
+            *[skus.map(window[name]) for name in ("sku_price", *SKU_WINDOW_FEATURES)],
         ]
 
     validator = EventValidator("click_event")  # its eval() = reasons() + two Flink metric counters
@@ -103,7 +133,7 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
         return [frame[name] for name in SkuPricer.COLUMNS]
 
     def session_columns(number: int) -> list[pd.Series]:
-        user, _, event_time, views, carts, mean_price, dwell = prepared[number]
+        user, _, event_time, views, carts, mean_price, dwell = prepared[number][:7]
         return [user, views, carts, mean_price, dwell, event_time]
 
     return {
@@ -119,15 +149,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tiny", action="store_true", help="2 batches per UDF (CI smoke test)")
     parser.add_argument("--batches", type=int, default=10, help="1,000-row batches per UDF (default 10)")
-    parser.add_argument("--model", default=None, metavar="DIR", help="model directory (default: untrained model)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR",
+        help="model directory; a model older than the guardrails' max age (1 h) is stale and the kill "
+        "switch then prices without the network (default: no model, likewise)",
+    )
     args = parser.parse_args(argv)
     batches = 2 if args.tiny else args.batches
     info = benchlib.banner("udf_costs")
     with tempfile.TemporaryDirectory(prefix="bench-udf-costs-") as tmp:
         repo = benchlib.applied_feature_repo(Path(tmp))
-        models = load_settings().models.model_copy(update={"model_dir": args.model or str(Path(tmp) / "models")})
+        # Absolute: settings resolve a relative model_dir under the state directory.
+        model_dir = Path(args.model).resolve() if args.model else Path(tmp) / "models"
+        models = load_settings().models.model_copy(update={"model_dir": str(model_dir)})
         settings = load_settings().model_copy(update={"feature_repo": str(repo), "models": models})
         rates = measure(settings, batches)
+        model = benchlib.model_state(settings)
+    print(f"model: {model}")
     micros = {name: 1e6 / rate for name, rate in rates.items()}
     benchlib.table(
         ["udf", "rows/s", "µs per row"], [[name, rates[name], micros[name]] for name in rates]
@@ -145,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "date": info["date"],
         "rows_per_s": rates,
         "python_us_per_click": per_click,
+        "model": model,
         "python_only_ceiling_clicks_per_s_2_cores": ceiling,
     }
     benchlib.emit(report)

@@ -15,8 +15,11 @@ Plan (Flink SQL unless noted):
    ``dlq`` topic with the raw bytes, source topic, partition and offset.
 3. **Features**: duplicates removed by ``event_id`` (window deduplication); per-sku demand over a
    HOP window at two horizons; per-sku competition (cheapest in-stock offer, offers, staleness).
-4. **Pricing** (pandas UDF, :mod:`udfs.pricing`), then **sinks**: the ``prices`` topic
-   (exactly-once, transactional) and the Feast online store (batched, event-time guarded).
+4. **Pricing** (pandas UDF, :mod:`udfs.pricing`): a price per sku and window; a personalized offer
+   per view / add-to-cart, which meets its sku's price and window features as of the click's
+   event time (event-time temporal join on the sku decisions, a versioned view), so a replay
+   after a failure prices it the same. Then **sinks**: the ``prices`` topic (exactly-once,
+   transactional) and the Feast online store (batched, event-time guarded).
 """
 
 from __future__ import annotations
@@ -414,15 +417,40 @@ SKU_COMPETITION_COLUMNS = (
 
 
 def sku_decisions_view() -> str:
-    """One dynamic price per sku and window, priced by the vectorized sku pricer."""
-    from udfs.pricing import DECISION_FIELDS, SkuPricer
+    """One dynamic price per sku and window, priced by the vectorized sku pricer.
+
+    Besides the decision columns, each row keeps its window time (an event-time attribute) and the
+    window features the pricer saw, for :func:`sku_price_versions_view`.
+    """
+    from udfs.pricing import DECISION_FIELDS, SKU_WINDOW_FEATURES, SkuPricer
 
     arguments = ", ".join(_quote(name) for name in SkuPricer.COLUMNS)
     fields = ", ".join(f"`d`.{_quote(name)} AS {_quote(name)}" for name, _ in DECISION_FIELDS)
+    features = ", ".join(_quote(name) for name in SKU_WINDOW_FEATURES)
     return f"""
 CREATE TEMPORARY VIEW `sku_decisions` AS
-SELECT {fields}
-FROM (SELECT `price_sku`({arguments}) AS `d` FROM `sku_features`)"""
+SELECT {fields}, `window_time`, {features}
+FROM (SELECT `price_sku`({arguments}) AS `d`, `window_time`, {features} FROM `sku_features`)"""
+
+
+def sku_price_versions_view() -> str:
+    """Per sku, its published price and window features as of any event time (a versioned view).
+
+    A deduplication that keeps each sku's latest window on event time: Flink reads it as a
+    versioned table keyed by sku, so an event-time temporal join finds the version that was
+    current at a click's event time, the same in every run, whatever the timing.
+    """
+    from udfs.pricing import SKU_WINDOW_FEATURES
+
+    features = ", ".join(_quote(name) for name in SKU_WINDOW_FEATURES)
+    return f"""
+CREATE TEMPORARY VIEW `sku_price_versions` AS
+SELECT `sku`, `window_time`, `price` AS `sku_price`, {features}
+FROM (
+  SELECT `sku`, `window_time`, `price`, {features},
+    ROW_NUMBER() OVER (PARTITION BY `sku` ORDER BY `window_time` DESC) AS `recency`
+  FROM `sku_decisions` WHERE `decision_json` IS NOT NULL
+) WHERE `recency` = 1"""
 
 
 def user_session_view(options: JobOptions) -> str:
@@ -441,17 +469,27 @@ WINDOW w AS (PARTITION BY `user_key` ORDER BY `event_time` RANGE BETWEEN {sessio
 
 
 def offer_decisions_view() -> str:
-    """A personalized offer for each view or add-to-cart, priced by the vectorized offer pricer."""
-    from udfs.pricing import DECISION_FIELDS
+    """A personalized offer for each view or add-to-cart, priced by the vectorized offer pricer.
+
+    Each click meets its sku's price and window features as of the click's event time (an
+    event-time temporal join on :func:`sku_price_versions_view`): the offer waits until the sku
+    side's watermark passes the click, and is then a function of the input alone, so a replay after
+    a failure prices it exactly as before. A sku not priced yet gets no version (NULLs): the pricer
+    then caps at the base price and, without demand features, the kill switch prices it.
+    """
+    from udfs.pricing import DECISION_FIELDS, SKU_WINDOW_FEATURES, OfferPricer
 
     fields = ", ".join(f"`d`.{_quote(name)} AS {_quote(name)}" for name, _ in DECISION_FIELDS)
+    versioned = {"sku_price", *SKU_WINDOW_FEATURES}
+    arguments = ", ".join(f"{'v' if name in versioned else 'u'}.{_quote(name)}" for name in OfferPricer.COLUMNS)
     return f"""
 CREATE TEMPORARY VIEW `offer_decisions` AS
 SELECT {fields}
 FROM (
-  SELECT `price_offer`(`user_key`, `sku`, `event_time`, `recent_views`, `recent_carts`, `mean_price_seen`,
-    `dwell_s`) AS `d`
-  FROM `user_sessions` WHERE `event_type` IN ('view', 'add_to_cart')
+  SELECT `price_offer`({arguments}) AS `d`
+  FROM (SELECT * FROM `user_sessions` WHERE `event_type` IN ('view', 'add_to_cart')) AS u
+  LEFT JOIN `sku_price_versions` FOR SYSTEM_TIME AS OF u.`event_time` AS v
+    ON u.`sku` = v.`sku`
 )"""
 
 
@@ -615,6 +653,7 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
     options.validate()
     # Fail here, in one readable line, rather than in every Python worker.
     from pricewave.feature_store import open_store
+    from udfs.pricing import DECISION_FIELDS
 
     open_store(settings)
     register_udfs(t_env, settings, options)
@@ -629,6 +668,7 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
         sku_competition_view(options),
         sku_features_view(),
         sku_decisions_view(),
+        sku_price_versions_view(),
         user_session_view(options),
         offer_decisions_view(),
         sku_review_summary_view(options),
@@ -643,9 +683,10 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
     demand_args = ", ".join(_quote(c) for c in SKU_DEMAND_COLUMNS)
     competition_args = ", ".join(_quote(c) for c in SKU_COMPETITION_COLUMNS)
     log_columns = ", ".join(_quote(name) for name in DECISION_LOG_COLUMNS)
+    decision_columns = ", ".join(_quote(name) for name, _ in DECISION_FIELDS)
     t_env.execute_sql(
         "CREATE TEMPORARY VIEW `all_decisions` AS "
-        "SELECT * FROM `sku_decisions` UNION ALL SELECT * FROM `offer_decisions`"
+        f"SELECT {decision_columns} FROM `sku_decisions` UNION ALL SELECT * FROM `offer_decisions`"
     )
     session_args = ", ".join(_quote(c) for c in USER_SESSION_COLUMNS)
     for insert in (

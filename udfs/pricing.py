@@ -4,7 +4,9 @@
   the online store knows (catalog, last published price, review summary), through
   :class:`pricewave.pricing.policy.PricingPolicy` — the same call the offline evaluation makes.
 * :class:`OfferPricer`: a personalized offer per view / add-to-cart event, capped by the sku's
-  current price for everyone (discount-only), with the disclosure flag.
+  price for everyone as of the event's time (discount-only), with the disclosure flag; the job
+  hands it that price and the sku's window features through an event-time temporal join, so an
+  offer is a function of the input, not of when the store was written.
 * :class:`DecisionPush` and :class:`FeaturePush`: batched, event-time-guarded writes into the
   Feast online store through :class:`pricewave.feature_store.FeatureWriter`.
 
@@ -57,6 +59,8 @@ SKU_CONTEXT = {
 }
 SKU_DEMAND_FEATURES = DEMAND_FEATURES  # what the model reads of the sku_demand view
 SKU_COMPETITION_FEATURES = ("competitor_min_price", "competitor_offers", "competitor_staleness_s")
+# The window features a sku decision was priced on, which offers receive with the sku's price.
+SKU_WINDOW_FEATURES = (*SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES)
 
 
 def to_millis(values: pd.Series) -> np.ndarray:
@@ -218,22 +222,33 @@ def sku_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:
     return udf(SkuPricer(settings), result_type=DECISION_ROW, func_type="pandas")
 
 
-OFFER_STORE_CONTEXT = {
-    **SKU_CONTEXT,
-    "sku_demand": SKU_DEMAND_FEATURES,
-    "sku_competition": SKU_COMPETITION_FEATURES,
-}
+# What the offer pricer reads from the store: what changes slowly (its price and window features
+# arrive with the click, as of the click's event time).
+OFFER_STORE_CONTEXT = {view: SKU_CONTEXT[view] for view in ("sku_catalog", "sku_review_summary")}
 
 
 class OfferPricer(_PricerBase):
-    """``price_offer(user_key, sku, event_time, <session...>) -> ROW``: a personalized offer.
+    """``price_offer(user_key, sku, event_time, <session...>, sku_price, <window...>) -> ROW``.
 
-    Triggered by a view or add-to-cart. The sku's window features come from the online store
-    (written there by the sku branch of the same job); the cap for the discount-only policy is
-    the sku's current price for everyone (``sku_price``), else its base price.
+    A personalized offer, triggered by a view or add-to-cart. The job joins each click with its
+    sku's published price and window features as of the click's event time (an event-time
+    temporal join on the sku decisions), so the offer does not depend on when another branch wrote
+    the online store. The cap for the discount-only policy is that price for everyone
+    (``sku_price``), else the base price; NULL window features mean "not priced yet" and the kill
+    switch prices the offer. Catalog and review summary come from the store.
     """
 
-    COLUMNS = ("user_key", "sku", "event_time", "recent_views", "recent_carts", "mean_price_seen", "dwell_s")
+    COLUMNS = (
+        "user_key",
+        "sku",
+        "event_time",
+        "recent_views",
+        "recent_carts",
+        "mean_price_seen",
+        "dwell_s",
+        "sku_price",
+        *SKU_WINDOW_FEATURES,
+    )
 
     def eval(self, *columns: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
@@ -241,7 +256,7 @@ class OfferPricer(_PricerBase):
         context = read_online(self.store, [{"sku": sku} for sku in frame["sku"]], OFFER_STORE_CONTEXT)
         context["ceiling"] = context.pop("ceiling_price")
         frame = pd.concat([frame.reset_index(drop=True), context], axis=1)
-        frame["non_personalized_price"] = frame.pop("price")
+        frame["non_personalized_price"] = frame.pop("sku_price")
         frame["last_published"] = np.nan  # offers are per event: no rate limit between them
         decided = self.policy.decide(frame)
         return decisions_frame("offer", frame, decided, int(time.time() * 1000))

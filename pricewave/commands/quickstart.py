@@ -78,14 +78,27 @@ def prepare_store(settings: Settings, scenario: str) -> None:
 
 
 def ensure_model(settings: Settings) -> None:
-    """Train a demand model on simulated history unless the model directory has one."""
+    """Train a demand model on simulated history unless the model directory has a fresh one.
+
+    A model older than the guardrails' ``max_model_age_s`` (1 h) trips the kill switch, which
+    would price everything at base: the quickstart trains a new one instead.
+    """
+    from pricewave.pricing.artifact import artifact_age_s
+    from pricewave.pricing.guardrails import GuardrailPolicy
     from pricewave.training import default_model_dir
 
     model_dir = default_model_dir(settings)
-    if (model_dir / "LATEST").exists():
-        _say(f"using the model in {model_dir}")
+    age, limit = artifact_age_s(model_dir), GuardrailPolicy().max_model_age_s
+    if age is not None and age <= limit:
+        _say(f"using the model in {model_dir} ({age / 60:.0f} min old)")
         return
-    _say("no model yet: training one on simulated history (about a minute) ...")
+    if age is None:
+        _say("no model yet: training one on simulated history (about a minute) ...")
+    else:
+        _say(
+            f"the model in {model_dir} is {age / 3600:.1f} h old, past the {limit / 3600:.0f} h after which the kill "
+            "switch prices at base: training a fresh one (about a minute) ..."
+        )
     result = subprocess.run(
         [sys.executable, "-m", "pricewave", "train", "--scenario", "small", "--events", "20000", "--epochs", "15"],
         check=False,

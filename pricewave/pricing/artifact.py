@@ -138,6 +138,22 @@ def _resolve(path_or_dir: str | Path) -> Path:
     )
 
 
+def artifact_age_s(path_or_dir: str | Path, now: float | None = None) -> float | None:
+    """Seconds since the model ``LATEST`` names was trained, without loading it; None when there is none.
+
+    Example:
+        >>> import tempfile
+        >>> artifact_age_s(tempfile.mkdtemp()) is None
+        True
+    """
+    try:
+        manifest = json.loads((_resolve(path_or_dir) / METRICS).read_text())
+        created_at = float(manifest["created_at"])
+    except (DataError, OSError, ValueError, KeyError, TypeError):
+        return None
+    return (time.time() if now is None else now) - created_at
+
+
 def load_artifact(path_or_dir: str | Path, *, device: torch.device | str | None = None) -> ModelArtifact:
     """Load the version ``LATEST`` names in a model directory, or a version directory itself.
 

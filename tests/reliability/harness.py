@@ -325,3 +325,17 @@ def sku_prices(settings: Settings, skus: Iterable[str]) -> dict[str, float | Non
         features=["sku_price:price"], entity_rows=[{"sku": sku} for sku in ordered], full_feature_names=True
     ).to_dict()
     return dict(zip(ordered, response["sku_price__price"], strict=True))
+
+
+def offer_prices(settings: Settings, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
+    """The online store's ``user_offer`` price of each (user_key, sku) (None when it holds none)."""
+    from pricewave.feature_store import open_store
+
+    store = open_store(settings)
+    ordered = sorted(pairs)
+    response = store.get_online_features(
+        features=["user_offer:price"],
+        entity_rows=[{"user_key": user_key, "sku": sku} for user_key, sku in ordered],
+        full_feature_names=True,
+    ).to_dict()
+    return dict(zip(ordered, response["user_offer__price"], strict=True))

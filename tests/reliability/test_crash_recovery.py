@@ -15,9 +15,11 @@ REST endpoint, bounded, with a 2 s checkpoint interval:
    restarted once mid-stream.
 
 Each faulty run must equal the reference: the same decision ids in ``prices`` read with
-read_committed, none twice, none extra, the same (sku, event_time, price) set of sku decisions,
-the same final ``sku_price`` per sku in the online store, and the same decision log ids, none twice.
-Offer prices are reported, not compared: they depend on when the store was written (RELIABILITY.md).
+read_committed, none twice, none extra; the same (sku, user, event_time, price) set of sku
+decisions and of personalized offers; the same final ``sku_price`` per sku and ``user_offer`` per
+(user, sku) in the online store; the same decision log ids, none twice. Offers are comparable
+because the job prices each against its sku's price as of the click's event time (a temporal
+join), not against whatever the store held at that moment.
 
 The reference run's leftovers also feed the privacy scan: no raw user id of the simulator in any
 topic, the broker's files, the online store, the decision log or any log.
@@ -42,7 +44,14 @@ from pricewave.config import Settings
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import FaultsSpec, load_scenario
 from pricewave.submit import cancel_job, cluster_for, job_details
-from tests.reliability.harness import PrivateStack, decision_log_rows, private_settings, read_topic, sku_prices
+from tests.reliability.harness import (
+    PrivateStack,
+    decision_log_rows,
+    offer_prices,
+    private_settings,
+    read_topic,
+    sku_prices,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +74,7 @@ class JobRun:
     dead_letters: int
     decisions: list[dict[str, Any]]
     store: dict[str, float | None]
+    offer_store: dict[tuple[str, str], float | None]
     restarts: int
     kills: list[float] = field(default_factory=list)
     broker_restarts: int = 0  # while the job was running
@@ -185,16 +195,19 @@ def wait_ended(env: CrashEnv, job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> 
 def collect(
     env: CrashEnv, name: str, settings: Settings, job_id: str, state: str, wall_s: float, kills: list[float]
 ) -> JobRun:
+    prices = [json.loads(r.value) for r in read_topic(settings, settings.topics.prices)]
+    offer_keys = {(d["user_key"], d["sku"]) for d in prices if d["kind"] == "offer"}
     return JobRun(
         name=name,
         settings=settings,
         job_id=job_id,
         state=state,
         wall_s=wall_s,
-        prices=[json.loads(r.value) for r in read_topic(settings, settings.topics.prices)],
+        prices=prices,
         dead_letters=len(read_topic(settings, settings.topics.dlq, read_committed=False)),
         decisions=decision_log_rows(settings.path("decision_log")),
         store=sku_prices(settings, env.skus),
+        offer_store=offer_prices(settings, offer_keys),
         restarts=env.stack.num_restarts(job_id),
         kills=kills,
     )
@@ -218,10 +231,12 @@ def faulty_run(
 ) -> JobRun:
     """A run during which ``kills`` TaskManagers die (and the broker bounces once).
 
-    Kill ``n`` (of ``k``) comes once the run has written ``n / (k + 2)`` as many prices as the
+    Kill ``n`` (of ``k``) comes once the run has written ``n / (2 k)`` as many prices as the
     reference published, plus a random delay: spread over the stream on a fast machine as on a slow
     one, with output left after the last (a replay's aborted writes count too, so kills come early
-    rather than late).
+    rather than late). The last kill comes at half the output because a bounded run writes a third
+    of it or more at its very end: offers wait for the sku side's watermark, which the end of the
+    input releases at once (RELIABILITY.md).
     """
     rng = random.Random(seed)
     settings = run_settings(env, name)
@@ -231,7 +246,7 @@ def faulty_run(
     broker_restarts = 0
     try:
         for n in range(kills):
-            threshold = round(len(reference.prices) * (n + 1) / (kills + 2))
+            threshold = round(len(reference.prices) * (n + 1) / (2 * kills))
             if not wait_running(env, job_id) or not wait_output(env, settings, job_id, threshold):
                 break
             # A random moment after the threshold: before or after the next checkpoint, so that
@@ -310,15 +325,14 @@ def assert_same_as_reference(run: JobRun, reference: JobRun) -> None:
     assert not duplicated, f"{len(duplicated)} decisions published twice"
     assert not lost, f"{len(lost)} decisions lost"
     assert not extra, f"{len(extra)} decisions that the fault-free run did not make"
-    # Sku prices are a function of the input: exactly the same set.
+    # Prices are a function of the input: exactly the same sets, for skus and for offers.
     assert run.price_set("sku") == reference.price_set("sku")
-    # Offer prices are capped by the sku price the offer pricer reads back from the online store,
-    # which another branch of the job writes asynchronously: timing-dependent even without faults
-    # (RELIABILITY.md, "Determinism"). Their ids are exact (above); their prices are reported.
     offers = run.price_set("offer")
-    differing = len(offers - reference.price_set("offer"))
+    differing = len(offers ^ reference.price_set("offer"))
     print(f"[reliability] {run.name}: {differing} of {len(offers)} offer prices differ from the reference")
+    assert differing == 0, f"{differing} offer prices differ from the fault-free run"
     assert run.store == reference.store
+    assert run.offer_store == reference.offer_store
     assert run.dead_letters == reference.dead_letters == 0
     log_ids = Counter(row["decision_id"] for row in run.decisions)
     assert max(log_ids.values()) == 1, "the decision log holds a decision twice"
@@ -329,6 +343,8 @@ def test_reference_run_is_deterministic_and_complete(crash_env: CrashEnv, refere
     # Every decision is one (sku, window) and every sku with demand got a price in the store.
     assert len({d["decision_id"] for d in reference.prices}) == len(reference.prices)
     assert {sku for sku, price in reference.store.items() if price is not None} == {d["sku"] for d in reference.prices}
+    # Every (user, sku) offered to holds an offer in the store: the store comparison is not vacuous.
+    assert reference.offer_store and all(price is not None for price in reference.offer_store.values())
 
 
 @pytest.mark.slow

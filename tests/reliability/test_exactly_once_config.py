@@ -151,7 +151,10 @@ def test_two_jobs_with_different_transactional_prefixes_do_not_fence_each_other(
         for sku in skus
     ]  # fmt: skip
     producer = make_producer(settings)
-    for n in range(3000):  # 50 minutes, one click a second
+    # 600 minutes, one click a second: the second job starts pricing ~7 s after the first (its own
+    # MiniCluster and workers start once the first job is submitted); with 3,000 clicks the first
+    # had finished pricing by then, and the two never wrote at the same time.
+    for n in range(36_000):
         producer.send(
             settings.topics.clicks,
             encode_json(
@@ -189,7 +192,10 @@ def test_two_jobs_with_different_transactional_prefixes_do_not_fence_each_other(
     # Side by side: blue still runs once green has been submitted (and its sink has started).
     blue_client = results["blue"].get_job_client()
     assert blue_client is not None
-    blue_state_at_green_start = str(blue_client.get_job_status().result()).rsplit(".", 1)[-1]
+    try:
+        blue_state_at_green_start = str(blue_client.get_job_status().result()).rsplit(".", 1)[-1]
+    except Exception:  # a finished job's MiniCluster is gone: asking it raises
+        blue_state_at_green_start = "ENDED (its MiniCluster had shut down)"
 
     for result in results.values():
         result.wait()  # raises when the job failed (restart strategy 'none'): e.g. ProducerFencedException
@@ -203,6 +209,7 @@ def test_two_jobs_with_different_transactional_prefixes_do_not_fence_each_other(
     overlap_s = (min(blue_end, green_end) - max(blue_start, green_start)) / 1000
     print(f"\n[reliability] blue/green pricing spans overlap by {overlap_s:.1f} s: {spans}")
     assert blue_state_at_green_start in ("CREATED", "INITIALIZING", "RUNNING"), blue_state_at_green_start
+    assert overlap_s > 0, "the two jobs did not price at the same time: nothing was tested"
 
     prices = [json.loads(r.value) for r in read_topic(settings, settings.topics.prices)]
     sku_ids = Counter(d["decision_id"] for d in prices if d["kind"] == "sku")

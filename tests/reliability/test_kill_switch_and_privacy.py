@@ -60,14 +60,10 @@ def publish_model(settings: Settings, *, age_s: float) -> str:
     return save_artifact(DemandModel(), None, {"auc": 0.5}, {}, model_dir, created_at=time.time() - age_s)
 
 
-def sku_columns(*, missing_demand: bool = False) -> list[pd.Series]:
-    """One window's features for every sku, as the job hands them to ``price_sku``."""
-    from udfs.pricing import SkuPricer
-
-    n = len(SKUS)
-    values: dict[str, Any] = {
-        "sku": SKUS,
-        "window_time": pd.to_datetime([T0 + 59_999] * n, unit="ms", utc=True),
+def window_features(n: int, *, missing_demand: bool = False) -> dict[str, list[Any]]:
+    """One window's demand and competition features for ``n`` rows: what ``price_sku`` gets and
+    what an offer receives with its sku's price."""
+    return {
         "views_5m": [None if missing_demand else 40] * n,
         "carts_5m": [4] * n,
         "purchases_5m": [2] * n,
@@ -78,6 +74,18 @@ def sku_columns(*, missing_demand: bool = False) -> list[pd.Series]:
         "competitor_min_price": [21.0] * n,
         "competitor_offers": [2] * n,
         "competitor_staleness_s": [30] * n,
+    }
+
+
+def sku_columns(*, missing_demand: bool = False) -> list[pd.Series]:
+    """One window's features for every sku, as the job hands them to ``price_sku``."""
+    from udfs.pricing import SkuPricer
+
+    n = len(SKUS)
+    values: dict[str, Any] = {
+        "sku": SKUS,
+        "window_time": pd.to_datetime([T0 + 59_999] * n, unit="ms", utc=True),
+        **window_features(n, missing_demand=missing_demand),
     }
     return [pd.Series(values[name]) for name in SkuPricer.COLUMNS]
 
@@ -160,40 +168,27 @@ def test_stale_model_and_missing_features_fall_back_to_base_and_a_fresh_model_re
 
 
 def test_every_personalized_offer_carries_the_disclosure_flag(pricing_settings: Settings) -> None:
-    from pricewave.feature_store import FeatureWriter, open_store, split_price_decisions
-    from udfs.pricing import OfferPricer
+    from udfs.pricing import SKU_WINDOW_FEATURES, OfferPricer
 
     publish_model(pricing_settings, age_s=0)
-    store = open_store(pricing_settings)
-    # The sku's current price for everyone (the discount-only cap) and its window features.
-    decisions: list[dict[str, Any]] = [
-        {"decision_id": f"d-{row['sku']}", "kind": "sku", "sku": row["sku"], "user_key": None,
-         "price": row["base_price"], "base_price": row["base_price"], "guardrail": None, "guardrails": [],
-         "model_version": "none", "propensity": 1.0, "personalized": False, "decision_time": T0, "event_time": T0}
-        for row in CATALOG
-    ]  # fmt: skip
-    for view, rows in split_price_decisions(decisions).items():
-        FeatureWriter(store).write(view, rows)
-    demand = [
-        {"sku": row["sku"], "views_5m": 40, "clicks_5m": 8, "carts_5m": 4, "purchases_5m": 2, "unique_users_5m": 30,
-         "conversion_5m": 0.05, "views_1h": 400, "clicks_1h": 80, "carts_1h": 40, "purchases_1h": 20,
-         "unique_users_1h": 300, "conversion_1h": 0.05, "event_time": T0}
-        for row in CATALOG
-    ]  # fmt: skip
-    FeatureWriter(store).write("sku_demand", demand)
     pricer = OfferPricer(pricing_settings)
     pricer.open(None)
     n = 64
     rng = np.random.default_rng(5)
     users = [pseudonymize_user(f"ks-user-{i % 16}", b"reliability") for i in range(n)]
+    catalog = [CATALOG[i % len(CATALOG)] for i in range(n)]
+    # What the job's temporal join hands over: the sku's price for everyone (the discount-only
+    # cap) and the window features it was priced on.
     frame = {
         "user_key": users,
-        "sku": [SKUS[i % len(SKUS)] for i in range(n)],
+        "sku": [row["sku"] for row in catalog],
         "event_time": pd.to_datetime(T0 + 1000 * np.arange(n), unit="ms", utc=True),
         "recent_views": rng.integers(1, 20, n),
         "recent_carts": rng.integers(0, 3, n),
         "mean_price_seen": rng.uniform(15, 30, n),
         "dwell_s": rng.uniform(0, 900, n),
+        "sku_price": [row["base_price"] for row in catalog],
+        **window_features(n),
     }
     out = pricer.eval(*[pd.Series(frame[name]) for name in OfferPricer.COLUMNS])
     priced = out[out["decision_json"].notna()]
@@ -208,6 +203,14 @@ def test_every_personalized_offer_carries_the_disclosure_flag(pricing_settings: 
         assert decision["personalized"] is model_priced, decision
         assert decision["price"] <= cap[decision["sku"]] + 1e-9  # discount-only
     assert priced["personalized"].any(), "no offer was personalized: the disclosure path went untested"
+    # A click on a sku whose first window has not closed meets no version (NULLs from the LEFT
+    # temporal join): no features, so the kill switch prices it, not personalized, capped at base.
+    for name in ("sku_price", *SKU_WINDOW_FEATURES):
+        frame[name] = [None] * n
+    unpriced = pricer.eval(*[pd.Series(frame[name]) for name in OfferPricer.COLUMNS])
+    assert (unpriced["model_version"] == "none").all() and not unpriced["personalized"].any()
+    assert all("kill_switch" in json.loads(text)["guardrails"] for text in unpriced["decision_json"])
+    assert (unpriced["price"] <= unpriced["sku"].map(cap) + 1e-9).all()
 
 
 def test_protected_attributes_never_reach_a_model_input(tmp_path: Path) -> None:

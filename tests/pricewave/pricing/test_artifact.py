@@ -88,3 +88,13 @@ def test_watcher_hot_swaps_new_versions(tmp_path: Path) -> None:
     (tmp_path / POINTER).write_text("demand-does-not-exist\n")  # a broken pointer keeps the old model
     now[0] = 50
     assert watcher.current() is swapped
+
+
+def test_artifact_age_without_loading_the_model(tmp_path: Path) -> None:
+    from pricewave.pricing.artifact import artifact_age_s
+
+    assert artifact_age_s(tmp_path) is None  # nothing trained yet
+    save_artifact(model(0), feature_spec(), {}, {}, tmp_path, created_at=1_767_225_600.0)
+    assert artifact_age_s(tmp_path, now=1_767_225_600.0 + 7200) == pytest.approx(7200)
+    (tmp_path / POINTER).write_text("../elsewhere")  # a broken pointer reads as "no model", not a crash
+    assert artifact_age_s(tmp_path) is None

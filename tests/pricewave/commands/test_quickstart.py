@@ -1,0 +1,47 @@
+"""``pricewave quickstart``'s model step: it trains unless it finds a model fresh enough to price with."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pricewave.commands import quickstart
+from pricewave.config import load_settings
+from pricewave.pricing.artifact import save_artifact
+from pricewave.pricing.demand_model import DemandModel
+from pricewave.pricing.guardrails import GuardrailPolicy
+
+
+@pytest.mark.parametrize(
+    ("model_age_s", "trains"),
+    [(None, True), (60.0, False), (GuardrailPolicy().max_model_age_s + 600, True)],
+    ids=["no-model", "fresh-model", "stale-model"],
+)
+def test_trains_when_the_model_is_missing_or_past_the_kill_switch_age(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    model_age_s: float | None,
+    trains: bool,
+) -> None:
+    settings = load_settings(env={"PRICEWAVE_STATE_DIR": str(tmp_path)})
+    if model_age_s is not None:
+        save_artifact(DemandModel(), None, {}, {}, settings.model_dir, created_at=time.time() - model_age_s)
+    calls: list[list[str]] = []
+
+    def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(quickstart.subprocess, "run", fake_run)
+    quickstart.ensure_model(settings)
+    assert bool(calls) is trains
+    if calls:
+        assert calls[0][2:4] == ["pricewave", "train"]
+    said = capsys.readouterr().out
+    if model_age_s is not None and trains:
+        assert "h old" in said and "kill switch" in said
