@@ -8,8 +8,8 @@ Plan (Flink SQL unless noted):
 1. **Sources**: one raw-bytes Kafka table per input topic, with the record's partition and offset.
    Event time comes from the record's ``event_time``, guarded so that a wild timestamp cannot drag
    the watermark: one before 2000 or more than ``--max-clock-skew`` (5 min) ahead of the job's clock
-   gets none and is dead-lettered as ``bad_timestamp``. Watermarks allow ``--out-of-orderness`` and
-   go idle after ``--idle-timeout``.
+   gets none and is dead-lettered as ``bad_timestamp``. Watermarks allow ``--out-of-orderness`` and,
+   in live runs, go idle after ``--idle-timeout`` (bounded runs never do).
 2. **Validation**: a pandas UDF (:mod:`udfs.validation`) gives each record its rejection reason from
    ``schemas/``; rejected records, and records behind the watermark (reason ``late``), go to the
    ``dlq`` topic with the raw bytes, source topic, partition and offset.
@@ -17,9 +17,10 @@ Plan (Flink SQL unless noted):
    HOP window at two horizons; per-sku competition (cheapest in-stock offer, offers, staleness).
 4. **Pricing** (pandas UDF, :mod:`udfs.pricing`): a price per sku and window; a personalized offer
    per view / add-to-cart, which meets its sku's price and window features as of the click's
-   event time (event-time temporal join on the sku decisions, a versioned view), so a replay
-   after a failure prices it the same. Then **sinks**: the ``prices`` topic (exactly-once,
-   transactional) and the Feast online store (batched, event-time guarded).
+   event time (event-time temporal join on the sku decisions, a versioned view, fed each sku's
+   windows in event-time order), so a replay after a failure prices it the same. Then **sinks**:
+   the ``prices`` topic (exactly-once, transactional) and the Feast online store (batched,
+   event-time guarded).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class JobOptions:
     # watermark) and is dead-lettered as bad_timestamp: a producer whose clock runs ahead would
     # otherwise make every other record late. The schemas allow a day (their contract for any record).
     max_clock_skew_s: float = DEFAULT_INPUT_CLOCK_SKEW_S
+    # Live runs only: a source with no records for this long stops holding the watermark back (an
+    # empty partition would stall every window otherwise). Bounded runs ignore it (source_idle_timeout_s).
     idle_timeout_s: float = 5.0
     checkpoint_interval_s: float = 5.0
     window_slide_s: int = 60
@@ -98,6 +101,19 @@ class JobOptions:
     # processes that use every core (more throughput, fewer GIL waits; BENCHMARKS.md F8).
     python_workers: str = "loopback"
     extra_config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def source_idle_timeout_s(self) -> float | None:
+        """The idle timeout the sources get: none in a bounded run, which never needs one.
+
+        A bounded source ends at its stopping offsets (an empty partition at once), so nothing can
+        stall. Idleness, on the other hand, makes results depend on timing: during a broker outage
+        longer than the timeout every source goes idle, and a two-input operator whose other input
+        has already ended (at the final watermark) jumps to it. Measured (RELIABILITY.md §1, "Idle sources"):
+        clicks that arrived after such a jump waited in the temporal join for a watermark that never
+        came, and 5,923 of 12,874 offers were lost without an error.
+        """
+        return None if self.bounded else self.idle_timeout_s
 
     def validate(self) -> None:
         """Raise ConfigError for impossible settings."""
@@ -198,6 +214,8 @@ def source_ddl(settings: Settings, role: str, *, options: JobOptions) -> str:
         f"CASE WHEN {event_time_ms} BETWEEN {MIN_EVENT_TIME_MS} AND "
         f"UNIX_TIMESTAMP() * 1000 + {_ms(options.max_clock_skew_s)} THEN {event_time_ms} ELSE NULL END"
     )
+    idle_timeout_s = options.source_idle_timeout_s
+    idle = "" if idle_timeout_s is None else f",\n  'scan.watermark.idle-timeout' = '{_ms(idle_timeout_s)} ms'"
     return f"""
 CREATE TEMPORARY TABLE {_quote("src_" + role)} (
   `raw` BYTES,
@@ -207,8 +225,7 @@ CREATE TEMPORARY TABLE {_quote("src_" + role)} (
   `event_time` AS TO_TIMESTAMP_LTZ({guarded}, 3),
   WATERMARK FOR `event_time` AS `event_time` - {_interval(options.out_of_orderness_s)}
 ) WITH (
-  {kafka_options(settings, topic, options=options, source=True)},
-  'scan.watermark.idle-timeout' = '{_ms(options.idle_timeout_s)} ms'
+  {kafka_options(settings, topic, options=options, source=True)}{idle}
 )"""
 
 
@@ -439,6 +456,13 @@ def sku_price_versions_view() -> str:
     A deduplication that keeps each sku's latest window on event time: Flink reads it as a
     versioned table keyed by sku, so an event-time temporal join finds the version that was
     current at a click's event time, the same in every run, whatever the timing.
+
+    The deduplication drops a window that arrives after a later one of the same sku, and the
+    feature joins upstream can emit them that way round (a window that found its competition row
+    leaves the interval join at once; one that did not waits for the watermark): the clicks of
+    the dropped window's minute would then meet no price. So the decisions first pass an event-time
+    OVER window per sku, which emits each sku's windows in event-time order once the watermark
+    passes them (its aggregate, ``previous_rows``, is not used: the order is the point).
     """
     from udfs.pricing import SKU_WINDOW_FEATURES
 
@@ -449,7 +473,12 @@ SELECT `sku`, `window_time`, `price` AS `sku_price`, {features}
 FROM (
   SELECT `sku`, `window_time`, `price`, {features},
     ROW_NUMBER() OVER (PARTITION BY `sku` ORDER BY `window_time` DESC) AS `recency`
-  FROM `sku_decisions` WHERE `decision_json` IS NOT NULL
+  FROM (
+    SELECT `sku`, `window_time`, `price`, {features},
+      COUNT(*) OVER (PARTITION BY `sku` ORDER BY `window_time` ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+        AS `previous_rows`
+    FROM `sku_decisions` WHERE `decision_json` IS NOT NULL
+  )
 ) WHERE `recency` = 1"""
 
 
@@ -597,7 +626,8 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     config.set_string("python.fn-execution.arrow.batch.size", str(options.arrow_batch_size))
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
-    config.set_string("table.exec.source.idle-timeout", f"{_ms(options.idle_timeout_s)} ms")
+    if options.source_idle_timeout_s is not None:
+        config.set_string("table.exec.source.idle-timeout", f"{_ms(options.source_idle_timeout_s)} ms")
     config.set_string("table.local-time-zone", "UTC")
     # A view read by several inserts (sku_demand feeds pricing and its store push) is planned once
     # with every column any reader needs, instead of once per reader with its own pruned columns.
@@ -731,7 +761,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         help="input event times more than S seconds ahead of the job's clock are dead-lettered as "
         "bad_timestamp instead of moving the watermark (default 300)",
     )
-    parser.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout_s, metavar="S")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout_s,
+        metavar="S",
+        help="live runs: a source without records for S seconds stops holding the watermark back "
+        "(default 5). Prices after an outage longer than S can differ from a run without one; "
+        "raise it above the longest broker outage you need reproducible prices through. "
+        "--bounded runs never mark a source idle",
+    )
     parser.add_argument("--checkpoint-interval", type=float, default=defaults.checkpoint_interval_s, metavar="S")
     parser.add_argument("--parallelism", type=int, default=None, help="default: flink run -p, else 1")
     parser.add_argument("--bounded", action="store_true", help="stop at the offsets that are latest at start")

@@ -15,7 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs.pricing_job import _PYTHON_WORKER_MODE_VARIABLE, JobOptions, build_pipeline, create_table_environment
+from jobs.pricing_job import (
+    _PYTHON_WORKER_MODE_VARIABLE,
+    JobOptions,
+    build_pipeline,
+    create_table_environment,
+    source_ddl,
+)
 from pricewave.config import Settings
 from pricewave.errors import ConfigError
 from pricewave.kafka_io import encode_json, ensure_topics, make_producer
@@ -294,3 +300,58 @@ def test_python_worker_mode_and_clock_skew_are_validated() -> None:
     for skew in (0, -1, 86_401):
         with pytest.raises(ConfigError, match="--max-clock-skew must be in"):
             JobOptions(max_clock_skew_s=skew).validate()
+
+
+def test_only_live_runs_let_a_source_go_idle(settings: Settings) -> None:
+    # A bounded source ends at its stopping offsets, so idleness could only make it depend on timing
+    # (tests/reliability/test_crash_recovery.py::test_broker_down_longer_than_the_idle_timeout…).
+    live, bounded = JobOptions(idle_timeout_s=7), JobOptions(idle_timeout_s=7, bounded=True)
+    assert "'scan.watermark.idle-timeout' = '7000 ms'" in source_ddl(settings, "clicks", options=live)
+    assert live.source_idle_timeout_s == 7
+    assert "idle-timeout" not in source_ddl(settings, "clicks", options=bounded)
+    assert bounded.source_idle_timeout_s is None
+
+
+def test_each_offer_meets_the_sku_price_of_its_minute_when_windows_fire_together(job_settings: Settings) -> None:
+    """Two windows of one sku fire on one watermark; only the later one has a competitor price.
+
+    The later window leaves the competition join at once, the earlier waits for the watermark,
+    so they reach the versioned view the wrong way round. A click between the two must still meet
+    the earlier window's price and features, not none (measured before the per-sku ordering:
+    none, so the kill switch priced it).
+    """
+    from pricewave.feature_store import FeatureWriter, open_store
+
+    # A catalog row, so that the kill switch publishes a price for each window (it needs a floor).
+    catalog = {"sku": "sku-a", "base_price": 10.0, "cost": 6.0, "map_price": None, "ceiling_price": 15.0}
+    FeatureWriter(open_store(job_settings)).write("sku_catalog", [{**catalog, "category": "snacks", "event_time": T0}])
+    producer = make_producer(job_settings)
+    for n, minute in enumerate((0.5, 1.5)):  # views of sku-a at 30 s and 90 s
+        producer.send(job_settings.topics.clicks, encode_json(click(n, "sku-a", "view", minute=minute)))
+    competitor_price = {"event_id": "c1", "sku": "sku-a", "competitor": "shop-b", "price": 9.5, "in_stock": True}
+    producer.send(job_settings.topics.competitor_prices, encode_json({**competitor_price, "event_time": T0 + 72_000}))
+    producer.flush()
+    # A minute of out-of-orderness keeps the watermark before the first window's end until the input
+    # ends: then both windows (ending at 60 s and 120 s) fire on the same, final watermark.
+    options = JobOptions(**{**bounded_options().__dict__, "out_of_orderness_s": 60})
+    t_env = create_table_environment(job_settings, options)
+    build_pipeline(t_env, job_settings, options)
+    with t_env.execute_sql("SELECT sku, event_time, features_json FROM offer_decisions").collect() as rows:
+        offers = {int(row[1]): json.loads(row[2]) for row in rows}
+    with t_env.execute_sql("SELECT sku, event_time, features_json FROM sku_decisions").collect() as rows:
+        windows = {int(row[1]): json.loads(row[2]) for row in rows}
+    first, second = T0 + MINUTE - 1, T0 + 2 * MINUTE - 1
+    assert windows[first]["competitor_min_price"] is None and windows[second]["competitor_min_price"] == 9.5
+    assert offers[T0 + 30_000] == {name: None for name in windows[first]}  # before any window closed
+    assert offers[T0 + 90_000] == windows[first]  # the window that closed at 60 s, not none
+
+
+def test_sku_decisions_reach_the_versioned_view_in_event_time_order(job_settings: Settings) -> None:
+    # The plan keeps the ordering step though nothing reads its aggregate: if a planner ever pruned
+    # it, the test above could pass by luck of timing, this one could not.
+    options = bounded_options()
+    t_env = create_table_environment(job_settings, options)
+    plan = build_pipeline(t_env, job_settings, options).explain()
+    execution = plan[plan.index("== Optimized Execution Plan ==") :]
+    versions = execution[execution.index("Deduplicate(keep=[LastRow], key=[sku], order=[ROWTIME]") :]
+    assert "OverAggregate(partitionBy=[sku], orderBy=[window_time ASC]" in versions.split("Deduplicate")[1]
