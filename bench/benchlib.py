@@ -370,20 +370,43 @@ class SyntheticMarket:
             out.append((sku.encode(), value.encode(), t))
         return out
 
-    def competitor_prices(self, n: int, t0_ms: int, events_per_s: float) -> list[tuple[bytes, bytes, int]]:
+    def _on_popular_skus(self, n: int, t0_ms: int, events_per_s: float) -> Iterator[tuple[int, str, int]]:
+        """(i, sku, event time ms) of ``n`` events on skus drawn by popularity, time as for clicks."""
         sku_idx = self.rng.choice(len(self.skus), size=n, p=self.sku_p)
-        out = []
         step = 1000.0 / events_per_s
         for i in range(n):
             self.serial += 1
-            sku = self.skus[sku_idx[i]]
-            t = int(t0_ms + i * step)
+            yield i, self.skus[sku_idx[i]], int(t0_ms + i * step)
+
+    def competitor_prices(self, n: int, t0_ms: int, events_per_s: float) -> list[tuple[bytes, bytes, int]]:
+        out = []
+        for i, sku, t in self._on_popular_skus(n, t0_ms, events_per_s):
             price = round(self.base_price[sku] * float(self.rng.uniform(0.85, 1.15)), 2)
             competitor = ("acme", "globex", "initech")[i % 3]
             value = (f'{{"event_id":"p-{self.run_id}-{self.serial}","sku":"{sku}","competitor":"{competitor}",'
                      f'"price":{price},"in_stock":true,"event_time":{t}}}')  # fmt: skip
             out.append((sku.encode(), value.encode(), t))
         return out
+
+    def reviews(self, n: int, t0_ms: int, events_per_s: float) -> list[tuple[bytes, bytes, int]]:
+        """``n`` reviews (rating 1-5, a short text) of popular skus, event time as for clicks."""
+        ratings = self.rng.integers(1, 6, size=n)
+        out = []
+        for i, sku, t in self._on_popular_skus(n, t0_ms, events_per_s):
+            text = REVIEW_TEXTS[int(ratings[i]) - 1]
+            value = (f'{{"review_id":"r-{self.run_id}-{self.serial}","sku":"{sku}","rating":{ratings[i]},'
+                     f'"text":"{text}","event_time":{t}}}')  # fmt: skip
+            out.append((sku.encode(), value.encode(), t))
+        return out
+
+
+REVIEW_TEXTS = (
+    "Broke after two days, do not buy.",
+    "Not what the photos showed.",
+    "Does the job, nothing special.",
+    "Good value, arrived quickly.",
+    "Excellent, would buy again.",
+)
 
 
 def produce(settings: Any, topic: str, messages: Sequence[tuple[bytes, bytes, int]], **overrides: Any) -> float:

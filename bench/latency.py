@@ -14,10 +14,11 @@ past the window) to the moment the ``sku_price`` of that window is readable in t
   closing-event produce time: exactly-once commits on checkpoints, so this is bounded below by
   the checkpoint interval.
 
-The load: valid clicks (+1% competitor prices) at ``--rate`` events/s wall clock, from a paced
-producer thread, into fresh topics with one partition per task; the job (``build_pipeline``
-unchanged, ``--parallelism``, default 2: one per core, periodic watermarks, 5 s out-of-orderness)
-runs unbounded on a MiniCluster on a private applied feature repo. Event time advances ``--speedup``
+The load: valid clicks (+1% competitor prices, +0.1% reviews by default: ``--review-share``) at
+``--rate`` events/s wall clock, from a paced producer thread, into fresh topics with one partition
+per task; the job (``build_pipeline`` unchanged, ``--parallelism``, default 2: one per core,
+periodic watermarks, 5 s out-of-orderness) runs unbounded on a MiniCluster on a private applied
+feature repo. Event time advances ``--speedup``
 times faster than the wall clock so that windows close every 60/speedup s (speedup 1 is the live
 case; more windows per run otherwise, each window with fewer events). Runs once per Python bundle
 setting: the job's (1,000 rows / 100 ms), a balanced one (10,000 rows / 300 ms) and PyFlink's
@@ -57,11 +58,16 @@ BUNDLES = {"job": (1_000, 100), "balanced": (10_000, 300), "pyflink-default": (1
 
 
 class Producer(threading.Thread):
-    """Clicks (+1% competitor prices) at ``rate``/s wall; event time = T0 + speedup × elapsed wall time."""
+    """Clicks (+1% competitor prices, + ``review_share`` reviews) at ``rate``/s wall; event time =
+    T0 + speedup × elapsed wall time."""
 
-    def __init__(self, settings: Settings, market: Any, rate: float, speedup: float, t0_ms: int) -> None:
+    def __init__(
+        self, settings: Settings, market: Any, rate: float, speedup: float, t0_ms: int, review_share: float = 0.0
+    ) -> None:
         super().__init__(daemon=True)
         self.settings, self.market, self.rate, self.speedup, self.t0_ms = settings, market, rate, speedup, t0_ms
+        self.review_share = review_share
+        self.reviews_sent = 0
         self.stop = threading.Event()
         self.sent: list[tuple[int, float]] = []  # (event time ms, wall time produced)
         self.wall0 = 0.0
@@ -88,6 +94,11 @@ class Producer(threading.Thread):
             quotes = int(per_tick / 100 * (i + 1)) - int(per_tick / 100 * i)
             for key, value, _ in self.market.competitor_prices(quotes, event_ms, 1e9):
                 producer.send(self.settings.topics.competitor_prices, value=value, key=key)
+            # Reviews are sparse: the sku price waits for their watermark too (as of event time).
+            share = per_tick * self.review_share
+            for key, value, _ in self.market.reviews(int(share * (i + 1)) - int(share * i), event_ms, 1e9):
+                producer.send(self.settings.topics.reviews, value=value, key=key)
+                self.reviews_sent += 1
             next_t += tick
             delay = next_t - time.monotonic()
             if delay > 0:
@@ -227,6 +238,7 @@ def run_config(
     checkpoint_s: float,
     watermarks: bool = False,
     python_workers: str = "loopback",
+    review_share: float = 0.0,
 ) -> dict[str, Any]:
     from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
     from pricewave.feature_store import FeatureWriter, open_store
@@ -270,7 +282,7 @@ def run_config(
     for thread in threads:
         thread.start()
     time.sleep(15)  # let the job and its Python workers start before the load begins
-    producer = Producer(settings, market, rate, speedup, t0)
+    producer = Producer(settings, market, rate, speedup, t0, review_share)
     started = time.time()
     producer.start()
     time.sleep(duration)
@@ -317,6 +329,7 @@ def run_config(
         "bundle": f"{bundle_size:,} rows / {bundle_ms} ms",
         "rate_target": rate,
         "rate_achieved": achieved,
+        "reviews_sent": producer.reviews_sent,
         "windows": len({e for _, e in poller.seen}),
         "store_ms": store_ms,
         "decision_ms": decision_ms,
@@ -334,6 +347,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--duration", type=float, default=None, help="seconds of load per config (default 120)")
     parser.add_argument(
         "--configs", default=None, help="comma list of job,balanced,pyflink-default (default all three)"
+    )
+    parser.add_argument(
+        "--review-share",
+        type=float,
+        default=0.001,
+        metavar="F",
+        help="share of the input that is reviews (default 0.001: ~1 review/s at 1,000/s; 0 sends none)",
     )
     parser.add_argument(
         "--parallelism", type=int, default=2, help="job parallelism = input partitions (default 2: one per core)"
@@ -358,7 +378,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     duration = args.duration or (25.0 if args.tiny else 120.0)
     configs = (args.configs or ("job" if args.tiny else ",".join(BUNDLES))).split(",")
     info = benchlib.banner("latency")
-    print(f"{args.rate:,.0f} events/s for {duration:.0f} s per config; event time x{speedup:g} wall (a window "
+    print(f"{args.rate:,.0f} events/s ({args.review_share:.2%} reviews) for {duration:.0f} s per config; "
+          f"event time x{speedup:g} wall (a window "
           f"closes every {60 / speedup:.1f} s); MiniCluster parallelism {args.parallelism}, "
           f"{args.parallelism}-partition topics, 500 skus, {args.python_workers} Python workers\n")  # fmt: skip
     base = load_settings()
@@ -380,6 +401,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     args.checkpoint_interval,
                     watermarks=args.watermarks,
                     python_workers=args.python_workers,
+                    review_share=args.review_share,
                 )
             )
     rows, summary = [], {}
@@ -393,8 +415,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     benchlib.table(["config: measured delay", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "events/s sent",
                     "load avg"], rows)  # fmt: skip
     for r in results:
-        print(f"{r['config']}: {r['windows']} windows seen in the store; one poll of the store took "
-              f"{r['poll_read_ms_p50']:.1f} ms (p50)")  # fmt: skip
+        print(f"{r['config']}: {r['windows']} windows seen in the store; {r['reviews_sent']} reviews sent; one "
+              f"poll of the store took {r['poll_read_ms_p50']:.1f} ms (p50)")  # fmt: skip
     for r in results:
         if r["watermark_lags"]:
             print(f"\n{r['config']}: when each operator's input watermark passed a window's end, after the event "

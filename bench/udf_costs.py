@@ -10,7 +10,8 @@ batches (1,000 rows) of synthetic records:
 * ``price_offer``: a personalized offer (one store read per batch, the pricing network);
 * ``push_decisions``: the decisions into ``sku_price`` / ``user_offer`` (event-time guarded);
 * ``push_user_session``: the session features of every view / add-to-cart;
-* ``price_sku``: a sku decision per window (per sku and minute, not per click).
+* ``price_sku``: a sku decision per window (per sku and minute, not per click): two windows of
+  each of 500 skus per batch, priced in two steps against the price history.
 
 A click costs ``validate`` plus, for the share of clicks that are views or add-to-carts (the
 offer triggers), ``price_offer + push_decisions + push_user_session``; the table turns that into
@@ -55,7 +56,8 @@ def _timed(call: Callable[[int], Any], batches: int) -> float:
 
 
 def sku_windows(market: benchlib.SyntheticMarket, rng: np.random.Generator) -> pd.DataFrame:
-    """Per sku, a plausible published price and window features (the offer pricer's join input)."""
+    """Per sku, a plausible published price, window features and review summary (the offer
+    pricer's join input)."""
     n = len(market.skus)
     base = np.array([market.base_price[sku] for sku in market.skus])
     views_5m, views_1h = rng.integers(1, 50, n), rng.integers(50, 600, n)
@@ -73,9 +75,15 @@ def sku_windows(market: benchlib.SyntheticMarket, rng: np.random.Generator) -> p
             "competitor_min_price": np.round(base * rng.uniform(0.8, 1.2, n), 2),
             "competitor_offers": rng.integers(1, 5, n),
             "competitor_staleness_s": rng.uniform(0, 300, n),
+            "review_count": rng.integers(0, 40, n),
+            "mean_rating": rng.uniform(1, 5, n),
+            "sentiment": rng.uniform(-1, 1, n),
         },
         index=market.skus,
     )
+    # The hour's mean review embedding travels with the sku's price: unit vectors, as the job's.
+    embeddings = rng.normal(size=(n, 384)).astype(np.float32)
+    frame["review_embedding"] = list(embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True))
     return frame
 
 
@@ -125,11 +133,17 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
     prepared = {n: offer_columns(n) for n in range(-1, batches)}
     decided = {n: offers.eval(*prepared[n])["decision_json"] for n in range(-1, batches)}
     sku_frame = pd.DataFrame({name: [0.0] * BATCH for name in SkuPricer.COLUMNS})
-    sku_frame["sku"] = rng.choice(market.skus, BATCH)
+    sku_frame["review_embedding"] = None
+    # Every sku's next windows in turn (BATCH / skus windows each): the pricer prices a sku's
+    # windows of one batch one step per window, each against the price before it.
+    sku_frame["sku"] = [market.skus[n % len(market.skus)] for n in range(BATCH)]
+    window_of_sku = np.arange(BATCH) // len(market.skus)
+    windows_per_batch = int(window_of_sku.max()) + 1
 
     def sku_columns(number: int) -> list[pd.Series]:
         frame = sku_frame.copy()
-        frame["window_time"] = pd.to_datetime(t0 + (number + 2) * 60_000 - 1, unit="ms")
+        minutes = (number + 1) * windows_per_batch + window_of_sku + 1
+        frame["window_time"] = pd.to_datetime(t0 + minutes * 60_000 - 1, unit="ms")
         return [frame[name] for name in SkuPricer.COLUMNS]
 
     def session_columns(number: int) -> list[pd.Series]:

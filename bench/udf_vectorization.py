@@ -56,7 +56,7 @@ INPUTS = [
     ("competitor_offers", DataTypes.BIGINT()),
     ("competitor_staleness_s", DataTypes.DOUBLE()),
 ]
-# What the job's SkuPricer adds from the online store (absent here: no reviews, no MAP/ceiling).
+# What the job's SkuPricer also gets (from the store: MAP, ceiling; joined: reviews); absent here.
 STORE_COLUMNS = ("map_price", "ceiling", "review_count", "mean_rating", "sentiment", "review_embedding", "user_key")
 
 

@@ -433,11 +433,63 @@ SKU_COMPETITION_COLUMNS = (
 )
 
 
-def sku_decisions_view() -> str:
+def sku_review_versions_view() -> str:
+    """Per sku, its hourly review summary as of any event time (a versioned view).
+
+    A deduplication that keeps each sku's latest summary window on event time, read by Flink as a
+    versioned table keyed by sku: a temporal join finds the summary that was complete at a given
+    event time, the same in every run (the store's latest summary would depend on timing).
+    """
+    return """
+CREATE TEMPORARY VIEW `sku_review_versions` AS
+SELECT `sku`, `review_count`, `mean_rating`, `sentiment`, `review_embedding`, `window_time`
+FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY `sku` ORDER BY `window_time` DESC) AS `recency`
+  FROM `sku_review_summary`
+) WHERE `recency` = 1"""
+
+
+def sku_pricing_inputs_view() -> str:
+    """What the sku pricer sees: window features and the review summary as of the window, in order.
+
+    First an event-time OVER window per sku hands each sku's windows on in event-time order once
+    the watermark passes them (its aggregate, ``ordered_rows``, is not used: the order is the
+    point). The order matters twice downstream: the pricer's rate limit compares each window with
+    the sku's previous one (:class:`udfs.pricing.SkuPricer`), and the deduplication behind
+    :func:`sku_price_versions_view` drops a window that arrives after a later one. The feature
+    joins upstream can emit them that way round: a window that found its competition row leaves
+    the interval join at once, one that did not waits for the watermark.
+
+    Then the review summary comes through an event-time temporal join on
+    :func:`sku_review_versions_view`: a window waits until the reviews' watermark passes it, and
+    the join emits waiting rows in their arrival order, so the order holds.
+    """
+    from udfs.pricing import SKU_COMPETITION_FEATURES, SKU_DEMAND_FEATURES, SKU_REVIEW_FEATURES
+
+    reviews = ", ".join(f"r.{_quote(name)}" for name in SKU_REVIEW_FEATURES)
+    window_columns = ("sku", "window_time", *SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES)
+    window = ", ".join(f"f.{_quote(name)}" for name in window_columns)
+    return f"""
+CREATE TEMPORARY VIEW `sku_pricing_inputs` AS
+SELECT {window}, {reviews}
+FROM (
+  SELECT *,
+    COUNT(*) OVER (PARTITION BY `sku` ORDER BY `window_time` ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+      AS `ordered_rows`
+  FROM `sku_features`
+) AS f
+LEFT JOIN `sku_review_versions` FOR SYSTEM_TIME AS OF f.`window_time` AS r
+  ON f.`sku` = r.`sku`"""
+
+
+def sku_decisions_query() -> str:
     """One dynamic price per sku and window, priced by the vectorized sku pricer.
 
-    Besides the decision columns, each row keeps its window time (an event-time attribute) and the
-    window features the pricer saw, for :func:`sku_price_versions_view`.
+    Besides the decision columns, each row keeps its window time (an event-time attribute) and
+    what the pricer saw of the window, for :func:`sku_price_versions_view`. The job registers it
+    as a Table, not a SQL view (:func:`build_pipeline`): every consumer then shares one node and
+    the planner calls ``price_sku`` once per window; from a SQL view it planned the call twice
+    (once for the sinks, once for the versioned view), pricing every window twice.
     """
     from udfs.pricing import DECISION_FIELDS, SKU_WINDOW_FEATURES, SkuPricer
 
@@ -445,24 +497,17 @@ def sku_decisions_view() -> str:
     fields = ", ".join(f"`d`.{_quote(name)} AS {_quote(name)}" for name, _ in DECISION_FIELDS)
     features = ", ".join(_quote(name) for name in SKU_WINDOW_FEATURES)
     return f"""
-CREATE TEMPORARY VIEW `sku_decisions` AS
 SELECT {fields}, `window_time`, {features}
-FROM (SELECT `price_sku`({arguments}) AS `d`, `window_time`, {features} FROM `sku_features`)"""
+FROM (SELECT `price_sku`({arguments}) AS `d`, `window_time`, {features} FROM `sku_pricing_inputs`)"""
 
 
 def sku_price_versions_view() -> str:
-    """Per sku, its published price and window features as of any event time (a versioned view).
+    """Per sku, its published price and what it was priced on, as of any event time (a versioned view).
 
     A deduplication that keeps each sku's latest window on event time: Flink reads it as a
     versioned table keyed by sku, so an event-time temporal join finds the version that was
-    current at a click's event time, the same in every run, whatever the timing.
-
-    The deduplication drops a window that arrives after a later one of the same sku, and the
-    feature joins upstream can emit them that way round (a window that found its competition row
-    leaves the interval join at once; one that did not waits for the watermark): the clicks of
-    the dropped window's minute would then meet no price. So the decisions first pass an event-time
-    OVER window per sku, which emits each sku's windows in event-time order once the watermark
-    passes them (its aggregate, ``previous_rows``, is not used: the order is the point).
+    current at a click's event time, the same in every run, whatever the timing. The windows
+    arrive in event-time order per sku (:func:`sku_pricing_inputs_view`), so none is dropped.
     """
     from udfs.pricing import SKU_WINDOW_FEATURES
 
@@ -473,12 +518,7 @@ SELECT `sku`, `window_time`, `price` AS `sku_price`, {features}
 FROM (
   SELECT `sku`, `window_time`, `price`, {features},
     ROW_NUMBER() OVER (PARTITION BY `sku` ORDER BY `window_time` DESC) AS `recency`
-  FROM (
-    SELECT `sku`, `window_time`, `price`, {features},
-      COUNT(*) OVER (PARTITION BY `sku` ORDER BY `window_time` ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
-        AS `previous_rows`
-    FROM `sku_decisions` WHERE `decision_json` IS NOT NULL
-  )
+  FROM `sku_decisions` WHERE `decision_json` IS NOT NULL
 ) WHERE `recency` = 1"""
 
 
@@ -500,9 +540,9 @@ WINDOW w AS (PARTITION BY `user_key` ORDER BY `event_time` RANGE BETWEEN {sessio
 def offer_decisions_view() -> str:
     """A personalized offer for each view or add-to-cart, priced by the vectorized offer pricer.
 
-    Each click meets its sku's price and window features as of the click's event time (an
-    event-time temporal join on :func:`sku_price_versions_view`): the offer waits until the sku
-    side's watermark passes the click, and is then a function of the input alone, so a replay after
+    Each click meets its sku's price, window features and review summary as of the click's event
+    time (an event-time temporal join on :func:`sku_price_versions_view`): the offer waits until
+    the sku side's watermark passes the click, and is then a function of the input alone, so a replay after
     a failure prices it exactly as before. A sku not priced yet gets no version (NULLs): the pricer
     then caps at the base price and, without demand features, the kill switch prices it.
     """
@@ -614,10 +654,11 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     config.set_string("pipeline.name", "pricewave-pricing")
     config.set_string("execution.checkpointing.interval", f"{_ms(options.checkpoint_interval_s)} ms")
     config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
-    # Barriers overtake the records queued in front of the Python operators, so a checkpoint (and
-    # with it the commit that makes prices visible to read_committed readers) does not wait for
-    # every buffered bundle under backpressure.
-    config.set_string("execution.checkpointing.unaligned.enabled", "true")
+    # Aligned checkpoints: unaligned ones hung this job at the end of a bounded input, the tasks of
+    # the sku -> versions -> offers -> sinks diamond idle or backpressured and a checkpoint never
+    # completing (the sinks' forward inputs are always aligned, the hash edges before them were
+    # not; RELIABILITY.md §1).
+    config.set_string("execution.checkpointing.unaligned.enabled", "false")
     config.set_string("restart-strategy.type", options.restart_strategy)
     if options.parallelism is not None:
         config.set_string("parallelism.default", str(options.parallelism))
@@ -697,11 +738,16 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
         *sku_demand_views(options),
         sku_competition_view(options),
         sku_features_view(),
-        sku_decisions_view(),
+        sku_review_summary_view(options),
+        sku_review_versions_view(),
+        sku_pricing_inputs_view(),
+    ):
+        t_env.execute_sql(statement)
+    t_env.create_temporary_view("sku_decisions", t_env.sql_query(sku_decisions_query()))
+    for statement in (
         sku_price_versions_view(),
         user_session_view(options),
         offer_decisions_view(),
-        sku_review_summary_view(options),
         prices_sink_ddl(settings, options),
         store_writes_ddl(),
         decision_log_ddl(settings, options),

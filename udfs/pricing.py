@@ -1,14 +1,20 @@
 """Pricing and online-store UDFs of the streaming job, all vectorized (pandas on Arrow batches).
 
-* :class:`SkuPricer`: one dynamic price per sku and window from the window features plus what
-  the online store knows (catalog, last published price, review summary), through
-  :class:`pricewave.pricing.policy.PricingPolicy` — the same call the offline evaluation makes.
+* :class:`SkuPricer`: one dynamic price per sku and window from the window features and the
+  sku's review summary as of the window (both from the job), the catalog (online store) and the
+  price published for the sku's previous window (:mod:`pricewave.feature_store.price_history`),
+  through :class:`pricewave.pricing.policy.PricingPolicy` — the same call the offline evaluation
+  makes.
 * :class:`OfferPricer`: a personalized offer per view / add-to-cart event, capped by the sku's
   price for everyone as of the event's time (discount-only), with the disclosure flag; the job
-  hands it that price and the sku's window features through an event-time temporal join, so an
-  offer is a function of the input, not of when the store was written.
+  hands it that price, the sku's window features and review summary through an event-time
+  temporal join.
 * :class:`DecisionPush` and :class:`FeaturePush`: batched, event-time-guarded writes into the
   Feast online store through :class:`pricewave.feature_store.FeatureWriter`.
+
+Nothing a pricer reads depends on when the job's other branches ran (from the store it reads only
+the catalog, which the job never writes), so a price is a function of the input: a replay after a
+failure prices exactly as the first attempt.
 
 Each pricer returns the decision as its wire JSON (``schemas/price_decision``), which the job
 sends to the ``prices`` topic unchanged, and as typed columns for the decision log. Models and
@@ -51,16 +57,17 @@ DECISION_FIELDS = [
 ]
 DECISION_ROW = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in DECISION_FIELDS])
 
-# What the pricers read from the online store, per view (features and, for freshness, the time).
-SKU_CONTEXT = {
-    "sku_catalog": ("base_price", "cost", "map_price", "ceiling_price"),
-    "sku_price": ("price",),
-    "sku_review_summary": ("review_count", "mean_rating", "sentiment", "review_embedding"),
-}
+# What the pricers read from the online store, per view: the catalog only, which the job never
+# writes (anything the job itself writes would make a price depend on timing).
+STORE_CONTEXT: dict[str, tuple[str, ...]] = {"sku_catalog": ("base_price", "cost", "map_price", "ceiling_price")}
 SKU_DEMAND_FEATURES = DEMAND_FEATURES  # what the model reads of the sku_demand view
 SKU_COMPETITION_FEATURES = ("competitor_min_price", "competitor_offers", "competitor_staleness_s")
-# The window features a sku decision was priced on, which offers receive with the sku's price.
-SKU_WINDOW_FEATURES = (*SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES)
+# The sku's hourly review summary as of the window (an event-time temporal join in the job).
+SKU_REVIEW_FEATURES = ("review_count", "mean_rating", "sentiment", "review_embedding")
+# What a sku decision was priced on, which offers receive with the sku's price.
+SKU_WINDOW_FEATURES = (*SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES, *SKU_REVIEW_FEATURES)
+# What a decision logs of its inputs (``features_json``): all but the 384-float review embedding.
+LOGGED_FEATURES = tuple(name for name in SKU_WINDOW_FEATURES if name != "review_embedding")
 
 
 def to_millis(values: pd.Series) -> np.ndarray:
@@ -144,7 +151,7 @@ def decisions_frame(kind: str, inputs: pd.DataFrame, decided: pd.DataFrame, now_
             if reason is not None:  # a contract bug, never a bad input: publish nothing, say why
                 record["guardrail"] = f"invalid_decision: {reason}"
                 decision_json = None
-        features = {name: _json_value(row.get(name)) for name in (*SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES)}
+        features = {name: _json_value(row.get(name)) for name in LOGGED_FEATURES}
         rows.append(
             {
                 "decision_json": decision_json,
@@ -193,28 +200,51 @@ class _PricerBase(_SettingsCarrier):
         model_dir.mkdir(parents=True, exist_ok=True)
         self.policy = PricingPolicy(ArtifactWatcher(model_dir))
 
-    def _context(self, skus: list[str]) -> pd.DataFrame:
-        context = read_online(self.store, [{"sku": sku} for sku in skus], SKU_CONTEXT)
+    def _with_catalog(self, frame: pd.DataFrame) -> pd.DataFrame:
+        context = read_online(self.store, [{"sku": sku} for sku in frame["sku"]], STORE_CONTEXT)
         context["ceiling"] = context.pop("ceiling_price")
-        return context
+        return pd.concat([frame.reset_index(drop=True), context], axis=1)
 
 
 class SkuPricer(_PricerBase):
-    """``price_sku(sku, window_time, <demand...>, <competition...>) -> ROW`` for each sku window."""
+    """``price_sku(sku, window_time, <demand...>, <competition...>, <reviews...>) -> ROW`` per sku window.
 
-    COLUMNS = ("sku", "window_time", *SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES)
+    The rate limit compares with the price published for the sku's previous window, read from the
+    price history as of the window's event time; each published price is recorded there before
+    the next window of the sku is priced. A batch holding several windows of one sku (a backlog)
+    prices them in event-time order, one step per window; the job hands each sku's windows over in
+    event-time order, so every run sees the same previous prices.
+    """
+
+    COLUMNS = ("sku", "window_time", *SKU_WINDOW_FEATURES)
+
+    def open(self, function_context: object) -> None:
+        from pricewave.feature_store.price_history import PriceHistory
+
+        super().open(function_context)
+        self.history = PriceHistory(self.store)
 
     def eval(self, *columns: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
         frame["event_time"] = to_millis(frame.pop("window_time"))
-        context = self._context(frame["sku"].tolist())
-        frame = pd.concat([frame.reset_index(drop=True), context], axis=1)
-        # The last published price is the one before this window; a replay of this very window
-        # (same event time) finds its own earlier result and keeps it within the same band.
-        frame["last_published"] = frame.pop("price")
+        frame = self._with_catalog(frame)
         frame["user_key"] = None
-        decided = self.policy.decide(frame)
-        return decisions_frame("sku", frame, decided, int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        if frame.empty:
+            return decisions_frame("sku", frame, self.policy.decide(frame), now_ms)
+        # Step k prices the k-th window (in event time) of every sku in the batch.
+        steps = frame.groupby("sku", sort=False)["event_time"].rank(method="first").to_numpy()
+        parts = []
+        for step in np.unique(steps):
+            rows = frame[steps == step].copy()
+            rows["last_published"] = self.history.latest_before(rows["sku"].tolist(), rows["event_time"].tolist())
+            decided = decisions_frame("sku", rows, self.policy.decide(rows), now_ms).set_axis(rows.index)
+            published = decided[decided["decision_json"].notna()]
+            self.history.record(
+                published["sku"].tolist(), published["event_time"].tolist(), published["price"].tolist()
+            )
+            parts.append(decided)
+        return pd.concat(parts).loc[frame.index].reset_index(drop=True)
 
 
 def sku_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:
@@ -222,20 +252,15 @@ def sku_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:
     return udf(SkuPricer(settings), result_type=DECISION_ROW, func_type="pandas")
 
 
-# What the offer pricer reads from the store: what changes slowly (its price and window features
-# arrive with the click, as of the click's event time).
-OFFER_STORE_CONTEXT = {view: SKU_CONTEXT[view] for view in ("sku_catalog", "sku_review_summary")}
-
-
 class OfferPricer(_PricerBase):
-    """``price_offer(user_key, sku, event_time, <session...>, sku_price, <window...>) -> ROW``.
+    """``price_offer(user_key, sku, event_time, <session...>, sku_price, <sku window...>) -> ROW``.
 
     A personalized offer, triggered by a view or add-to-cart. The job joins each click with its
-    sku's published price and window features as of the click's event time (an event-time
-    temporal join on the sku decisions), so the offer does not depend on when another branch wrote
-    the online store. The cap for the discount-only policy is that price for everyone
+    sku's published price, window features and review summary as of the click's event time (an
+    event-time temporal join on the sku decisions), so the offer does not depend on when another
+    branch wrote the online store. The cap for the discount-only policy is that price for everyone
     (``sku_price``), else the base price; NULL window features mean "not priced yet" and the kill
-    switch prices the offer. Catalog and review summary come from the store.
+    switch prices the offer. The catalog comes from the store.
     """
 
     COLUMNS = (
@@ -253,9 +278,7 @@ class OfferPricer(_PricerBase):
     def eval(self, *columns: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
         frame["event_time"] = to_millis(frame["event_time"])
-        context = read_online(self.store, [{"sku": sku} for sku in frame["sku"]], OFFER_STORE_CONTEXT)
-        context["ceiling"] = context.pop("ceiling_price")
-        frame = pd.concat([frame.reset_index(drop=True), context], axis=1)
+        frame = self._with_catalog(frame)
         frame["non_personalized_price"] = frame.pop("sku_price")
         frame["last_published"] = np.nan  # offers are per event: no rate limit between them
         decided = self.policy.decide(frame)

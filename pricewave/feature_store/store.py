@@ -199,6 +199,10 @@ def open_store(
         from pricewave.feature_store.stores.redis import OPS
 
         OPS.check_login(store)  # a missing or wrong password: one line now, not on the first read
+    elif online_store_type(store) == "sqlite":
+        from pricewave.feature_store.stores.sqlite import use_write_ahead_log
+
+        use_write_ahead_log(store)
     return store
 
 

@@ -57,6 +57,14 @@ def click(n: int, sku: str, kind: str, minute: float, user: str = "u1") -> dict[
     }
 
 
+def write_catalog_row(settings: Settings, sku: str) -> None:
+    """A catalog row, so that the kill switch publishes a price for each window (it needs a floor)."""
+    from pricewave.feature_store import FeatureWriter, open_store
+
+    row = {"sku": sku, "base_price": 10.0, "cost": 6.0, "map_price": None, "ceiling_price": 15.0}
+    FeatureWriter(open_store(settings)).write("sku_catalog", [{**row, "category": "snacks", "event_time": T0}])
+
+
 def bounded_options() -> JobOptions:
     return JobOptions(
         group_id=f"test-{uuid.uuid4().hex[:8]}",
@@ -320,11 +328,7 @@ def test_each_offer_meets_the_sku_price_of_its_minute_when_windows_fire_together
     the earlier window's price and features, not none (measured before the per-sku ordering:
     none, so the kill switch priced it).
     """
-    from pricewave.feature_store import FeatureWriter, open_store
-
-    # A catalog row, so that the kill switch publishes a price for each window (it needs a floor).
-    catalog = {"sku": "sku-a", "base_price": 10.0, "cost": 6.0, "map_price": None, "ceiling_price": 15.0}
-    FeatureWriter(open_store(job_settings)).write("sku_catalog", [{**catalog, "category": "snacks", "event_time": T0}])
+    write_catalog_row(job_settings, "sku-a")
     producer = make_producer(job_settings)
     for n, minute in enumerate((0.5, 1.5)):  # views of sku-a at 30 s and 90 s
         producer.send(job_settings.topics.clicks, encode_json(click(n, "sku-a", "view", minute=minute)))
@@ -346,12 +350,43 @@ def test_each_offer_meets_the_sku_price_of_its_minute_when_windows_fire_together
     assert offers[T0 + 90_000] == windows[first]  # the window that closed at 60 s, not none
 
 
-def test_sku_decisions_reach_the_versioned_view_in_event_time_order(job_settings: Settings) -> None:
-    # The plan keeps the ordering step though nothing reads its aggregate: if a planner ever pruned
-    # it, the test above could pass by luck of timing, this one could not.
+def test_sku_windows_and_offers_meet_the_review_summary_as_of_their_event_time(job_settings: Settings) -> None:
+    """The hourly review summary reaches the pricers through event-time joins, not the store.
+
+    With 10-minute summary windows: a review at minute 2 and two at minute 12. A sku window sees
+    the summary that had closed by its end (none before minute 10, then one review, then two),
+    and an offer sees what its sku's window of that minute saw.
+    """
+    write_catalog_row(job_settings, "sku-r")
+    producer = make_producer(job_settings)
+    for n, minute in enumerate((5, 15, 25)):
+        producer.send(job_settings.topics.clicks, encode_json(click(n, "sku-r", "view", minute=minute)))
+    for n, (minute, rating) in enumerate(((2, 5), (12, 1), (12.5, 3))):
+        review = {"review_id": f"r{n}", "sku": "sku-r", "rating": rating, "text": "good coffee"}
+        producer.send(job_settings.topics.reviews, encode_json({**review, "event_time": T0 + int(minute * MINUTE)}))
+    producer.flush()
+    options = bounded_options()
+    t_env = create_table_environment(job_settings, options)
+    build_pipeline(t_env, job_settings, options)
+    with t_env.execute_sql("SELECT event_time, features_json FROM sku_decisions").collect() as rows:
+        windows = {(int(row[0]) - T0 + 1) // MINUTE: json.loads(row[1]) for row in rows}
+    with t_env.execute_sql("SELECT event_time, features_json FROM offer_decisions").collect() as rows:
+        offers = {(int(row[0]) - T0) // MINUTE: json.loads(row[1]) for row in rows}
+    assert sorted(windows) == list(range(6, 36))
+    seen = {minute: (f["review_count"], f["mean_rating"]) for minute, f in windows.items()}
+    assert seen == {m: (None, None) if m < 10 else (1, 5.0) if m < 20 else (2, 2.0) for m in range(6, 36)}
+    assert offers[5]["review_count"] is None  # no window of its sku had closed
+    assert offers[15] == windows[15] and offers[25] == windows[25]
+
+
+def test_sku_windows_reach_the_pricer_in_event_time_order_and_are_priced_once(job_settings: Settings) -> None:
+    # The plan keeps the ordering step in front of price_sku though nothing reads its aggregate: if
+    # a planner ever pruned it, the test above could pass by luck of timing, this one could not.
     options = bounded_options()
     t_env = create_table_environment(job_settings, options)
     plan = build_pipeline(t_env, job_settings, options).explain()
     execution = plan[plan.index("== Optimized Execution Plan ==") :]
-    versions = execution[execution.index("Deduplicate(keep=[LastRow], key=[sku], order=[ROWTIME]") :]
-    assert "OverAggregate(partitionBy=[sku], orderBy=[window_time ASC]" in versions.split("Deduplicate")[1]
+    assert execution.count("price_sku(") == 1, "every sku window would be priced more than once"
+    upstream = execution[execution.index("price_sku(") :].split("\n\n", 1)[0]
+    ordering = upstream.index("OverAggregate(partitionBy=[sku], orderBy=[window_time ASC]")
+    assert ordering > upstream.index("TemporalJoin("), "the review join would emit windows out of order"

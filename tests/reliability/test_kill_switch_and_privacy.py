@@ -61,8 +61,8 @@ def publish_model(settings: Settings, *, age_s: float) -> str:
 
 
 def window_features(n: int, *, missing_demand: bool = False) -> dict[str, list[Any]]:
-    """One window's demand and competition features for ``n`` rows: what ``price_sku`` gets and
-    what an offer receives with its sku's price."""
+    """One window's demand, competition and review features for ``n`` rows: what ``price_sku``
+    gets and what an offer receives with its sku's price."""
     return {
         "views_5m": [None if missing_demand else 40] * n,
         "carts_5m": [4] * n,
@@ -74,6 +74,10 @@ def window_features(n: int, *, missing_demand: bool = False) -> dict[str, list[A
         "competitor_min_price": [21.0] * n,
         "competitor_offers": [2] * n,
         "competitor_staleness_s": [30] * n,
+        "review_count": [12] * n,
+        "mean_rating": [4.2] * n,
+        "sentiment": [0.4] * n,
+        "review_embedding": [None] * n,  # the hour's summary without text embeddings
     }
 
 
@@ -219,7 +223,7 @@ def test_protected_attributes_never_reach_a_model_input(tmp_path: Path) -> None:
     from pricewave.schemas import load_schema
     from pricewave.simulator.runner import Simulator
     from pricewave.simulator.scenario import load_scenario
-    from udfs.pricing import OFFER_STORE_CONTEXT, SKU_CONTEXT, OfferPricer, SkuPricer
+    from udfs.pricing import STORE_CONTEXT, OfferPricer, SkuPricer
 
     def protected(names: Any) -> set[str]:
         words = {part for name in names for part in str(name).lower().replace("-", "_").split("_")}
@@ -231,7 +235,7 @@ def test_protected_attributes_never_reach_a_model_input(tmp_path: Path) -> None:
     assert not protected(feature_spec()["feature_names"])
     assert_no_protected_inputs(FEATURE_NAMES)
     udf_inputs = {*SkuPricer.COLUMNS, *OfferPricer.COLUMNS, *SKU_DEMAND_COLUMNS, *SKU_COMPETITION_COLUMNS}
-    for names in (*SKU_CONTEXT.values(), *OFFER_STORE_CONTEXT.values()):
+    for names in STORE_CONTEXT.values():
         udf_inputs |= set(names)
     assert not protected(udf_inputs)
     # The records the job reads carry none either.

@@ -8,7 +8,9 @@ Everything store-agnostic (ordering, tie-breaks, batching) lives in
 * ``prepare_overwrite``: make the store accept a write whose event time EQUALS the stored one
   (the writer only asks when the incoming row wins the deterministic tie-break);
 * ``after_write``: bookkeeping once Feast wrote the rows;
-* ``translate_errors``: turn driver errors into one-line :class:`pricewave.errors.PricewaveError`.
+* ``translate_errors``: turn driver errors into one-line :class:`pricewave.errors.PricewaveError`;
+* ``latest_prices_before`` / ``record_prices``: the sku price history
+  (:mod:`pricewave.feature_store.price_history`), kept beside the online store.
 
 Example:
     >>> from pricewave.feature_store.stores import ops_for_type
@@ -55,6 +57,13 @@ class StoreOps(Protocol):
 
     def translate_errors(self, store: FeatureStore) -> AbstractContextManager[None]:
         """A context in which driver errors become :class:`pricewave.errors.PricewaveError`."""
+
+    def latest_prices_before(self, store: FeatureStore, keys: Sequence[tuple[str, int]]) -> list[float | None]:
+        """Per (sku, event ms): the sku's recorded price with the latest event time strictly before it."""
+
+    def record_prices(self, store: FeatureStore, rows: Sequence[tuple[str, int, float]], retention_ms: int) -> None:
+        """Record (sku, event ms, price) rows, replacing an entry with the same sku and event time,
+        and forget a sku's entries more than ``retention_ms`` older than the newest one written."""
 
 
 def ops_for_type(store_type: str) -> StoreOps:

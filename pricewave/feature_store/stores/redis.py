@@ -6,6 +6,10 @@ only when it wins the deterministic tie-break; :meth:`RedisOps.prepare_overwrite
 stored ``_ts:<view>`` field of those keys (one pipelined round trip) so Feast accepts the write,
 and SQLite and Redis end in the same state.
 
+The sku price history (:mod:`pricewave.feature_store.price_history`) is one sorted set per sku,
+``pricewave:<project>:price_history:<sku>``, scored by event time (ms); a member is
+``<event ms>:<price>``, so one event time has one member and the price round-trips exactly.
+
 Example:
     >>> OPS.NAME
     'redis'
@@ -44,6 +48,14 @@ def _has_password(store: FeatureStore) -> bool:
     return any(part.startswith("password=") and part != "password=" for part in parts)
 
 
+def _history_key(project: str, sku: str) -> str:
+    return f"pricewave:{project}:price_history:{sku}"
+
+
+def _decoded(member: bytes | str) -> str:
+    return member.decode() if isinstance(member, bytes) else member
+
+
 class RedisOps:
     """Store-specific operations for the Redis online store."""
 
@@ -76,6 +88,33 @@ class RedisOps:
         with client(store).pipeline(transaction=False) as pipe:
             for entity_key in entity_keys:
                 pipe.hdel(_redis_key(config.project, entity_key, config.entity_key_serialization_version), ts_field)
+            pipe.execute()
+
+    def latest_prices_before(self, store: FeatureStore, keys: Sequence[tuple[str, int]]) -> list[float | None]:
+        """One pipelined round trip: per key, the highest-scored member below its event time."""
+        if not keys:
+            return []
+        project = store.config.project
+        with client(store).pipeline(transaction=False) as pipe:
+            for sku, ms in keys:
+                pipe.zrevrangebyscore(_history_key(project, sku), f"({int(ms)}", "-inf", start=0, num=1)
+            found = pipe.execute()
+        return [float(_decoded(members[0]).split(":", 1)[1]) if members else None for members in found]
+
+    def record_prices(self, store: FeatureStore, rows: Sequence[tuple[str, int, float]], retention_ms: int) -> None:
+        """One pipelined round trip: replace each event time's member, then trim by retention."""
+        if not rows:
+            return
+        project = store.config.project
+        newest: dict[str, int] = {}
+        with client(store).pipeline(transaction=False) as pipe:
+            for sku, ms, price in rows:
+                key = _history_key(project, sku)
+                pipe.zremrangebyscore(key, int(ms), int(ms))
+                pipe.zadd(key, {f"{int(ms)}:{float(price)!r}": int(ms)})
+                newest[sku] = max(newest.get(sku, int(ms)), int(ms))
+            for sku, ms in newest.items():
+                pipe.zremrangebyscore(_history_key(project, sku), "-inf", f"({ms - retention_ms}")
             pipe.execute()
 
     def check_login(self, store: FeatureStore) -> None:

@@ -9,6 +9,10 @@
   Feast's second (a row written by something else, e.g. ``feast materialize``) is ignored and the
   start of Feast's second is used instead.
 * An equal event time is overwritten as-is, so a tie-break winner needs no preparation.
+* The sku price history (:mod:`pricewave.feature_store.price_history`) is the table
+  ``pricewave_price_history`` in the same file, keyed by (project, sku, event time).
+* :func:`use_write_ahead_log` switches the file to write-ahead logging when the store is opened,
+  so that reads never wait for writes.
 
 Example:
     >>> OPS.NAME
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +41,12 @@ _CREATE = (
     "(feature_view TEXT NOT NULL, entity_key BLOB NOT NULL, event_ms INTEGER NOT NULL, "
     "PRIMARY KEY (feature_view, entity_key))"
 )
+HISTORY_TABLE = "pricewave_price_history"
+_CREATE_HISTORY = (
+    f"CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} "
+    "(project TEXT NOT NULL, sku TEXT NOT NULL, event_ms INTEGER NOT NULL, price REAL NOT NULL, "
+    "PRIMARY KEY (project, sku, event_ms))"
+)
 
 
 def database_path(store: FeatureStore) -> Path:
@@ -45,9 +55,27 @@ def database_path(store: FeatureStore) -> Path:
     return path if path.is_absolute() else Path(store.repo_path) / path
 
 
+def use_write_ahead_log(store: FeatureStore) -> None:
+    """Switch the store's file to write-ahead logging, once (the mode persists in the file).
+
+    Readers then never wait for a writer's commit, and Feast's own connections (5 s busy timeout)
+    follow. In the default rollback-journal mode, with the job's pushes, the pricers' reads and the
+    price history on one file, Feast failed with "database is locked" under load. Switching needs
+    the file to itself: ``open_store`` calls this before a job starts its workers; on a file
+    already in WAL mode it is a no-op that takes no lock, and on a busy file it leaves the mode as
+    it is (the next open tries again).
+    """
+    path = database_path(store)
+    if not path.exists():
+        return
+    with closing(sqlite3.connect(path, timeout=5)) as connection, suppress(sqlite3.OperationalError):
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
 def _connect(store: FeatureStore) -> sqlite3.Connection:
     connection = sqlite3.connect(database_path(store), timeout=30)
     connection.execute(_CREATE)
+    connection.execute(_CREATE_HISTORY)
     return connection
 
 
@@ -112,6 +140,38 @@ class SqliteOps:
                 f"INSERT INTO {SIDE_TABLE} (feature_view, entity_key, event_ms) VALUES (?, ?, ?) "
                 "ON CONFLICT(feature_view, entity_key) DO UPDATE SET event_ms = excluded.event_ms",
                 rows,
+            )
+
+    def latest_prices_before(self, store: FeatureStore, keys: Sequence[tuple[str, int]]) -> list[float | None]:
+        """One indexed lookup per key (the primary key orders a sku's entries by event time)."""
+        if not keys:
+            return []
+        project = store.config.project
+        query = (
+            f"SELECT price FROM {HISTORY_TABLE} WHERE project = ? AND sku = ? AND event_ms < ? "
+            "ORDER BY event_ms DESC LIMIT 1"
+        )
+        with closing(_connect(store)) as connection:
+            found = [connection.execute(query, (project, sku, int(ms))).fetchone() for sku, ms in keys]
+        return [float(row[0]) if row else None for row in found]
+
+    def record_prices(self, store: FeatureStore, rows: Sequence[tuple[str, int, float]], retention_ms: int) -> None:
+        """Upsert the rows, then drop entries older than the retention, in one transaction."""
+        if not rows:
+            return
+        project = store.config.project
+        newest: dict[str, int] = {}
+        for sku, ms, _ in rows:
+            newest[sku] = max(newest.get(sku, ms), int(ms))
+        with closing(_connect(store)) as connection, connection:
+            connection.executemany(
+                f"INSERT INTO {HISTORY_TABLE} (project, sku, event_ms, price) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(project, sku, event_ms) DO UPDATE SET price = excluded.price",
+                [(project, sku, int(ms), float(price)) for sku, ms, price in rows],
+            )
+            connection.executemany(
+                f"DELETE FROM {HISTORY_TABLE} WHERE project = ? AND sku = ? AND event_ms < ?",
+                [(project, sku, ms - retention_ms) for sku, ms in newest.items()],
             )
 
     @contextmanager

@@ -237,7 +237,9 @@ def test_no_raw_user_id_reaches_sqlite_or_redis(sqlite_store: Any, redis_store: 
         writer = FeatureWriter(store)
         assert writer.write("user_session", sessions).written == 20
         assert writer.write("user_offer", offers).written == 20
-    blob = database_path(sqlite_store).read_bytes()
+    database = database_path(sqlite_store)
+    # The file and its write-ahead log (recent writes live there until a checkpoint).
+    blob = b"".join(path.read_bytes() for path in database.parent.glob(f"{database.name}*"))
     client = redis_server.client()
     redis_bytes = b"".join(
         key + b"".join(k + v for k, v in client.hgetall(key).items()) for key in client.scan_iter(count=1000)
