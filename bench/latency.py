@@ -289,18 +289,6 @@ def run_config(
     producer.stop.set()
     producer.join(timeout=30)
     time.sleep(min(10.0, duration / 3))  # the last closed windows land
-    # On a loaded machine the first checkpoint (which makes decisions visible on the topic) can take
-    # longer than a short run: give the readers up to 30 s more to see anything at all.
-    deadline = time.monotonic() + 30
-    while (not poller.seen or not reader.decisions) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for thread in threads:
-        thread.stop.set()
-        thread.join(timeout=10)
-    with contextlib.suppress(Exception):
-        client.cancel().result()
-    sent = len(producer.sent)
-    achieved = sent / max(time.time() - started, 1e-9)
 
     closing: dict[int, float | None] = {}
 
@@ -310,17 +298,34 @@ def run_config(
             closing[end] = producer.closing_time(end)
         return closing[end]
 
-    store_ms = []
-    for (_, event_ms), seen in poller.seen.items():
-        closed = close_of(event_ms)
-        if closed is not None and event_ms >= t0:
-            store_ms.append((seen - closed) * 1000)
-    decision_ms, topic_ms = [], []
-    for decision, read_at in reader.decisions:
-        closed = close_of(int(decision["event_time"]))
-        if closed is not None:
-            decision_ms.append(decision["decision_time"] - closed * 1000)
-            topic_ms.append((read_at - closed) * 1000)
+    def samples() -> tuple[list[float], list[float], list[float]]:
+        """Store, decision and topic latencies (ms) of what the readers have seen so far."""
+        store_ms = []
+        for (_, event_ms), seen in list(poller.seen.items()):
+            closed = close_of(event_ms)
+            if closed is not None and event_ms >= t0:
+                store_ms.append((seen - closed) * 1000)
+        decision_ms, topic_ms = [], []
+        for decision, read_at in list(reader.decisions):
+            closed = close_of(int(decision["event_time"]))
+            if closed is not None:
+                decision_ms.append(decision["decision_time"] - closed * 1000)
+                topic_ms.append((read_at - closed) * 1000)
+        return store_ms, decision_ms, topic_ms
+
+    # On a loaded machine the job can still be working off its backlog, and decisions reach the topic
+    # only with a checkpoint: give the readers up to 60 s more until every figure has a sample.
+    deadline = time.monotonic() + 60
+    while not all(samples()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for thread in threads:
+        thread.stop.set()
+        thread.join(timeout=10)
+    with contextlib.suppress(Exception):
+        client.cancel().result()
+    sent = len(producer.sent)
+    achieved = sent / max(time.time() - started, 1e-9)
+    store_ms, decision_ms, topic_ms = samples()
     benchlib.delete_topics(base, [getattr(settings.topics, role) for role in ROLES])
     window_closings = {end: wall for end, wall in closing.items() if wall is not None and end % SLIDE_MS == 0}
     return {
@@ -341,8 +346,10 @@ def run_config(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--tiny", action="store_true", help="25 s, job bundle settings only (CI smoke test)")
-    parser.add_argument("--rate", type=float, default=1000.0, help="input events/s wall clock (default 1,000)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="25 s at 500 events/s, job bundle settings only (CI smoke test)"
+    )
+    parser.add_argument("--rate", type=float, default=None, help="input events/s wall clock (default 1,000; tiny 500)")
     parser.add_argument("--speedup", type=float, default=None, help="event time / wall time (default 4; tiny 30)")
     parser.add_argument("--duration", type=float, default=None, help="seconds of load per config (default 120)")
     parser.add_argument(
@@ -374,11 +381,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "window's end after its closing event: where the delay goes (costs the job some CPU)",
     )
     args = parser.parse_args(argv)
+    rate = args.rate or (500.0 if args.tiny else 1000.0)
     speedup = args.speedup or (30.0 if args.tiny else 4.0)
     duration = args.duration or (25.0 if args.tiny else 120.0)
     configs = (args.configs or ("job" if args.tiny else ",".join(BUNDLES))).split(",")
     info = benchlib.banner("latency")
-    print(f"{args.rate:,.0f} events/s ({args.review_share:.2%} reviews) for {duration:.0f} s per config; "
+    print(f"{rate:,.0f} events/s ({args.review_share:.2%} reviews) for {duration:.0f} s per config; "
           f"event time x{speedup:g} wall (a window "
           f"closes every {60 / speedup:.1f} s); MiniCluster parallelism {args.parallelism}, "
           f"{args.parallelism}-partition topics, 500 skus, {args.python_workers} Python workers\n")  # fmt: skip
@@ -394,7 +402,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     base,
                     Path(tmp),
                     name,
-                    args.rate,
+                    rate,
                     speedup,
                     duration,
                     args.parallelism,
@@ -424,9 +432,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             benchlib.table(["operator (vertex)", "windows", "p50 ms", "max ms"], r["watermark_lags"])
     if "job store" in summary:
         p99 = summary["job store"]["p99_ms"]
-        print(f"DESIGN.md §5 event -> price in store p99 < 1 s at {args.rate:,.0f} events/s: p99 {p99:,.0f} ms -> "
-              f"{'met' if 0 < p99 < 1000 else 'missed'}")  # fmt: skip
-    report = {"bench": "latency", "date": info["date"], "rate": args.rate, "speedup": speedup, "duration_s": duration,
+        verdict = ("met" if 0 < p99 < 1000 else "missed") if rate >= 1000 else "not judged below 1,000 events/s"
+        print(f"DESIGN.md §5 event -> price in store p99 < 1 s at 1,000 events/s: p99 {p99:,.0f} ms at "
+              f"{rate:,.0f} events/s -> {verdict}")  # fmt: skip
+    report = {"bench": "latency", "date": info["date"], "rate": rate, "speedup": speedup, "duration_s": duration,
               "parallelism": args.parallelism, "checkpoint_interval_s": args.checkpoint_interval,
               "python_workers": args.python_workers,
               "latency": summary,

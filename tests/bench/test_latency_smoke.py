@@ -25,4 +25,6 @@ def test_latency_bench_tiny(kafka_stack: Settings) -> None:
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for what in ("store", "decision", "topic"):
         figures = report["latency"][f"job {what}"]
-        assert figures["n"] > 0 and figures["p50_ms"] > 0 and figures["p99_ms"] >= figures["p50_ms"]
+        assert figures["n"] > 0 and figures["p50_ms"] > 0 and figures["p99_ms"] >= figures["p50_ms"], (
+            f"job {what}: {figures}\n{failure_report(result)}"
+        )
