@@ -52,8 +52,15 @@ def _say(message: str) -> None:
     print(f"[quickstart] {message}", flush=True)
 
 
-def prepare_store(settings: Settings, scenario: str) -> None:
-    """Apply the feature repo if needed and write the scenario's catalog (base prices, costs)."""
+def prepare_store(settings: Settings, scenario: str, seed: int) -> None:
+    """Apply the feature repo if needed and write the scenario's catalog (base prices, costs).
+
+    Args:
+        settings: Where the feature repo and online store are.
+        scenario: The scenario the simulator will stream.
+        seed: The simulator's seed: it draws the catalog too (which skus are coffee, which snacks,
+            and so their ids), so a catalog of another seed leaves some clicked skus unpriced.
+    """
     from pricewave.feature_store import FeatureWriter, open_store
     from pricewave.feature_store.store import default_repo_path
     from pricewave.simulator.runner import Simulator
@@ -72,7 +79,7 @@ def prepare_store(settings: Settings, scenario: str) -> None:
         if result.returncode != 0:
             raise StackError(f"feast apply failed: {result.stderr.strip().splitlines()[-1:]}") from None
         store = open_store(settings)
-    catalog = Simulator(scenario, settings, seed=0).catalog_records()
+    catalog = Simulator(scenario, settings, seed=seed).catalog_records()
     FeatureWriter(store).write("sku_catalog", catalog)
     _say(f"catalog of {len(catalog)} skus written to the online store")
 
@@ -141,7 +148,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.rate <= 0 or args.duration < 0:
         raise ConfigError("--rate must be > 0 and --duration >= 0")
     stack.up(settings)
-    prepare_store(settings, args.scenario)
+    prepare_store(settings, args.scenario, args.seed)
     ensure_model(settings)
     job_log = settings.path("logs", "pricing-job.log")
     _say(f"starting the pricing job (log: {job_log}) ...")

@@ -45,3 +45,29 @@ def test_trains_when_the_model_is_missing_or_past_the_kill_switch_age(
     said = capsys.readouterr().out
     if model_age_s is not None and trains:
         assert "h old" in said and "kill switch" in said
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_catalog_written_covers_every_sku_the_simulator_of_that_seed_clicks(
+    feature_repo_copy: Path, seed: int
+) -> None:
+    from pricewave.feature_store import open_store
+    from pricewave.simulator.runner import Simulator
+    from udfs.pricing import STORE_CONTEXT, read_online
+
+    settings = load_settings().model_copy(update={"feature_repo": str(feature_repo_copy)})
+    quickstart.prepare_store(settings, "small", seed)
+    simulator = Simulator("small", settings, seed=seed, review_texts=["fine"])
+    clicked = sorted(
+        {
+            emission.record["sku"]
+            for emission in simulator.iter_events(max_events=3_000)
+            if emission.name == "click_event" and emission.record is not None
+        }
+    )
+    assert len(clicked) >= 10
+    catalog = read_online(open_store(settings), [{"sku": sku} for sku in clicked], STORE_CONTEXT)
+    unpriceable = [
+        sku for sku, base in zip(clicked, catalog["base_price"], strict=True) if base is None or base != base
+    ]
+    assert unpriceable == [], f"clicked skus without a catalog row: {unpriceable}"
