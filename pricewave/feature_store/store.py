@@ -200,8 +200,10 @@ def open_store(
 
         OPS.check_login(store)  # a missing or wrong password: one line now, not on the first read
     elif online_store_type(store) == "sqlite":
-        from pricewave.feature_store.stores.sqlite import use_write_ahead_log
+        from pricewave.feature_store.stores.sqlite import create_missing_tables, use_write_ahead_log
 
+        if registry is None or registry.exists():
+            create_missing_tables(store)
         use_write_ahead_log(store)
     return store
 

@@ -12,7 +12,8 @@
 * The sku price history (:mod:`pricewave.feature_store.price_history`) is the table
   ``pricewave_price_history`` in the same file, keyed by (project, sku, event time).
 * :func:`use_write_ahead_log` switches the file to write-ahead logging when the store is opened,
-  so that reads never wait for writes.
+  so that reads never wait for writes, and :func:`create_missing_tables` recreates the tables of a
+  deleted file.
 
 Example:
     >>> OPS.NAME
@@ -70,6 +71,32 @@ def use_write_ahead_log(store: FeatureStore) -> None:
         return
     with closing(sqlite3.connect(path, timeout=5)) as connection, suppress(sqlite3.OperationalError):
         connection.execute("PRAGMA journal_mode=WAL")
+
+
+def create_missing_tables(store: FeatureStore) -> list[str]:
+    """Create the online tables of registered feature views that the file lacks; returns their names.
+
+    A deleted or replaced database file (say, to start over with no prices) leaves the registry
+    as it was, so ``feast apply`` sees no change and creates nothing: every write then failed with
+    "no such table". Feast's own ``update`` creates them (``CREATE TABLE IF NOT EXISTS``).
+    """
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    views = {_table(store, view): view for view in store.list_feature_views()}
+    path = database_path(store)
+    existing: set[str] = set()
+    if path.exists():
+        with closing(sqlite3.connect(path, timeout=5)) as connection:
+            existing = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = sorted(set(views) - existing)
+    if missing:
+        online_store = SqliteOnlineStore()
+        try:
+            online_store.update(store.config, [], [views[name] for name in missing], [], [], partial=True)
+        finally:
+            if online_store._conn is not None:  # Feast keeps the connection for its next call
+                online_store._conn.close()
+    return missing
 
 
 def _connect(store: FeatureStore) -> sqlite3.Connection:

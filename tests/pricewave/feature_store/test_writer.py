@@ -281,3 +281,16 @@ def test_a_batch_is_one_read_and_one_write(any_store: Any, monkeypatch: pytest.M
     for start in range(0, len(batch), 1000):
         writer.write("sku_price", batch[start : start + 1000])
     assert calls == [1000, 1000]
+
+
+def test_a_deleted_sqlite_file_gets_its_tables_back_on_open(sqlite_store: Any) -> None:
+    """Deleting the file (to start over) leaves the registry as it was: ``feast apply`` sees no
+    change and creates nothing, so ``open_store`` recreates the tables the registry lists."""
+    FeatureWriter(sqlite_store).write("sku_price", [decision("A", T0)])
+    path = database_path(sqlite_store)
+    for file in path.parent.glob(path.name + "*"):  # the file and its -wal / -shm
+        file.unlink()
+    reopened = open_store(repo_path=sqlite_store.repo_path, profile="sqlite")
+    assert state(reopened, ["A"]) == {"A": (None, None, None)}
+    FeatureWriter(reopened).write("sku_price", [decision("A", T0 + 1, price=12.5)])
+    assert state(reopened, ["A"]) == {"A": (12.5, f"d-A-{T0 + 1}", "m1")}
