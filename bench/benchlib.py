@@ -96,9 +96,8 @@ def machine() -> dict[str, Any]:
 def model_state(settings: Settings) -> str:
     """Whether the pricers ran the pricing network: a missing or stale model trips the kill switch."""
     from pricewave.pricing.artifact import artifact_age_s
-    from pricewave.pricing.guardrails import GuardrailPolicy
 
-    age, limit = artifact_age_s(settings.model_dir), GuardrailPolicy().max_model_age_s
+    age, limit = artifact_age_s(settings.model_dir), settings.models.max_age_s
     if age is None:
         return f"none in {settings.model_dir}: the kill switch priced every row (no network inference)"
     if age > limit:

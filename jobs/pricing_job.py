@@ -723,9 +723,11 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
     """Declare every table and view and return the statement set that runs the job."""
     options.validate()
     # Fail here, in one readable line, rather than in every Python worker.
-    from pricewave.feature_store import open_store
+    from pricewave.feature_store.store import open_store, pinned_settings
     from udfs.pricing import DECISION_FIELDS
 
+    # The repo, profile and model dir as this driver resolved them, for every worker wherever it runs.
+    settings = pinned_settings(settings)
     open_store(settings)
     register_udfs(t_env, settings, options)
     for role in INPUT_SCHEMAS:

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "quickstart",
     "reviews",
     "features",
+    "catalog",
     "price",
     "jobs",
     "monitor",

@@ -37,6 +37,8 @@ REDIS_PASSWORD_ENV = "PRICEWAVE_REDIS_PASSWORD"
 USER_KEY_SECRET_ENV = "PRICEWAVE_USER_KEY_SECRET"
 KAFKA_USERNAME_ENV = "PRICEWAVE_KAFKA_USERNAME"
 KAFKA_PASSWORD_ENV = "PRICEWAVE_KAFKA_PASSWORD"
+SECRET_ENVS = (REDIS_PASSWORD_ENV, USER_KEY_SECRET_ENV, KAFKA_USERNAME_ENV, KAFKA_PASSWORD_ENV)
+"""The secrets, read from the environment only."""
 
 
 class _Section(BaseModel):
@@ -133,6 +135,14 @@ class ModelSettings(_Section):
 
     model_dir: str = "models"
     embedding_path: str = ""
+    # A model older than this trips the kill switch (base prices): above a realistic retraining
+    # cadence (weekly), so a model trained last night still prices; `pricewave train` refreshes it.
+    max_age_h: float = Field(168.0, gt=0)
+
+    @property
+    def max_age_s(self) -> float:
+        """``max_age_h`` in seconds (what :class:`pricewave.pricing.guardrails.GuardrailPolicy` takes)."""
+        return self.max_age_h * 3600.0
 
 
 class StackSettings(_Section):
@@ -147,6 +157,10 @@ class Settings(_Section):
     state_dir: Path = Field(Path(".pricewave"), validate_default=True)
     # The Feast feature repo; empty means the repository's own feature_repo/.
     feature_repo: str = ""
+    # The online store profile: "sqlite", "redis" or a feature_store yaml (relative to the repo or
+    # absolute); empty means Feast's own $FEAST_FS_YAML_FILE_PATH, else "sqlite". The job resolves it
+    # once and hands it to every Python worker (pricewave.feature_store.store.pinned_settings).
+    store_profile: str = ""
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     redis: RedisSettings = RedisSettings()
@@ -179,6 +193,16 @@ class Settings(_Section):
         return self.path(str(Path(self.models.model_dir).expanduser()))
 
 
+def secret_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The secrets that are set (``SECRET_ENVS``), for a process that must see what this one sees.
+
+    The job hands them to its Python workers with the UDFs: a TaskManager does not inherit the
+    environment of the shell that submitted the job.
+    """
+    env = os.environ if env is None else env
+    return {name: env[name] for name in SECRET_ENVS if name in env}
+
+
 def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overlay.items():
@@ -192,12 +216,12 @@ def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, A
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """Turn ``PRICEWAVE_SECTION__FIELD=value`` variables into a nested dict."""
     overrides: dict[str, Any] = {}
-    skip = {CONFIG_PATH_ENV, REDIS_PASSWORD_ENV, USER_KEY_SECRET_ENV, KAFKA_USERNAME_ENV, KAFKA_PASSWORD_ENV}
+    skip = {CONFIG_PATH_ENV, *SECRET_ENVS}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name in skip:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
-        if path in (["state_dir"], ["feature_repo"]) or len(path) == 2:
+        if path in (["state_dir"], ["feature_repo"], ["store_profile"]) or len(path) == 2:
             node = overrides
             for part in path[:-1]:
                 node = node.setdefault(part, {})

@@ -44,6 +44,7 @@ class SkuFigures:
     guardrail: str | None = None
     offers: int = 0
     last_offer: float | None = None
+    last_offer_user: str | None = None  # the pseudonymous key the last offer was made for
     mean_rating: float | None = None
     reviews: int = 0
 
@@ -133,6 +134,7 @@ class TopicTally:
             if record.get("kind") == "offer":
                 figures.offers += 1
                 figures.last_offer = float(record["price"])
+                figures.last_offer_user = record.get("user_key")
                 self.offers_seen += 1
             else:
                 figures.published_price = float(record["price"])

@@ -39,8 +39,9 @@ from urllib.parse import urlparse
 import requests
 import yaml
 
-from pricewave.config import CONFIG_PATH_ENV, Settings
+from pricewave.config import CONFIG_PATH_ENV, SECRET_ENVS, Settings
 from pricewave.errors import ConfigError, PricewaveError, StackError
+from pricewave.feature_store.store import open_store, pinned_settings
 from pricewave.stack.flink import FlinkService, default_java_opts, flink_home
 from pricewave.stack.process import child_environment
 
@@ -340,14 +341,23 @@ def flink_conf_dir(settings: Settings, cluster: Cluster) -> Path:
 
 
 def submit_environment(settings: Settings, conf_dir: Path, config_file: str | None) -> dict[str, str]:
-    """The environment of ``flink run``: ours (PRICEWAVE_* reach the job's driver) plus Flink's."""
+    """The environment of ``flink run``: ours (PRICEWAVE_* reach the job's driver) plus Flink's.
+
+    The driver runs from the shipped zip in a temporary folder, where neither the checkout's
+    feature repo nor a relative path means anything: the state dir, the feature repo, the store
+    profile and the model directory go to it as absolute paths, resolved here as this command
+    resolved them. The driver hands them on to every Python worker with the UDFs.
+    """
+    pinned = pinned_settings(settings)
     env = child_environment(
         {
             "FLINK_HOME": str(flink_home()),
             "FLINK_CONF_DIR": str(conf_dir),
             "FLINK_LOG_DIR": str(settings.path("logs")),
-            # The driver runs in a temporary folder: make it use our state dir (jars, data) wherever it is.
             "PRICEWAVE_STATE_DIR": str(settings.state_dir),
+            "PRICEWAVE_FEATURE_REPO": pinned.feature_repo,
+            "PRICEWAVE_STORE_PROFILE": pinned.store_profile,
+            "PRICEWAVE_MODELS__MODEL_DIR": pinned.models.model_dir,
         }
     )
     if config_file:
@@ -483,6 +493,9 @@ def submit(
     """
     cluster = cluster_for(settings, cluster_url)
     check_cluster(cluster)
+    # The store the job will write: unreachable, unapplied or refusing the password, say so in one
+    # line now rather than as a Java stack trace from the driver (which checks it again).
+    open_store(pinned_settings(settings))
     archive = build_job_archive(settings)
     command = build_submit_command(
         settings,
@@ -539,7 +552,7 @@ def dry_run_command(
         name: env[name]
         for name in sorted(env)
         if name in ("FLINK_HOME", "FLINK_CONF_DIR", "FLINK_LOG_DIR", CONFIG_PATH_ENV)
-        or (name.startswith("PRICEWAVE_") and name not in ("PRICEWAVE_REDIS_PASSWORD", "PRICEWAVE_USER_KEY_SECRET"))
+        or (name.startswith("PRICEWAVE_") and name not in SECRET_ENVS)
     }
     prefix = " ".join(f"{name}={shlex.quote(value)}" for name, value in wanted.items())
     return f"cd {shlex.quote(str(REPO_ROOT))} && {prefix} {shlex.join(command)}"

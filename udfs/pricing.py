@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from typing import Any
 
@@ -34,7 +35,7 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, UserDefinedFunctionWrapper, udf
 
-from pricewave.config import Settings
+from pricewave.config import REDIS_PASSWORD_ENV, Settings, secret_environment
 from pricewave.pricing.features import DEMAND_FEATURES
 from pricewave.schemas import check_event
 
@@ -176,13 +177,23 @@ def decisions_frame(kind: str, inputs: pd.DataFrame, decided: pd.DataFrame, now_
 
 class _SettingsCarrier(ScalarFunction):
     """Carries the job's settings to the Python workers (they travel pickled with the UDF, so a
-    worker sees what the submitting process saw, whatever its own environment)."""
+    worker sees what the submitting process saw, whatever its own environment).
+
+    The feature repo, store profile and model directory travel as absolute paths
+    (:func:`pricewave.feature_store.store.pinned_settings`), and the Redis password with them: a
+    TaskManager's environment is not the submitting shell's, and the worker must open the same store.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings_data = settings.model_dump(mode="json")
+        from pricewave.feature_store.store import pinned_settings
+
+        self.settings_data = pinned_settings(settings).model_dump(mode="json")
+        self.store_secrets = {k: v for k, v in secret_environment().items() if k == REDIS_PASSWORD_ENV}
 
     @property
     def settings(self) -> Settings:
+        for name, value in self.store_secrets.items():
+            os.environ.setdefault(name, value)  # the worker's own environment wins where it has one
         return Settings.model_validate(self.settings_data)
 
 
@@ -192,13 +203,15 @@ class _PricerBase(_SettingsCarrier):
     def open(self, function_context: object) -> None:
         from pricewave.feature_store import open_store
         from pricewave.pricing.artifact import ArtifactWatcher
+        from pricewave.pricing.guardrails import GuardrailPolicy
         from pricewave.pricing.policy import PricingPolicy
 
         settings = self.settings
         self.store = open_store(settings)
         model_dir = settings.model_dir
         model_dir.mkdir(parents=True, exist_ok=True)
-        self.policy = PricingPolicy(ArtifactWatcher(model_dir))
+        guardrails = GuardrailPolicy(max_model_age_s=settings.models.max_age_s)
+        self.policy = PricingPolicy(ArtifactWatcher(model_dir), guardrails)
 
     def _with_catalog(self, frame: pd.DataFrame) -> pd.DataFrame:
         context = read_online(self.store, [{"sku": sku} for sku in frame["sku"]], STORE_CONTEXT)

@@ -15,11 +15,21 @@ for candidate in python3.11 python3; do
 done
 [ -n "$python_bin" ] || { echo "[setup] error: Python 3.11 is required (python3.11 not found)" >&2; exit 1; }
 
-if ! "$python_bin" -m uv --version >/dev/null 2>&1; then
-  say "installing uv (fast, cached Python installs) with pip ..."
-  "$python_bin" -m pip install -q --disable-pip-version-check uv
+if "$python_bin" -m uv --version >/dev/null 2>&1; then
+  uv() { "$python_bin" -m uv "$@"; }
+else
+  # A distribution's Python is often "externally managed" (PEP 668) and refuses a pip install:
+  # uv goes into the project's own virtual environment instead, made with the standard library.
+  if [ ! -x .venv/bin/python ]; then
+    say "creating .venv (Python 3.11) ..."
+    "$python_bin" -m venv .venv || { echo "[setup] error: 'python3.11 -m venv' failed: apt-get install python3-venv" >&2; exit 1; }
+  fi
+  if ! .venv/bin/python -m uv --version >/dev/null 2>&1; then
+    say "installing uv (fast, cached Python installs) into .venv with pip ..."
+    .venv/bin/python -m pip install -q --disable-pip-version-check uv
+  fi
+  uv() { .venv/bin/python -m uv "$@"; }
 fi
-uv() { "$python_bin" -m uv "$@"; }
 
 stamp=".venv/.pricewave-installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then

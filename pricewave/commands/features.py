@@ -30,13 +30,18 @@ def register(subparsers: Any) -> None:
             "'apply' runs 'feast apply' in the feature repo with the chosen profile (registers entities, "
             "feature views and channel feature services; creates online tables). 'push' writes a parquet "
             "file to a feature view through pricewave's ordered, batched writer: an older event time never "
-            "overwrites a newer one and pushing the same file twice changes nothing."
+            "overwrites a newer one and pushing the same file twice changes nothing. 'serve' runs 'feast serve' "
+            "(HTTP: POST /get-online-features) on the chosen profile, with the Redis address and password from "
+            "pricewave's settings. Feast does not apply a view's ttl to online reads: a channel reading this way "
+            "must check each value's event timestamp itself (pricewave price does)."
         ),
     )
-    parser.add_argument("action", choices=["apply", "push"], help="what to do")
+    parser.add_argument("action", choices=["apply", "push", "serve"], help="what to do")
     parser.add_argument("--view", help="push: the feature view to write, e.g. sku_catalog")
     parser.add_argument("--file", metavar="F.parquet", help="push: the parquet file of rows")
     parser.add_argument("--batch-size", type=int, default=5000, help="push: rows per write (default 5000)")
+    parser.add_argument("--host", default="127.0.0.1", help="serve: the address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=6566, help="serve: the HTTP port (default 6566)")
     add_store_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -49,8 +54,8 @@ def _feast_executable() -> str:
     return found
 
 
-def apply(settings: Settings, repo: str | None, profile: str | None) -> int:
-    """Run ``feast apply`` for the repo with the profile; returns its exit code."""
+def _feast_command(settings: Settings, repo: str | None, profile: str | None) -> tuple[Path, dict[str, str]]:
+    """The repo to run ``feast`` in and its environment: the chosen profile, the Redis address and password."""
     from pricewave.feature_store.store import (
         PROFILE_ENV,
         default_repo_path,
@@ -62,11 +67,28 @@ def apply(settings: Settings, repo: str | None, profile: str | None) -> int:
     repo_path = Path(repo).expanduser().resolve() if repo else default_repo_path(settings)
     load_repo_config(repo_path, profile, settings)  # a clear error before Feast's traceback
     env = feast_environment(settings)
-    env[PROFILE_ENV] = str(profile_path(repo_path, profile))
+    env[PROFILE_ENV] = str(profile_path(repo_path, profile or settings.store_profile or None))
+    return repo_path, env
+
+
+def apply(settings: Settings, repo: str | None, profile: str | None) -> int:
+    """Run ``feast apply`` for the repo with the profile; returns its exit code."""
+    repo_path, env = _feast_command(settings, repo, profile)
     completed = subprocess.run([_feast_executable(), "apply"], cwd=repo_path, env=env, check=False)
     if completed.returncode != 0:
         raise PricewaveError(f"'feast apply' failed in {repo_path} (exit code {completed.returncode}); see above")
     return 0
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Run ``feast serve`` on the profile until it is stopped; returns its exit code."""
+    repo_path, env = _feast_command(settings, args.repo, args.profile)
+    command = [_feast_executable(), "serve", "--host", args.host, "--port", str(args.port)]
+    print(f"feast serve on http://{args.host}:{args.port} ({env['FEAST_FS_YAML_FILE_PATH']})", flush=True)
+    try:
+        return subprocess.run(command, cwd=repo_path, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 0
 
 
 def push(settings: Settings, args: argparse.Namespace) -> int:
@@ -106,4 +128,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Handle ``pricewave features``."""
     if args.action == "apply":
         return apply(settings, args.repo, args.profile)
+    if args.action == "serve":
+        return serve(settings, args)
     return push(settings, args)

@@ -85,14 +85,21 @@ def register(subparsers: Any) -> None:
         help="submit the pricing job to a Flink cluster (flink run, detached)",
         description=(
             "Run Flink's own 'flink run --detached' on the pricing job (jobs/pricing_job.py) with the current "
-            "code shipped as one zip (jobs/, udfs/, pricewave/, schemas/). PRICEWAVE_* variables and --config "
-            "reach the job's driver, so topics and brokers come from the same settings. Prints the job id and "
-            "its Web UI link."
+            "code shipped as one zip (jobs/, udfs/, pricewave/, schemas/). The settings (--config, PRICEWAVE_*, "
+            "--profile) travel with the job: the feature repo, store profile and model directory as absolute "
+            "paths, to the driver and every Python worker. A store the job cannot open stops the submission "
+            "with one line. Prints the job id and its Web UI link."
         ),
     )
     _cluster_option(submit)
     submit.add_argument("--from-savepoint", metavar="PATH", help="restore the job's state from this savepoint")
     submit.add_argument("--dry-run", action="store_true", help="print the exact command instead of running it")
+    submit.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="the online store the job writes: 'sqlite', 'redis' or a feature_store yaml (default: the "
+        "store_profile setting, PRICEWAVE_STORE_PROFILE). It travels with the job to every TaskManager",
+    )
     _submit_options(submit)
     submit.set_defaults(handler=run_submit)
 
@@ -152,6 +159,8 @@ def _print_submitted(result: flink_jobs.SubmitResult) -> None:
 
 def run_submit(args: argparse.Namespace, settings: Settings) -> int:
     """Handle ``pricewave submit``."""
+    if args.profile:
+        settings = settings.model_copy(update={"store_profile": args.profile})
     options = {
         "cluster_url": args.cluster,
         "parallelism": args.parallelism,

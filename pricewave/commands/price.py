@@ -27,8 +27,9 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile",
         metavar="NAME",
         help=(
-            "online store profile: 'sqlite' (default), 'redis', or a feature_store yaml path; default "
-            "$FEAST_FS_YAML_FILE_PATH. Redis reads PRICEWAVE_REDIS__HOST/PORT and PRICEWAVE_REDIS_PASSWORD"
+            "online store profile: 'sqlite' (default), 'redis', or a feature_store yaml path; default the "
+            "store_profile setting (PRICEWAVE_STORE_PROFILE), else $FEAST_FS_YAML_FILE_PATH. Redis reads "
+            "PRICEWAVE_REDIS__HOST/PORT and PRICEWAVE_REDIS_PASSWORD"
         ),
     )
 

@@ -1,21 +1,24 @@
-"""``pricewave quickstart``: the README's main command, end to end on the embedded defaults.
+"""``pricewave quickstart``: the README's main command, end to end on the local defaults.
 
-1. the local stack (Kafka, Redis, Flink) up;
-2. the Feast repo applied (SQLite online store) and the scenario's catalog written to it;
-3. a demand model trained on simulated history when none exists yet (never a stub);
-4. the pricing job started on an embedded MiniCluster, reading from the latest offsets;
-5. the market simulator streaming into Kafka in closed loop (it shows shoppers our prices);
-6. a live table of prices until ``--duration`` elapses or Ctrl-C; then the job and the simulator
-   stop, and the stack keeps running for the monitor and the SDK (``pricewave stack down`` stops it).
+1. the local stack (Kafka, Redis, a standalone Flink cluster) up;
+2. the Feast repo applied (SQLite online store by default) and the scenario's catalog exported and
+   loaded with the same code as ``pricewave catalog export`` / ``catalog load``;
+3. a demand model trained on simulated history when none is fresh (``models.max_age_h``);
+4. the pricing job submitted to the stack's Flink cluster with ``pricewave submit``'s code path,
+   consumer group ``pricewave-pricing`` (an earlier quickstart job is cancelled first);
+5. the market simulator streaming into Kafka on the live clock, in closed loop (shoppers see our
+   prices);
+6. a live table of prices until ``--duration`` elapses or Ctrl-C; then the simulator stops, and the
+   job and the stack keep running for the channels, the monitor and the Web UI (the closing lines
+   say how to stop them).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +26,39 @@ from pricewave import stack
 from pricewave.commands.watch import watch
 from pricewave.config import Settings
 from pricewave.errors import ConfigError, StackError
-from pricewave.stack.process import child_environment, tail
+from pricewave.monitor_view import TopicTally
+from pricewave.stack.process import foreground_terminal
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+GROUP_ID = "pricewave-pricing"
+"""The quickstart job's consumer group: fixed, so the monitor's lag and ``pricewave jobs`` find it."""
 
 
 def register(subparsers: Any) -> None:
     """Add ``quickstart`` to the CLI."""
     parser = subparsers.add_parser(
         "quickstart",
-        help="stack up, train if needed, run the pricing job and the simulator, show prices live",
+        help="stack up, train if needed, submit the pricing job, stream a live market, show prices",
         description=(
-            "Starts the local stack, applies the Feast repo, trains a demand model on simulated history "
-            "if none exists, starts the pricing job (embedded MiniCluster) and the market simulator in "
-            "closed loop, and shows per-sku and personalized prices live until --duration elapses or "
-            "Ctrl-C. Logs: <state>/logs/pricing-job.log and <state>/logs/simulator.log."
+            "Starts the local stack, applies the Feast repo, loads the scenario's catalog, trains a demand "
+            "model on simulated history if none is fresh, submits the pricing job to the stack's Flink cluster "
+            f"(consumer group {GROUP_ID}; Web UI on the stack's Flink port), streams the market simulator on "
+            "the live clock in closed loop, and shows per-sku and personalized prices live until --duration "
+            "elapses or Ctrl-C. The job and the stack keep running afterwards: read prices with "
+            "'pricewave price', watch with 'pricewave monitor', stop with 'pricewave stack down'. "
+            "Logs: <state>/logs/."
         ),
     )
     parser.add_argument("--scenario", default="small", help="shipped scenario name or YAML file (default: small)")
-    parser.add_argument("--rate", type=float, default=200.0, help="simulator events per second (default 200)")
+    parser.add_argument(
+        "--speedup",
+        type=float,
+        default=1.0,
+        help="simulated time per wall-clock second (default 1: live). Above 1 event times run ahead of the "
+        "wall clock, and the job dead-letters those more than 5 min ahead",
+    )
     parser.add_argument("--duration", type=float, default=90.0, help="seconds to show prices (0 = until Ctrl-C)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")
+    parser.add_argument("--parallelism", type=int, default=1, help="the pricing job's parallelism (default 1)")
     parser.add_argument("--job-start-timeout", type=float, default=240.0, help="seconds to wait for the job")
     parser.set_defaults(handler=run)
 
@@ -52,126 +67,141 @@ def _say(message: str) -> None:
     print(f"[quickstart] {message}", flush=True)
 
 
-def prepare_store(settings: Settings, scenario: str, seed: int) -> None:
-    """Apply the feature repo if needed and write the scenario's catalog (base prices, costs).
+def prepare_store(settings: Settings, scenario: str, seed: int) -> Path:
+    """Apply the feature repo if needed, then export the scenario's catalog and load it.
+
+    The catalog goes through the same file format and loader a shop uses for its own
+    (``pricewave catalog export`` / ``pricewave catalog load``).
 
     Args:
         settings: Where the feature repo and online store are.
         scenario: The scenario the simulator will stream.
         seed: The simulator's seed: it draws the catalog too (which skus are coffee, which snacks,
             and so their ids), so a catalog of another seed leaves some clicked skus unpriced.
+
+    Returns:
+        The catalog file that was loaded.
     """
-    from pricewave.feature_store import FeatureWriter, open_store
-    from pricewave.feature_store.store import default_repo_path
-    from pricewave.simulator.runner import Simulator
+    from pricewave.commands.features import apply
+    from pricewave.feature_store import open_store
+    from pricewave.feature_store.catalog import export_scenario_catalog, load_catalog
 
     try:
-        store = open_store(settings)
+        open_store(settings)
     except ConfigError:
-        _say(f"applying the Feast feature repo {default_repo_path(settings)} ...")
-        result = subprocess.run(
-            [str(Path(sys.executable).with_name("feast")), "apply"],
-            cwd=default_repo_path(settings),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise StackError(f"feast apply failed: {result.stderr.strip().splitlines()[-1:]}") from None
-        store = open_store(settings)
-    catalog = Simulator(scenario, settings, seed=seed).catalog_records()
-    FeatureWriter(store).write("sku_catalog", catalog)
-    _say(f"catalog of {len(catalog)} skus written to the online store")
+        _say("applying the Feast feature repo ...")
+        apply(settings, None, None)
+    name = Path(scenario).stem if scenario.endswith((".yaml", ".yml")) else scenario
+    catalog = settings.path("catalog", f"{name}-seed{seed}.csv")
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    export_scenario_catalog(settings, scenario, seed, catalog)
+    count = load_catalog(settings, catalog)
+    _say(f"catalog of {count} skus ({catalog}) loaded into the online store")
+    return catalog
 
 
-def ensure_model(settings: Settings) -> None:
-    """Train a demand model on simulated history unless the model directory has a fresh one.
+def ensure_model(settings: Settings, scenario: str) -> None:
+    """Train a demand model on simulated history of ``scenario`` unless the model directory has a fresh one.
 
-    A model older than the guardrails' ``max_model_age_s`` (1 h) trips the kill switch, which
-    would price everything at base: the quickstart trains a new one instead.
+    A model older than ``models.max_age_h`` trips the kill switch, which would price everything at
+    base: the quickstart trains a new one instead.
     """
     from pricewave.pricing.artifact import artifact_age_s
-    from pricewave.pricing.guardrails import GuardrailPolicy
-    from pricewave.training import default_model_dir
 
-    model_dir = default_model_dir(settings)
-    age, limit = artifact_age_s(model_dir), GuardrailPolicy().max_model_age_s
+    model_dir = settings.model_dir
+    age, limit = artifact_age_s(model_dir), settings.models.max_age_s
     if age is not None and age <= limit:
         _say(f"using the model in {model_dir} ({age / 60:.0f} min old)")
         return
     if age is None:
-        _say("no model yet: training one on simulated history (about a minute) ...")
+        _say(f"no model yet: training one on simulated {scenario} history (about a minute) ...")
     else:
         _say(
-            f"the model in {model_dir} is {age / 3600:.1f} h old, past the {limit / 3600:.0f} h after which the kill "
-            "switch prices at base: training a fresh one (about a minute) ..."
+            f"the model in {model_dir} is {age / 3600:.1f} h old, past models.max_age_h = {limit / 3600:.0f} h "
+            "after which the kill switch prices at base: training a fresh one (about a minute) ..."
         )
-    result = subprocess.run(
-        [sys.executable, "-m", "pricewave", "train", "--scenario", "small", "--events", "20000", "--epochs", "15"],
-        check=False,
-    )
+    command = [sys.executable, "-m", "pricewave", "train", "--scenario", scenario, "--events", "20000"]
+    result = subprocess.run([*command, "--epochs", "15"], check=False)
     if result.returncode != 0:
         raise StackError("training failed: see the output above")
 
 
-def start_job(settings: Settings, log_path: Path, timeout_s: float) -> subprocess.Popen[bytes]:
-    """Start the pricing job on a MiniCluster and wait until it runs."""
-    command = [
-        sys.executable,
-        str(REPO_ROOT / "jobs" / "pricing_job.py"),
-        "--starting-offsets",
-        "latest-offset",
-        "--group-id",
-        f"pricewave-quickstart-{uuid.uuid4().hex[:8]}",
-        # Prices reach read_committed readers at each checkpoint: commit often for a live view.
-        "--checkpoint-interval",
-        "2",
-    ]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("wb")
-    job = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_environment())
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if job.poll() is not None:
-            raise StackError(f"the pricing job exited (code {job.returncode}); see {log_path}\n{tail(log_path)}")
-        if b"running" in log_path.read_bytes():
-            # The job id is known; give the sources a moment to take their partitions.
-            time.sleep(8)
-            return job
-        time.sleep(1)
-    job.terminate()
-    raise StackError(f"the pricing job did not start within {timeout_s:.0f} s; see {log_path}")
+def start_job(settings: Settings, parallelism: int, timeout_s: float) -> str:
+    """Submit the pricing job to the stack's cluster (as ``pricewave submit`` does) and wait until it runs.
+
+    An active job of the same name is cancelled first: two jobs with one consumer group and one
+    transactional id prefix would fence each other's transactions.
+
+    Returns:
+        The job id.
+    """
+    from pricewave import submit as flink_jobs
+
+    cluster = flink_jobs.cluster_for(settings)
+    for job in flink_jobs.list_jobs(cluster):
+        if job.name == flink_jobs.JOB_NAME and job.state in flink_jobs.ACTIVE_STATES:
+            _say(f"cancelling the pricing job {job.job_id} of an earlier run ...")
+            flink_jobs.cancel_job(cluster, job.job_id)
+    job_args = ["--group-id", GROUP_ID, "--starting-offsets", "latest-offset"]
+    # Prices reach read_committed readers at each checkpoint: commit often for a live view.
+    job_args += ["--checkpoint-interval", "2"]
+    result = flink_jobs.submit(settings, parallelism=parallelism, job_args=job_args)
+    _say(f"pricing job {result.job_id} submitted (consumer group {GROUP_ID}); Web UI: {result.web_url}")
+    flink_jobs.wait_for_state(cluster, result.job_id, ["RUNNING"], timeout_s=timeout_s)
+    return result.job_id
+
+
+def _offer_example(settings: Settings, scenario: str, seed: int, tally: TopicTally) -> tuple[str, str] | None:
+    """A (sku, raw user id) that got an offer in this run, for the closing hint.
+
+    The prices topic carries pseudonymous keys only; the simulator's own users (same scenario
+    and seed) map a key back to the raw id a channel would pass to ``pricewave price --user``.
+    """
+    from pricewave.simulator.market import Market
+    from pricewave.simulator.scenario import load_scenario
+
+    offered = {figures.last_offer_user: sku for sku, figures in tally.skus.items() if figures.last_offer_user}
+    if not offered:
+        return None
+    market = Market(load_scenario(scenario), seed, settings.user_key_secret)
+    for index in range(market.scenario.users.n_users):
+        user = market.user(index)
+        if user.user_key in offered:
+            return offered[user.user_key], user.raw_id
+    return None
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Handle ``pricewave quickstart``."""
-    if args.rate <= 0 or args.duration < 0:
-        raise ConfigError("--rate must be > 0 and --duration >= 0")
+    if args.speedup <= 0 or args.duration < 0 or args.parallelism < 1:
+        raise ConfigError("--speedup must be > 0, --duration >= 0 and --parallelism >= 1")
     stack.up(settings)
     prepare_store(settings, args.scenario, args.seed)
-    ensure_model(settings)
-    job_log = settings.path("logs", "pricing-job.log")
-    _say(f"starting the pricing job (log: {job_log}) ...")
-    job = start_job(settings, job_log, args.job_start_timeout)
+    ensure_model(settings, args.scenario)
+    _say(f"submitting the pricing job to the Flink cluster at {settings.flink.rest_url} ...")
+    job_id = start_job(settings, args.parallelism, args.job_start_timeout)
     sim_log = settings.path("logs", "simulator.log")
-    command = [sys.executable, "-m", "pricewave", "simulate", "--scenario", args.scenario]
-    command += ["--rate", str(args.rate), "--seed", str(args.seed), "--no-progress"]
+    command = [sys.executable, "-m", "pricewave", "simulate", "--scenario", args.scenario, "--seed", str(args.seed)]
+    command += ["--speedup", str(args.speedup), "--no-progress"]
     if args.duration > 0:
         command += ["--duration", str(args.duration)]
     simulator: list[subprocess.Popen[bytes]] = []
 
     def start_simulator() -> None:
-        _say(f"streaming the {args.scenario} market at {args.rate:.0f} events/s (log: {sim_log})")
+        _say(f"streaming the {args.scenario} market on the live clock (log: {sim_log})")
         with sim_log.open("ab") as log:
-            simulator.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            # Its own process group: Ctrl-C reaches this command, which stops the simulator itself.
+            simulator.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
     try:
-        tally = watch(settings, duration_s=args.duration, from_beginning=False, max_skus=15, on_start=start_simulator)
+        with foreground_terminal():
+            tally = watch(
+                settings, duration_s=args.duration, from_beginning=False, max_skus=15, on_start=start_simulator
+            )
     finally:
-        for process in [*simulator, job]:
+        for process in simulator:
             if process.poll() is None:
                 process.terminate()
-        for process in [*simulator, job]:
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -185,4 +215,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"\nquickstart: {clicks:,} clicks in, {prices:,} prices published "
         f"({tally.offers_seen:,} personalized offers); logs in {settings.path('logs')}"
     )
+    _print_next_steps(settings, args, job_id, tally)
     return 0 if clicks > 0 and prices > 0 else 1
+
+
+def _print_next_steps(settings: Settings, args: argparse.Namespace, job_id: str, tally: TopicTally) -> None:
+    """What is still running, how to read prices from it and how to stop it."""
+    priced = [sku for sku, figures in sorted(tally.skus.items()) if figures.published_price is not None]
+    sku = priced[0] if priced else next(iter(sorted(tally.skus)), "SKU")
+    example = None
+    with contextlib.suppress(Exception):  # a hint only: never fail the run over it
+        example = _offer_example(settings, args.scenario, args.seed, tally)
+    print(f"still running: the pricing job {job_id} on Flink ({settings.flink.rest_url}), and the local stack")
+    print("read prices as a channel does:")
+    print(f"  .venv/bin/pricewave price --sku {sku}")
+    if example is not None:
+        print(f"  .venv/bin/pricewave price --sku {example[0]} --user {example[1]}")
+    print("watch it: .venv/bin/pricewave monitor   (dashboard on http://127.0.0.1:8050)")
+    print(f"stop the job with a savepoint: .venv/bin/pricewave stop --savepoint {settings.path('savepoints')}")
+    print("stop everything (job, Flink, Kafka, Redis): .venv/bin/pricewave stack down")

@@ -61,7 +61,9 @@ def register(subparsers: Any) -> None:
             "competitor-price and review events into the topics named in the settings, keyed by sku, "
             "with the scenario's share of late, out-of-order, duplicated and malformed events. In the "
             "closed loop (the default) shoppers see the prices the pipeline publishes on the prices "
-            "topic and buy by the hidden demand model. Without --duration or --max-events it runs "
+            "topic and buy by the hidden demand model. Into Kafka the market runs live by default: its clock "
+            "starts now and events are sent at their event time (--speedup F compresses time, --rate N paces "
+            "by messages instead). Without --duration or --max-events it runs "
             "until Ctrl-C. Prints a summary (counts, purchases, revenue, margin, events/s) at the end."
         ),
     )
@@ -72,11 +74,28 @@ def register(subparsers: Any) -> None:
         help="shipped scenario (small, default, holiday_rush) or a scenario YAML file (default: default)",
     )
     parser.add_argument(
+        "--clock",
+        choices=["live", "scenario"],
+        default="live",
+        help="into Kafka: 'live' (default) starts the simulated clock at the wall clock, so channels and the "
+        "monitor see fresh prices; 'scenario' keeps the scenario's clock.start (reproducible dates). "
+        "--history-out always uses the scenario's clock",
+    )
+    pacing = parser.add_mutually_exclusive_group()
+    pacing.add_argument(
+        "--speedup",
+        type=_positive_float,
+        metavar="F",
+        help="pace by the simulated clock, F times faster than the wall clock (default 1: wall speed, the "
+        "scenario's own traffic). Above 1 event times run ahead of the wall clock: the job dead-letters "
+        "records more than its --max-clock-skew (5 min) ahead",
+    )
+    pacing.add_argument(
         "--rate",
         type=_positive_float,
-        default=1000.0,
         metavar="N",
-        help="messages per second to produce, paced by a token bucket (default 1000; ignored with --history-out)",
+        help="pace by messages instead: N per second (token bucket), the simulated clock running as fast as that "
+        "makes it (load tests, backfills)",
     )
     parser.add_argument(
         "--duration",
@@ -144,7 +163,7 @@ def _print_summary(summary: dict[str, Any], as_json: bool, history: bool = False
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Handle ``pricewave simulate``."""
-    from pricewave.simulator.runner import Simulator
+    from pricewave.simulator.runner import Simulator, live_clock_start
     from pricewave.simulator.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -155,7 +174,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if merged["out_of_order_share"] + merged["late_share"] + merged["malformed_share"] > 1:
             raise ConfigError("--out-of-order-share + --late-share + --malformed-share must not exceed 1")
         faults = scenario.faults.model_validate(merged)
-    simulator = Simulator(scenario, settings, seed=args.seed, faults=faults)
+    live = args.clock == "live" and not args.history_out
+    simulator = Simulator(
+        scenario, settings, seed=args.seed, faults=faults, clock_start_ms=live_clock_start() if live else None
+    )
     if args.history_out:
         if args.duration is None and args.max_events is None:
             raise ConfigError("--history-out needs --max-events N or --duration S (simulated seconds)")
@@ -171,6 +193,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     ensure_topics(settings, settings.topics.input_names())
     summary = simulator.run_to_kafka(
         rate=args.rate,
+        speedup=None if args.rate else (args.speedup or 1.0),
         duration_s=args.duration,
         max_events=args.max_events,
         closed_loop=args.closed_loop,

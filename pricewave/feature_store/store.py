@@ -2,9 +2,11 @@
 
 The repo (``feature_repo/`` next to the package, unless told otherwise) holds two profiles:
 ``feature_store.yaml`` (embedded SQLite online store, the default) and
-``feature_store.redis.yaml`` (Redis). ONE setting switches between them, the one Feast itself
-reads: ``FEAST_FS_YAML_FILE_PATH=feature_store.redis.yaml`` (a path relative to the repo, or
-absolute). ``feast apply``/``feast serve`` honour it too, so the CLI and pricewave always agree.
+``feature_store.redis.yaml`` (Redis). pricewave's ``store_profile`` setting chooses
+(``--profile``, ``PRICEWAVE_STORE_PROFILE`` or the YAML config); when it is empty, Feast's own
+``FEAST_FS_YAML_FILE_PATH`` does, so a plain ``feast`` command and pricewave agree. The job pins
+the profile, the repo and the model directory once in its driver (:func:`pinned_settings`) and
+ships them to every Python worker: a TaskManager never sees the submitting shell's environment.
 
 Feast expands ``${VAR}`` in the yaml from the environment; :func:`feast_environment` supplies the
 Redis address from pricewave's settings and the password from ``PRICEWAVE_REDIS_PASSWORD`` only.
@@ -126,7 +128,7 @@ def load_repo_config(
     from feast.repo_config import RepoConfig
 
     settings = settings or load_settings()
-    path = profile_path(repo_path, profile, env)
+    path = profile_path(repo_path, profile or settings.store_profile or None, env)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -177,7 +179,8 @@ def open_store(
     Args:
         settings: pricewave settings (Redis address); loaded when omitted.
         repo_path: The feature repo; default :func:`default_repo_path`.
-        profile: ``"sqlite"``, ``"redis"`` or a yaml path; default ``$FEAST_FS_YAML_FILE_PATH`` or SQLite.
+        profile: ``"sqlite"``, ``"redis"`` or a yaml path; default the ``store_profile`` setting, else
+            ``$FEAST_FS_YAML_FILE_PATH``, else SQLite.
         require_applied: Fail with a clear message when ``feast apply`` has not run yet.
 
     Raises:
@@ -206,6 +209,24 @@ def open_store(
             create_missing_tables(store)
         use_write_ahead_log(store)
     return store
+
+
+def pinned_settings(settings: Settings, profile: str | None = None) -> Settings:
+    """The settings with the feature repo, store profile and model directory as absolute paths.
+
+    What a process elsewhere (a TaskManager's Python worker, a driver in a temporary folder) needs
+    to open the same store and models as this one, whatever its working directory and environment.
+
+    Example:
+        >>> from pricewave.config import load_settings
+        >>> pinned = pinned_settings(load_settings(env={}), "redis")
+        >>> Path(pinned.store_profile).name, Path(pinned.feature_repo).is_absolute()
+        ('feature_store.redis.yaml', True)
+    """
+    repo = default_repo_path(settings)
+    chosen = profile_path(repo, profile or settings.store_profile or None)
+    models = settings.models.model_copy(update={"model_dir": str(settings.model_dir)})
+    return settings.model_copy(update={"feature_repo": str(repo), "store_profile": str(chosen), "models": models})
 
 
 def online_store_type(store: FeatureStore) -> str:

@@ -157,13 +157,27 @@ class Monitor:
             if started >= next_freshness:
                 self.freshness = self.freshness_source.collect()
                 next_freshness = started + self.freshness_every_s
+            model = self._model_state()
             with self.lock:
-                self.health = {"flink": flink, "kafka": kafka}
+                self.health = {"flink": flink, "kafka": kafka, "model": model}
                 self.history.append(self._history_point(flink))
             with self.updated:
                 self.version += 1
                 self.updated.notify_all()
             self.stopped.wait(max(self.refresh_s - (time.monotonic() - started), 0.05))
+
+    def _model_state(self) -> dict[str, Any]:
+        """The serving model's age against the kill switch's limit (``models.max_age_h``)."""
+        from pricewave.pricing.artifact import artifact_age_s
+
+        age = artifact_age_s(self.settings.model_dir)
+        limit = self.settings.models.max_age_s
+        return {
+            "dir": str(self.settings.model_dir),
+            "age_s": None if age is None else round(age, 1),
+            "max_age_s": limit,
+            "stale": age is None or age > limit,
+        }
 
     def _history_point(self, flink: dict[str, Any]) -> dict[str, Any]:
         prices = self.tally.price_figures()
@@ -206,6 +220,7 @@ class Monitor:
                 },
                 "flink": {**self.health["flink"], "web_ui": self.settings.flink.rest_url},
                 "kafka": self.health["kafka"],
+                "model": self.health.get("model", {}),
                 "feed": dict(self.feed_state),
                 "counts": dict(self.tally.counts),
                 "unparsed": self.tally.unparsed,

@@ -104,6 +104,14 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
             "The model version of the latest decision.",
             [({"version": prices["model_version"]}, 1)],
         )
+    model = snapshot.get("model") or {}
+    out.one(
+        "pricewave_model_age_seconds",
+        "gauge",
+        "Age of the model LATEST names; above pricewave_model_max_age_seconds the kill switch prices at base.",
+        model.get("age_s"),
+    )
+    out.one("pricewave_model_max_age_seconds", "gauge", "The kill switch's model age limit.", model.get("max_age_s"))
 
     letters = snapshot.get("dead_letters") or {}
     out.one("pricewave_dead_letters_total", "counter", "Records in the dead-letter topic.", letters.get("total"))

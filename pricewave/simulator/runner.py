@@ -36,6 +36,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,20 @@ class _TokenBucket:
         self.tokens -= 1.0
 
 
+def live_clock_start(now_s: float | None = None) -> int:
+    """The simulated clock's start for a live run: the wall clock now, in epoch milliseconds.
+
+    A market streamed into a live pipeline must run on the wall clock: channels, the monitor and
+    the online store's freshness rule judge every price by its age against now, and a clock in the
+    past makes every stored value stale (DESIGN §8).
+
+    Example:
+        >>> live_clock_start(1_800_000_000.25)
+        1800000000250
+    """
+    return int((time.time() if now_s is None else now_s) * 1000)
+
+
 class Simulator:
     """A seeded market simulation of one scenario.
 
@@ -186,6 +201,9 @@ class Simulator:
             or None for the real Amazon Fine Foods reviews (:func:`pricewave.datasets.load_reviews`).
         run_id: Goes into every id (default: a hash of scenario name and seed).
         track_oracle: Also sum the oracle's expected margin per view (for ``summary.regret``).
+        clock_start_ms: Start the simulated clock here (epoch ms) instead of the scenario's
+            ``clock.start``: :func:`live_clock_start` for a market that streams into a live pipeline,
+            whose readers judge freshness by the wall clock.
     """
 
     def __init__(
@@ -199,8 +217,13 @@ class Simulator:
         review_texts: ReviewTexts | Sequence[str] | None = None,
         run_id: str | None = None,
         track_oracle: bool = True,
+        clock_start_ms: int | None = None,
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if clock_start_ms is not None:
+            clock_start = datetime.fromtimestamp(clock_start_ms / 1000, tz=UTC)
+            clock = self.scenario.clock.model_copy(update={"start": clock_start})
+            self.scenario = self.scenario.model_copy(update={"clock": clock})
         self.settings = settings
         self.seed = seed
         self.faults = faults if faults is not None else self.scenario.faults
@@ -526,6 +549,7 @@ class Simulator:
         closed_loop: bool = True,
         *,
         progress: bool = True,
+        speedup: float | None = None,
     ) -> RunSummary:
         """Produce events into Kafka at ``rate`` messages/s until ``duration_s`` or ``max_events``.
 
@@ -540,6 +564,10 @@ class Simulator:
             max_events: Messages to send.
             closed_loop: Show the prices the pipeline publishes.
             progress: Show a tqdm progress bar.
+            speedup: Pace by the simulated clock instead: each event is sent when the wall clock
+                reaches its simulated time, the simulated clock running ``speedup`` times faster
+                than the wall clock (1.0: live, with :func:`live_clock_start`). ``rate`` then caps
+                the messages per second (None or 0: no cap).
 
         Returns:
             The run summary (also in ``self.summary``).
@@ -553,6 +581,8 @@ class Simulator:
 
         if rate is not None and rate < 0:
             raise ConfigError(f"rate must be positive (messages per second), got {rate}")
+        if speedup is not None and not speedup > 0:
+            raise ConfigError(f"speedup must be > 0, got {speedup}")
         if closed_loop:
             self.pricebook.start_consumer(self.settings)
         producer = make_producer(self.settings)
@@ -560,11 +590,22 @@ class Simulator:
         topics = {name: self.topic_for(name) for name in EVENT_NAMES}
         failures: list[BaseException] = []
         started = time.monotonic()
+        sim_started_ms = self.now_ms
         sent_before = self.summary.messages
         bar = tqdm(total=max_events, unit="msg", disable=not progress, mininterval=0.5, desc="simulate")
         pending_bar = 0
         try:
             for emission in self.iter_events(max_events=max_events):
+                if speedup is not None:
+                    # Wait for the wall clock to reach this event's simulated time.
+                    due = started + (self.now_ms - sim_started_ms) / 1000 / speedup
+                    wait = due - time.monotonic()
+                    if duration_s is not None:
+                        wait = min(wait, started + duration_s - time.monotonic())
+                    if wait > 0:
+                        time.sleep(wait)
+                    if duration_s is not None and time.monotonic() - started >= duration_s:
+                        break
                 if bucket is not None:
                     bucket.acquire()
                 future = producer.send(topics[emission.name], value=emission.value, key=emission.key)

@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pricewave.errors import StackError
@@ -175,3 +175,46 @@ def tail(path: Path, lines: int = 15) -> str:
     except FileNotFoundError:
         return "  (no log yet)"
     return "\n".join(f"  | {line}" for line in content)
+
+
+@contextlib.contextmanager
+def foreground_terminal() -> Iterator[None]:
+    """While the block runs, this process alone is the terminal's foreground: Ctrl-C reaches only it.
+
+    Ctrl-C sends SIGINT to the terminal's whole foreground process group: under ``make run`` that
+    is make as well, which then reports an interrupted recipe and exits non-zero however cleanly
+    this process stops. In its own process group, in the foreground, this process gets the signal
+    alone, finishes its work (a summary, what is still running) and exits with its own code; the
+    group that had the terminal gets it back afterwards. Without a controlling terminal (CI, a
+    pipe) nothing changes.
+    """
+    try:
+        terminal = os.open("/dev/tty", os.O_RDWR)
+    except OSError:
+        yield
+        return
+    previous = None
+    try:
+        if os.tcgetpgrp(terminal) == os.getpgrp() and os.getpid() != os.getsid(0):
+            previous = os.getpgrp()
+            os.setpgid(0, 0)
+            _set_foreground(terminal, os.getpgrp())
+    except OSError:
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            with contextlib.suppress(OSError):
+                _set_foreground(terminal, previous)
+                os.setpgid(0, previous)
+        os.close(terminal)
+
+
+def _set_foreground(terminal: int, process_group: int) -> None:
+    # A process outside the foreground group that sets it is stopped by SIGTTOU unless it ignores it.
+    handler = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(terminal, process_group)
+    finally:
+        signal.signal(signal.SIGTTOU, handler)

@@ -49,27 +49,38 @@ class RedisService(Service):
         ensure_redis_server()
 
     def config_text(self) -> str:
-        """redis.conf generated from settings; the password is passed on the command line."""
+        """redis.conf generated from settings, the password included when one is set.
+
+        Persistence is on (an append-only file under the stack's Redis folder, fsync every second):
+        a restarted Redis keeps the catalog and the prices, instead of every channel read failing
+        closed until the catalog is loaded again.
+        """
         lines = [
             f"bind {self.settings.redis.host}",
             f"port {self.settings.redis.port}",
             f"dir {self.home}",
             "daemonize no",
             "save ''",
-            "appendonly no",
+            "appendonly yes",
+            "appendfsync everysec",
             "protected-mode yes",
         ]
+        password = self.settings.redis.password
+        if password:
+            quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'requirepass "{quoted}"')
         return "\n".join(lines) + "\n"
 
     def start_process(self, process: str) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         config = self.home / "redis.conf"
-        config.write_text(self.config_text())
+        # The password is in the file, never on the command line (where `ps` shows it to every user):
+        # the file is readable by its owner alone, from its creation on.
+        config.unlink(missing_ok=True)
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(self.config_text())
         command = [ensure_redis_server(), str(config)]
-        password = self.settings.redis.password
-        if password:
-            # Never written to a file: the config file may be read by others.
-            command += ["--requirepass", password]
         start_detached(command, pid_file=self.pid_file(process), log_file=self.log_file(process))
 
     def client(self) -> redis_client.Redis:

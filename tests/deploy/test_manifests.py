@@ -1,15 +1,21 @@
 """The deployment files (deploy/k8s, deploy/docker) checked offline: they cannot run here.
 
 * every YAML parses;
-* Strimzi resources and core kinds (Deployment, Service, the FlinkDeployment's pod template)
-  validate against the schemas published in npm's ``@kubernetes-models/*`` packages (generated
+* Strimzi resources and core kinds (Deployment, Service, ConfigMap, PersistentVolumeClaim, the
+  FlinkDeployment's pod templates, the JobManager's with its init container merged in) validate
+  against the schemas published in npm's ``@kubernetes-models/*`` packages (generated
   from Strimzi's CRDs and Kubernetes' OpenAPI), run by node (deploy/k8s/validate);
 * the FlinkDeployment validates against the Flink Kubernetes Operator's own CRD, taken from the
   ``flink-kubernetes-operator-api`` jar on Maven Central, strictly (unknown fields rejected); that
   jar's newest version served here (1.10.0) predates Flink 2, so its ``flinkVersion`` enum is
   extended with v2_0..v2_2 (operator >= 1.14 has them) - see deploy/README.md;
 * versions agree with pyproject.toml and deploy/local/pom.xml, the image is built like the
-  local stack, and secrets are only referenced.
+  local stack, and secrets are only referenced;
+* the deployments price: compose.yaml, loaded by Docker Compose's own loader (compose-go, in
+  deploy/docker/validate), and the k8s manifests select the Redis store profile everywhere, run
+  deploy/docker/init.sh before the job, share one model/registry volume at one path, keep Redis's
+  data on a persistent volume with an append-only file, and never put its password on a command
+  line; /.dockerignore (read by BuildKit's matcher) keeps local state out of every COPY.
 """
 
 from __future__ import annotations
@@ -47,8 +53,29 @@ def documents(name: str) -> list[dict[str, Any]]:
 
 
 def flink_deployment() -> dict[str, Any]:
-    (doc,) = documents("flink-deployment.yaml")
+    (doc,) = [doc for doc in documents("flink-deployment.yaml") if doc["kind"] == "FlinkDeployment"]
     return doc
+
+
+def jobmanager_pod() -> dict[str, Any]:
+    """The JobManager's pod template as the operator builds it: the common ``podTemplate`` with
+    ``jobManager.podTemplate`` merged in (objects merged key by key, lists replaced: the operator's
+    default, without ``kubernetes.operator.pod-template.merge-arrays-by-name``)."""
+
+    def merge(base: Any, overlay: Any) -> Any:
+        if not (isinstance(base, dict) and isinstance(overlay, dict)):
+            return copy.deepcopy(overlay)
+        merged = copy.deepcopy(base)
+        for key, value in overlay.items():
+            merged[key] = merge(base.get(key), value)
+        return merged
+
+    spec = flink_deployment()["spec"]
+    return dict(merge(spec["podTemplate"], spec["jobManager"].get("podTemplate") or {}))
+
+
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((DOCKER / "compose.yaml").read_text()))
 
 
 def pinned_flink_version() -> str:
@@ -102,11 +129,17 @@ def node_validate(validator: Path, docs: list[dict[str, Any]]) -> list[dict[str,
 
 
 def test_strimzi_and_core_resources_match_their_published_schemas(node_validator: Path) -> None:
-    pod = copy.deepcopy(flink_deployment()["spec"]["podTemplate"])
-    pod["metadata"]["name"] = "flink-pod-template"
-    # the operator fills in the container image; a Pod needs one to validate
-    pod["spec"]["containers"][0]["image"] = "pricewave-flink"
-    docs = documents("kafka.yaml") + documents("redis.yaml") + [pod]
+    pods = []
+    for name, template in (("flink-pod-template", flink_deployment()["spec"]["podTemplate"]),
+                           ("jobmanager-pod-template", jobmanager_pod())):  # fmt: skip
+        pod = copy.deepcopy(template)
+        pod.setdefault("metadata", {})["name"] = name
+        # the operator fills in the main container's image; a Pod needs one to validate
+        pod["spec"]["containers"][0]["image"] = "pricewave-flink"
+        pods.append(pod)
+    core = [doc for doc in documents("flink-deployment.yaml") if doc["kind"] != "FlinkDeployment"]
+    assert {doc["kind"] for doc in core} == {"ConfigMap", "PersistentVolumeClaim"}
+    docs = documents("kafka.yaml") + documents("redis.yaml") + core + pods
     results = node_validate(node_validator, docs)
     assert [r for r in results if not r["ok"]] == []
     assert len(results) == len(docs)
@@ -301,16 +334,322 @@ def test_secrets_are_only_referenced() -> None:
         node for doc in docs for node in _walk(doc) if "name" in node and ("value" in node or "valueFrom" in node)
     ]
     secret_vars = [var for var in env_vars if SECRET_NAME.search(var["name"])]
-    assert {var["name"] for var in secret_vars} >= {"REDIS_PASSWORD", "PRICEWAVE_REDIS_PASSWORD"}
+    assert {var["name"] for var in secret_vars} >= {"PRICEWAVE_REDIS_PASSWORD"}
     for var in secret_vars:
         assert "value" not in var and "secretKeyRef" in var["valueFrom"], var
-    (redis,) = [doc for doc in documents("redis.yaml") if doc["kind"] == "Deployment"]
-    assert redis["spec"]["template"]["spec"]["containers"][0]["args"][:2] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":  # settings, not secrets
+            assert not [key for key in doc["data"] if SECRET_NAME.search(key)], doc["data"]
 
-    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
-    assert all(set(secret) == {"environment"} for secret in compose["secrets"].values())
-    for service in compose["services"].values():
-        for key in service.get("environment") or {}:
-            assert not SECRET_NAME.search(key) or key == "FLINK_PROPERTIES", key
+    services = compose()["services"]
+    assert all(set(secret) == {"environment"} for secret in compose()["secrets"].values())
+    for service in services.values():
+        for key, value in (service.get("environment") or {}).items():
+            # a *_FILE variable names the file of a mounted secret, never holds one
+            is_secret_file = key.endswith("_FILE") and str(value).startswith("/run/secrets/")
+            assert not SECRET_NAME.search(key) or key == "FLINK_PROPERTIES" or is_secret_file, key
     text = "\n".join((K8S / name).read_text() for name in MANIFESTS) + (DOCKER / "compose.yaml").read_text()
-    assert "pricewave-dev-key-change-me" not in text and "requirepass " not in text.replace('--requirepass \\"', "")
+    assert "pricewave-dev-key-change-me" not in text
+    # `requirepass` only as a line of the config file the start script writes from the secret file
+    assert re.findall(r"\S*requirepass\S*", text) == ["'requirepass"] * 2
+
+
+# -- deployments that price: Redis profile, init step, shared model volume, durable Redis ----------
+
+SHARED = "/var/lib/pricewave"
+"""Where the shared volume (feature repo + registry, models) is mounted in every container."""
+INIT_SCRIPT = "/opt/pricewave/deploy/docker/init.sh"
+COMPOSE_STORE_USERS = ("init", "jobmanager", "taskmanager", "pricing-job")
+"""Compose services that open the store or the models: the init step, the Flink cluster, the driver."""
+
+
+@pytest.fixture(scope="module")
+def go_validator() -> Path:
+    """deploy/docker/validate built (Docker's own compose-go and patternmatcher; cached per source)."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail("Go is needed to check deploy/docker with Docker's libraries (apt-get install golang)")
+    source = DOCKER / "validate"
+    digest = hashlib.sha256(b"".join((source / name).read_bytes() for name in ("go.mod", "go.sum", "main.go")))
+    binary = Settings().path("cache", "docker-validate", digest.hexdigest()[:12], "validate")
+    if not binary.exists():
+        result = subprocess.run([go, "build", "-mod=readonly", "-o", str(binary), "."], cwd=source,
+                                capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+    return binary
+
+
+def run_validator(binary: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # a bare environment: compose's ${VAR:-default} interpolation shows the defaults
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    return subprocess.run([str(binary), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def resolved_compose(go_validator: Path) -> dict[str, Any]:
+    """compose.yaml as Docker Compose loads it: schema-checked, interpolated, anchors merged."""
+    result = run_validator(go_validator, "compose", str(DOCKER / "compose.yaml"))
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """target -> (type, source) of a resolved compose service's volumes."""
+    return {mount["target"]: (mount["type"], mount["source"]) for mount in service.get("volumes") or []}
+
+
+def _k8s_configmap() -> dict[str, str]:
+    (settings,) = [doc for doc in documents("flink-deployment.yaml") if doc["kind"] == "ConfigMap"]
+    assert settings["metadata"]["name"] == "pricewave-settings"
+    return dict(settings["data"])
+
+
+def _k8s_containers() -> dict[str, dict[str, Any]]:
+    """The JobManager pod's init container and main container (the TaskManagers' main container is
+    the common template's, the same one)."""
+    pod = jobmanager_pod()["spec"]
+    (init,) = pod["initContainers"]
+    (main,) = pod["containers"]
+    return {"init": init, "main": main}
+
+
+def test_the_compose_file_loads_as_docker_compose_loads_it(go_validator: Path, tmp_path: Path) -> None:
+    result = run_validator(go_validator, "compose", str(DOCKER / "compose.yaml"))
+    assert result.returncode == 0, result.stderr
+    # and the loader is a real check: a bad condition and an undeclared volume are refused
+    text = (DOCKER / "compose.yaml").read_text()
+    for broken, error in (
+        (text.replace("condition: service_completed_successfully", "condition: service_finished"), "condition"),
+        (text.replace(f"- pricewave-shared:{SHARED}\n", f"- pricewave-shard:{SHARED}\n"), "undefined volume"),
+    ):
+        assert broken != text
+        path = tmp_path / "compose.yaml"
+        path.write_text(broken)
+        result = run_validator(go_validator, "compose", str(path))
+        assert result.returncode == 1 and error in result.stderr, result.stderr
+
+
+def test_compose_selects_the_redis_profile_for_the_job_the_init_step_and_the_monitor(
+    resolved_compose: dict[str, Any],
+) -> None:
+    services = resolved_compose["services"]
+    for name in (*COMPOSE_STORE_USERS, "monitor"):
+        assert services[name]["environment"].get("PRICEWAVE_STORE_PROFILE") == "redis", name
+        assert services[name]["environment"]["PRICEWAVE_REDIS__HOST"] == "redis", name
+
+
+def test_k8s_selects_the_redis_profile_in_the_init_step_the_jobmanager_and_the_taskmanagers() -> None:
+    assert _k8s_configmap()["PRICEWAVE_STORE_PROFILE"] == "redis"
+    assert _k8s_configmap()["PRICEWAVE_REDIS__HOST"].startswith("pricewave-redis.")
+    for name, container in _k8s_containers().items():
+        refs = [source["configMapRef"]["name"] for source in container.get("envFrom", []) if "configMapRef" in source]
+        assert refs == ["pricewave-settings"], name
+        password = {e["name"]: e for e in container.get("env", [])}["PRICEWAVE_REDIS_PASSWORD"]
+        assert password["valueFrom"]["secretKeyRef"] == {"name": "pricewave-redis", "key": "password"}, name
+
+
+def test_compose_runs_the_init_step_before_the_job_and_shares_the_model_volume(
+    resolved_compose: dict[str, Any],
+) -> None:
+    services = resolved_compose["services"]
+    init = services["init"]
+    assert init["command"] == [INIT_SCRIPT] and init["restart"] == "no"
+    assert init["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert services["redis"]["healthcheck"]["test"][0] == "CMD-SHELL"
+    assert services["pricing-job"]["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    env = init["environment"]
+    assert env["PRICEWAVE_REDIS_PASSWORD_FILE"] == "/run/secrets/redis_password"
+    assert [secret["source"] for secret in init["secrets"]] == ["redis_password"]
+    # the defaults without anything exported: the demo catalog, training allowed
+    assert (env["PRICEWAVE_CATALOG_FILE"], env["PRICEWAVE_INIT_TRAIN"]) == ("", "1")
+    assert env["PRICEWAVE_FEATURE_REPO_SOURCE"] == "/opt/pricewave/feature_repo"
+    assert _mounts(init)["/etc/pricewave/catalog"][0] == "bind"
+    for name in COMPOSE_STORE_USERS:
+        env = services[name]["environment"]
+        assert env["PRICEWAVE_MODELS__MODEL_DIR"] == f"{SHARED}/models", name
+        assert env["PRICEWAVE_FEATURE_REPO"] == f"{SHARED}/feature_repo", name
+        # the same NAMED volume at the same path: a bind mount or an anonymous volume is not shared
+        assert _mounts(services[name]).get(SHARED) == ("volume", "pricewave-shared"), name
+    assert "pricewave-shared" in resolved_compose["volumes"]
+
+
+def test_k8s_runs_the_init_step_in_the_jobmanager_pod_and_shares_the_model_volume() -> None:
+    spec = flink_deployment()["spec"]
+    settings = _k8s_configmap()
+    assert settings["PRICEWAVE_MODELS__MODEL_DIR"] == f"{SHARED}/models"
+    assert settings["PRICEWAVE_FEATURE_REPO"] == f"{SHARED}/feature_repo"
+    assert settings["PRICEWAVE_FEATURE_REPO_SOURCE"] == "/opt/pricewave/feature_repo"
+    containers = _k8s_containers()
+    init = containers["init"]
+    # the operator sets the image of flink-main-container only
+    assert init["image"] == spec["image"] and init["command"] == [INIT_SCRIPT]
+    # the init container is the JobManager's only: the common template (TaskManagers) has none
+    assert "initContainers" not in spec["podTemplate"]["spec"]
+    volumes = {volume["name"]: volume for volume in jobmanager_pod()["spec"]["volumes"]}
+    for name, container in containers.items():
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == SHARED]
+        assert "subPath" not in mount and not mount.get("readOnly"), name
+        assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == "pricewave-shared", name
+    # the TaskManagers: the common template's main container mounts the same claim at the same path
+    (main,) = spec["podTemplate"]["spec"]["containers"]
+    assert {"name": "pricewave-shared", "mountPath": SHARED} in main["volumeMounts"]
+    (claim,) = [doc for doc in documents("flink-deployment.yaml") if doc["kind"] == "PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] == "pricewave-shared" and claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    # writable by the image's flink user (uid/gid 9999) where the volume driver applies fsGroup
+    assert spec["podTemplate"]["spec"]["securityContext"]["fsGroup"] == 9999
+
+
+def test_the_image_ships_the_init_script_and_a_writable_mount_point() -> None:
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert f"COPY --chmod=0755 deploy/docker/init.sh .{INIT_SCRIPT.removeprefix('/opt/pricewave')}" in dockerfile
+    assert "WORKDIR /opt/pricewave" in dockerfile
+    assert f"mkdir -p {SHARED}" in dockerfile and re.search(rf"chown -R flink:flink [^\n]* {SHARED}\n", dockerfile)
+    script = DOCKER / "init.sh"
+    assert script.stat().st_mode & 0o111, "init.sh must be executable"
+    assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
+    if shutil.which("shellcheck"):
+        result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout
+
+
+REDIS_START = re.compile(r"exec docker-entrypoint\.sh redis-server (\S+)\s*$")
+
+
+def _redis_start_script(command: list[str]) -> str:
+    """The ``sh -c`` script a Redis container starts with."""
+    assert command[:2] == ["sh", "-c"] and len(command) == 3, command
+    return command[2]
+
+
+def test_redis_is_durable_and_its_password_never_on_a_command_line(resolved_compose: dict[str, Any]) -> None:
+    # compose: append-only file on a named volume; the password read from the secret file
+    redis_service = resolved_compose["services"]["redis"]
+    compose_script = _redis_start_script(redis_service["command"])
+    assert _mounts(redis_service) == {"/data": ("volume", "redis-data")}
+    assert "redis-data" in resolved_compose["volumes"]
+    assert [secret["source"] for secret in redis_service["secrets"]] == ["redis_password"]
+    assert "cat /run/secrets/redis_password" in compose_script
+    # k8s: the same on a PersistentVolumeClaim, from the mounted Secret
+    (deployment,) = [doc for doc in documents("redis.yaml") if doc["kind"] == "Deployment"]
+    (claim,) = [doc for doc in documents("redis.yaml") if doc["kind"] == "PersistentVolumeClaim"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    k8s_script = _redis_start_script(container["command"])
+    assert "args" not in container
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    assert volumes[mounts["/data"]]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # one RWO volume, one pod at a time
+    assert volumes[mounts["/run/secrets/pricewave-redis"]]["secret"]["secretName"] == "pricewave-redis"
+    # the Redis container's environment carries no password either
+    assert not [e for e in container.get("env", []) if "valueFrom" in e]
+    # one script for both (tests/deploy/test_redis_start.py runs it), but for where the secret is
+    assert k8s_script.replace("/run/secrets/pricewave-redis/password", "/run/secrets/redis_password") == compose_script
+
+    for script in (compose_script, k8s_script):
+        lines = script.splitlines()
+        # redis-server gets a config file and nothing else; the file is written by shell builtins
+        # (echo, printf) from the secret file: the password is in no process's argv
+        assert REDIS_START.search(lines[-1]), lines[-1]
+        assert "echo 'appendonly yes'" in script and "echo 'dir /data'" in script
+        assert "--requirepass" not in script and "--appendonly" not in script and " -a " not in script
+        assert "umask 077" in lines
+        if shutil.which("shellcheck"):  # the redis image's /bin/sh is dash: POSIX sh only
+            result = subprocess.run(["shellcheck", "-s", "sh", "-"], input=script, capture_output=True, text=True,
+                                    check=False)  # fmt: skip
+            assert result.returncode == 0, result.stdout
+    probes = [redis_service["healthcheck"]["test"][1], container["readinessProbe"]["exec"]["command"][2]]
+    for probe in probes:
+        assert probe.startswith('REDISCLI_AUTH="$(cat /run/secrets/') and " -a " not in probe
+
+    # kubelet expands $(VAR) in command and args into argv: no container may do that with a secret
+    for doc in [doc for name in MANIFESTS for doc in documents(name)]:
+        for node in _walk(doc):
+            if "image" in node or node.get("name") == "flink-main-container":
+                secret_vars = {e["name"] for e in node.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+                words = " ".join(str(word) for word in (node.get("command") or []) + (node.get("args") or []))
+                assert not [var for var in secret_vars if f"$({var})" in words], node.get("name")
+
+
+# -- the build context ------------------------------------------------------------------------------
+
+LOCAL_STATE = (
+    ".venv/bin/python",
+    ".pricewave/models/LATEST",
+    ".pricewave/logs/kafka.log",
+    "feature_repo/data/registry.db",
+    "feature_repo/data/online_store.db",
+    "pricewave/__pycache__/config.cpython-311.pyc",
+    "feature_repo/__pycache__/sources.cpython-311.pyc",
+    "pricewave/stack/__pycache__/redis.cpython-311.pyc",
+    "pricewave/config.pyc",
+    ".git/HEAD",
+    "node_modules/x/index.js",
+    "deploy/k8s/validate/node_modules/kubernetes-models/package.json",
+    ".pytest_cache/v/cache/nodeids",
+    ".mypy_cache/3.11/x.json",
+    ".ruff_cache/0.1/x",
+    ".hypothesis/examples/x",
+    "pricewave.egg-info/PKG-INFO",
+    "deploy/docker/catalog/my-shop.csv",
+)
+"""Paths a checkout may hold that must never reach an image (local state, caches, a shop's data)."""
+LOCAL = re.compile(r"(^|/)(__pycache__|\.venv|\.pricewave|node_modules)/|^feature_repo/data/|\.py[cod]$|\.db$")
+
+
+def _copy_sources() -> list[str]:
+    """The context paths the Dockerfile's COPY lines take (not those copied from another stage)."""
+    sources = []
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if not words or words[0] != "COPY" or any(word.startswith("--from") for word in words):
+            continue
+        args = [word for word in words[1:] if not word.startswith("--")]
+        sources += [source.rstrip("/") or "." for source in args[:-1]]
+    return sources
+
+
+def _excluded(go_validator: Path, paths: list[str]) -> dict[str, bool]:
+    """Which paths BuildKit leaves out of the build context, by /.dockerignore."""
+    result = run_validator(go_validator, "dockerignore", str(ROOT / ".dockerignore"), *paths)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout)["excluded"])
+
+
+def test_the_dockerignore_keeps_local_state_out_of_the_build_context(go_validator: Path) -> None:
+    result = run_validator(go_validator, "dockerignore", str(ROOT / ".dockerignore"), "x")
+    patterns = json.loads(result.stdout)["patterns"]
+    for required in (".venv", ".pricewave", "feature_repo/data", "**/__pycache__", ".git", "**/node_modules"):
+        assert required in patterns, required
+    # no exception patterns: an excluded directory is left out whole
+    assert not [pattern for pattern in patterns if pattern.startswith("!")]
+    excluded = _excluded(go_validator, [*LOCAL_STATE, *_copy_sources(), "pricewave/feature_store/store.py"])
+    assert [path for path in LOCAL_STATE if not excluded[path]] == []
+    # and what the image is built from stays in
+    assert [path for path, out in excluded.items() if out and path not in LOCAL_STATE] == []
+
+
+def test_the_dockerfile_copies_nothing_of_the_local_state(go_validator: Path) -> None:
+    sources = _copy_sources()
+    # nothing copies the whole context: each COPY names what the image needs
+    assert "." not in sources
+    assert {"pricewave", "jobs", "udfs", "schemas", "feature_repo", "deploy/docker/init.sh"} <= set(sources)
+    for source in sources:
+        assert (ROOT / source).exists(), source
+
+    def under_a_source(path: str) -> bool:
+        return any(path == source or path.startswith(source + "/") for source in sources)
+
+    # what this checkout holds now under every COPY source (its caches, a local registry), and the
+    # paths a checkout may hold: whatever would be copied is code, never local state
+    present = []
+    for source in sources:
+        base = ROOT / source
+        files = [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()]
+        present += [p.relative_to(ROOT).as_posix() for p in files]
+    candidates = sorted(set(present) | {path for path in LOCAL_STATE if under_a_source(path)})
+    excluded = _excluded(go_validator, candidates)
+    copied = [path for path in candidates if not excluded[path]]
+    assert "pricewave/config.py" in copied and "feature_repo/feature_store.redis.yaml" in copied
+    assert [path for path in copied if LOCAL.search(path)] == []

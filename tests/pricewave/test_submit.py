@@ -218,3 +218,49 @@ def test_client_config_for_another_cluster_carries_the_java_17_module_opens(tmp_
     assert config["rest.address"] == "flink.example" and config["rest.port"] == 8082
     # Without these `flink run` fails on Java 17 (InaccessibleObjectException) before submitting.
     assert "--add-opens=java.base/java.lang=ALL-UNNAMED" in config["env.java.opts.all"]
+
+
+def test_dry_run_pins_the_store_profile_repo_and_models_and_hides_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the job's driver (and through it every worker) gets: absolute paths, never a secret."""
+    monkeypatch.setenv("PRICEWAVE_STATE_DIR", str(tmp_path))
+    for name, value in {
+        "PRICEWAVE_KAFKA_PASSWORD": "kafka-secret-1",
+        "PRICEWAVE_REDIS_PASSWORD": "redis-secret-2",
+        "PRICEWAVE_USER_KEY_SECRET": "user-secret-3" * 3,
+    }.items():
+        monkeypatch.setenv(name, value)
+    out = run_cli(capsys, "submit", "--dry-run", "--profile", "redis", "--", "--group-id", "g1")
+    assert f"PRICEWAVE_STORE_PROFILE={REPO_FEATURE_REPO / 'feature_store.redis.yaml'}" in out
+    assert f"PRICEWAVE_FEATURE_REPO={REPO_FEATURE_REPO}" in out
+    assert f"PRICEWAVE_MODELS__MODEL_DIR={tmp_path / 'models'}" in out
+    assert f"PRICEWAVE_STATE_DIR={tmp_path}" in out
+    assert "secret" not in out
+
+
+REPO_FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
+
+
+def test_the_udfs_carry_pinned_settings_and_the_redis_password_to_a_bare_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TaskManager's worker has none of the submitting shell's variables: the UDF brings them."""
+    import cloudpickle
+
+    from udfs.pricing import SkuPricer
+
+    settings = load_settings(env={"PRICEWAVE_STATE_DIR": str(tmp_path), "PRICEWAVE_STORE_PROFILE": "redis"})
+    monkeypatch.setenv("PRICEWAVE_REDIS_PASSWORD", "carried-1")
+    monkeypatch.setenv("PRICEWAVE_KAFKA_PASSWORD", "not-carried")
+    shipped = cloudpickle.dumps(SkuPricer(settings))
+    monkeypatch.delenv("PRICEWAVE_REDIS_PASSWORD")
+    monkeypatch.delenv("PRICEWAVE_KAFKA_PASSWORD")
+    monkeypatch.delenv("FEAST_FS_YAML_FILE_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)  # a worker's working directory is not the checkout
+    worker = cloudpickle.loads(shipped).settings
+    assert worker.store_profile == str(REPO_FEATURE_REPO / "feature_store.redis.yaml")
+    assert worker.feature_repo == str(REPO_FEATURE_REPO)
+    assert worker.model_dir == tmp_path / "models"
+    assert worker.redis.password == "carried-1"
+    assert b"not-carried" not in shipped  # only the store's secret travels

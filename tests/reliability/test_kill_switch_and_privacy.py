@@ -6,7 +6,7 @@ on pandas columns), against a real applied feature repo (SQLite online store) an
 artifacts in the settings' model directory, hot-reloaded by their
 :class:`~pricewave.pricing.artifact.ArtifactWatcher`:
 
-* a model older than ``GuardrailPolicy.max_model_age_s`` and missing features make every price
+* a model older than the ``models.max_age_h`` setting and missing features make every price
   the kill-switch price (the base price inside the guardrails) within one watcher interval, and a
   fresh model brings model prices back within one interval, without a restart;
 * every price the model personalizes for a user carries ``personalized = true`` (disclosure);
@@ -153,7 +153,7 @@ def test_stale_model_and_missing_features_fall_back_to_base_and_a_fresh_model_re
     assert dict(zip(out["sku"], out["price"], strict=True)) == expected_fallback
 
     # A stale model is published: within one watcher interval every price falls back to base.
-    stale = publish_model(pricing_settings, age_s=GuardrailPolicy().max_model_age_s + 60)
+    stale = publish_model(pricing_settings, age_s=pricing_settings.models.max_age_s + 60)
     out, fallback_s = price_until(pricer, is_kill_switch, timeout_s=WATCH_INTERVAL_S + 1.0)
     assert dict(zip(out["sku"], out["price"], strict=True)) == expected_fallback
     assert pricer.policy.source.current().version == stale  # type: ignore[union-attr]

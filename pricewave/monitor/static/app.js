@@ -107,6 +107,15 @@ function renderSkus(skus, chosen) {
   if (chosen) select.value = chosen;
 }
 
+// "42 min", or "none" / "stale" when the kill switch prices at base for that reason.
+function modelAge(model) {
+  if (!model || model.age_s === undefined) return "-";
+  if (model.age_s === null) return "none (kill switch)";
+  const s = model.age_s;
+  const age = s < 3600 ? `${Math.round(s / 60)} min` : s < 172800 ? `${(s / 3600).toFixed(1)} h` : `${Math.round(s / 86400)} d`;
+  return model.stale ? `${age}: stale (kill switch)` : age;
+}
+
 function render(snap) {
   text("updated", "updated " + new Date(snap.generated_at).toLocaleTimeString());
   const p = snap.prices;
@@ -118,6 +127,7 @@ function render(snap) {
   text("share-exploration", pct(p.exploration_share));
   text("share-personalized", pct(p.personalized_share));
   text("model-version", p.model_version || "-");
+  text("model-age", modelAge(snap.model));
   rows("guardrails", Object.entries(p.guardrail_hits), ([rule, n]) => [[rule], [fmt(n), "num"]]);
 
   renderSkus(snap.skus, snap.sku_series && snap.sku_series.sku);

@@ -1,4 +1,5 @@
-"""``pricewave quickstart``'s model step: it trains unless it finds a model fresh enough to price with."""
+"""``pricewave quickstart``'s model and catalog steps: it trains unless it finds a model fresh enough to price
+with (``models.max_age_h``), and it loads the catalog of the seed it streams."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ from pricewave.commands import quickstart
 from pricewave.config import load_settings
 from pricewave.pricing.artifact import save_artifact
 from pricewave.pricing.demand_model import DemandModel
-from pricewave.pricing.guardrails import GuardrailPolicy
 
 
 @pytest.mark.parametrize(
     ("model_age_s", "trains"),
-    [(None, True), (60.0, False), (GuardrailPolicy().max_model_age_s + 600, True)],
+    [(None, True), (60.0, False), (load_settings(env={}).models.max_age_s + 600, True)],
     ids=["no-model", "fresh-model", "stale-model"],
 )
 def test_trains_when_the_model_is_missing_or_past_the_kill_switch_age(
@@ -38,10 +38,11 @@ def test_trains_when_the_model_is_missing_or_past_the_kill_switch_age(
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(quickstart.subprocess, "run", fake_run)
-    quickstart.ensure_model(settings)
+    quickstart.ensure_model(settings, "holiday_rush")
     assert bool(calls) is trains
     if calls:
         assert calls[0][2:4] == ["pricewave", "train"]
+        assert calls[0][4:6] == ["--scenario", "holiday_rush"]  # the market the quickstart streams
     said = capsys.readouterr().out
     if model_age_s is not None and trains:
         assert "h old" in said and "kill switch" in said

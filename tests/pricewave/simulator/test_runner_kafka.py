@@ -170,3 +170,42 @@ def test_cli_simulate_small_into_kafka(kafka_stack: Settings, fresh_topic: str) 
     bad = subprocess.run([*command[:3], "no_such_scenario"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
     assert bad.stderr.strip().count("\n") == 0 and "unknown scenario" in bad.stderr
+
+
+def _event_times(records: list[Any]) -> list[int]:
+    times = []
+    for record in records:
+        decoded, _reason = _check_any(record.value)
+        if isinstance(decoded, dict) and isinstance(decoded.get("event_time"), int):
+            times.append(decoded["event_time"])
+    return times
+
+
+@pytest.mark.parametrize(("speedup", "duration_s"), [(1.0, 10.0), (20.0, 4.0)])
+def test_the_cli_streams_on_the_live_clock_paced_by_event_time(
+    kafka_stack: Settings, fresh_topic: str, speedup: float, duration_s: float
+) -> None:
+    """``simulate`` into Kafka starts its clock now and sends each event at its (scaled) time:
+    channels judge freshness by the wall clock, so a clock in 2025 made every price stale."""
+    env = {
+        **os.environ,
+        "PRICEWAVE_TOPICS__CLICKS": fresh_topic,
+        "PRICEWAVE_TOPICS__COMPETITOR_PRICES": fresh_topic,
+        "PRICEWAVE_TOPICS__REVIEWS": fresh_topic,
+    }
+    started_ms = time.time() * 1000
+    command = [str(PRICEWAVE), "simulate", "--scenario", "small", "--duration", str(duration_s)]
+    command += ["--speedup", str(speedup), "--no-closed-loop", "--json", "--no-progress"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    times = sorted(_event_times(consume_all(kafka_stack, fresh_topic, expected=summary["messages"], timeout_s=30)))
+    assert len(times) > 20
+    # The scenario's late events carry old event times on purpose: judge by the 5th-95th percentiles.
+    first, last = times[len(times) // 20], times[-len(times) // 20]
+    # The clock starts at the wall clock when the command starts (a few seconds of start-up later).
+    assert started_ms - 1_000 <= first <= started_ms + 30_000, (first, started_ms)
+    # Paced by event time: the span of event times is about speedup x the streaming time.
+    span_s = (last - first) / 1000
+    assert speedup * duration_s * 0.4 <= span_s <= speedup * duration_s * 1.1, span_s
+    assert summary["elapsed_s"] == pytest.approx(duration_s, abs=1.5)

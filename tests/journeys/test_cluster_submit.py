@@ -1,0 +1,149 @@
+"""Journey: deploy/README.md §1 word for word — the job on the standalone cluster, the Redis store.
+
+Runs each documented command with a clean environment (the store profile comes from ``--profile``
+alone, never from a variable a TaskManager would have to share), then reads what a channel reads:
+``pricewave price --profile redis``, ``feast serve``'s HTTP ``get-online-features`` (through
+``pricewave features serve``), and an offer the job made, all from Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from pricewave.config import load_settings
+from pricewave.feature_store import get_price, open_store
+from pricewave.kafka_io import make_consumer
+from tests.journeys.conftest import (
+    REPO,
+    active_pricing_jobs,
+    age_seconds,
+    clean_environment,
+    documented_commands,
+    price_fields,
+    run_documented,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+GUIDE = REPO / "deploy" / "README.md"
+
+
+def guide_command(pattern: str) -> str:
+    """The one command of deploy/README.md that matches ``pattern``."""
+    found = documented_commands(GUIDE, pattern)
+    assert len(found) >= 1, f"deploy/README.md has no command matching {pattern!r}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def submitted(cancel_pricing_jobs: None) -> dict[str, str]:
+    """Run §1 up to the simulator; returns the submit command's output and the sku the guide reads."""
+    for pattern in (r"pricewave stack up", r"features apply --profile redis", r"catalog export", r"catalog load"):
+        run_documented(guide_command(pattern), timeout_s=600)
+    before = {job.job_id for job in active_pricing_jobs()}
+    submit = run_documented(guide_command(r"pricewave submit --profile redis --parallelism 2 --"), timeout_s=600)
+    new_jobs = [job for job in active_pricing_jobs() if job.job_id not in before]
+    assert len(new_jobs) == 1, submit.stdout
+    # Give the job's sources their partitions before the market starts (it reads from the group's offsets).
+    time.sleep(10)
+    run_documented(guide_command(r"pricewave simulate .*--duration"), timeout_s=600)
+    price_command = guide_command(r"pricewave price --profile redis --sku")
+    return {"job_id": new_jobs[0].job_id, "price_command": price_command, "sku": price_command.split()[-1]}
+
+
+def test_the_job_runs_on_the_cluster_with_the_documented_consumer_group(submitted: dict[str, str]) -> None:
+    assert submitted["job_id"] in {job.job_id for job in active_pricing_jobs()}
+
+
+def test_redis_holds_the_live_sku_price_and_pricewave_price_reads_it(submitted: dict[str, str]) -> None:
+    fields = price_fields(run_documented(submitted["price_command"], timeout_s=120).stdout)
+    assert fields["source"] == "sku", fields  # priced by the job into Redis, not only the catalog
+    assert fields["model"].startswith("demand-"), fields
+    assert age_seconds(fields) < 180, fields
+    # Not silently written somewhere else: the SQLite profile did not get this price.
+    settings = load_settings(env={})
+    redis_quote = get_price(open_store(settings, profile="redis"), submitted["sku"])
+    try:
+        sqlite_quote = get_price(open_store(settings, profile="sqlite"), submitted["sku"])
+    except Exception:  # never applied for SQLite: nothing there at all
+        sqlite_quote = None
+    if sqlite_quote is not None and sqlite_quote.source == "sku":
+        assert sqlite_quote.age_s is not None and redis_quote.age_s is not None
+        assert sqlite_quote.age_s > redis_quote.age_s + 30, (sqlite_quote, redis_quote)
+
+
+def _job_offer(settings: Any, timeout_s: float = 60) -> dict[str, Any]:
+    """An offer the job published on the prices topic (committed), with its user key and sku."""
+    consumer = make_consumer(settings, [settings.topics.prices], read_committed=True, from_beginning=True)
+    deadline = time.monotonic() + timeout_s
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    try:
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=1000)
+            if not batch and latest:
+                break
+            for records in batch.values():
+                for record in records:
+                    decision = json.loads(record.value)
+                    if decision.get("kind") == "offer":
+                        latest[(decision["user_key"], decision["sku"])] = decision
+    finally:
+        consumer.close()
+    assert latest, "the job published no offer"
+    return max(latest.values(), key=lambda decision: decision["event_time"])
+
+
+def test_redis_holds_the_jobs_latest_offer_for_a_shopper(submitted: dict[str, str]) -> None:
+    settings = load_settings(env={})
+    offer = _job_offer(settings)
+    command = f"{REPO}/.venv/bin/pricewave price --profile redis --sku {offer['sku']} --user-key {offer['user_key']}"
+    fields = price_fields(run_documented(command, timeout_s=120).stdout)
+    assert fields["source"] == "offer" and fields["personalized"].startswith("yes"), fields
+    assert float(fields["price"]) == pytest.approx(offer["price"]), (fields, offer)
+
+
+@pytest.fixture
+def feast_server(submitted: dict[str, str]) -> Iterator[str]:
+    """``feast serve`` on the Redis profile, started by the guide's command."""
+    command = guide_command(r"pricewave features serve --profile redis").split()
+    process = subprocess.Popen(
+        [str(REPO / command[0]), *command[1:]],
+        cwd=REPO,
+        env=clean_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = "http://127.0.0.1:6566"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{url}/health", timeout=2)
+                break
+            except requests.RequestException:
+                assert process.poll() is None, "feast serve exited"
+                time.sleep(1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_feast_serve_returns_the_same_sku_price_over_http(feast_server: str, submitted: dict[str, str]) -> None:
+    body = {"features": ["sku_price:price", "sku_price:model_version"], "entities": {"sku": [submitted["sku"]]}}
+    answer = requests.post(f"{feast_server}/get-online-features", json=body, timeout=30).json()
+    names = answer["metadata"]["feature_names"]
+    values = {name: result["values"][0] for name, result in zip(names, answer["results"], strict=True)}
+    statuses = {name: result["statuses"][0] for name, result in zip(names, answer["results"], strict=True)}
+    assert statuses["price"] == "PRESENT", answer
+    cli = price_fields(run_documented(submitted["price_command"], timeout_s=120).stdout)
+    assert cli["source"] == "sku"
+    assert float(values["price"]) == pytest.approx(float(cli["price"])), (values, cli)
+    assert values["model_version"] == cli["model"]
