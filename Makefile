@@ -13,6 +13,7 @@ run: setup
 
 ## The whole test suite (unit, integration and slow) against the real local stack.
 test: setup
+	@bash deploy/local/test-tools.sh
 	.venv/bin/pricewave stack up
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
