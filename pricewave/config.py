@@ -151,9 +151,17 @@ class StackSettings(_Section):
     start_timeout_s: float = Field(120.0, gt=0)
 
 
+DEV_USER_KEY_SECRET = "pricewave-dev-key-change-me"
+"""The development HMAC key: public, so user keys made with it can be reversed by enumeration."""
+MIN_USER_KEY_SECRET_BYTES = 32
+
+
 class Settings(_Section):
     """All of pricewave's settings."""
 
+    # "dev": a laptop or CI stack, where an unset user-key secret falls back to a public development
+    # key. "production": every command refuses to start without a secret of at least 32 bytes.
+    environment: Literal["dev", "production"] = "dev"
     state_dir: Path = Field(Path(".pricewave"), validate_default=True)
     # The Feast feature repo; empty means the repository's own feature_repo/.
     feature_repo: str = ""
@@ -177,10 +185,14 @@ class Settings(_Section):
     def user_key_secret(self) -> bytes:
         """The HMAC key that pseudonymizes user ids (``PRICEWAVE_USER_KEY_SECRET``).
 
-        A fixed development key is used when the variable is unset, so the local stack works
-        out of the box; production deployments set their own.
+        In the ``dev`` environment a fixed, public development key is used when the variable is
+        unset, so the local stack works out of the box. An empty key is never accepted, and in
+        ``production`` the key must be set and at least 32 bytes long (:func:`check_user_key_secret`).
+
+        Raises:
+            ConfigError: The key is empty, or missing or short outside ``dev``.
         """
-        return os.environ.get(USER_KEY_SECRET_ENV, "pricewave-dev-key-change-me").encode()
+        return check_user_key_secret(self.environment, os.environ.get(USER_KEY_SECRET_ENV))
 
     def path(self, *parts: str) -> Path:
         """A path under the state directory (logs, data, pids, jars)."""
@@ -191,6 +203,29 @@ class Settings(_Section):
         """Where demand-model artifacts live: ``models.model_dir`` under the state directory, or as
         given when absolute."""
         return self.path(str(Path(self.models.model_dir).expanduser()))
+
+
+def check_user_key_secret(environment: str, value: str | None) -> bytes:
+    """The user-key secret to use, or a one-line ConfigError saying what to set.
+
+    Example:
+        >>> check_user_key_secret("dev", None) == DEV_USER_KEY_SECRET.encode()
+        True
+        >>> check_user_key_secret("production", "x" * 32)[:3]
+        b'xxx'
+    """
+    hint = f"set {USER_KEY_SECRET_ENV} to a random key of at least {MIN_USER_KEY_SECRET_BYTES} bytes (openssl rand -hex 32)"
+    if value is None:
+        if environment == "dev":
+            return DEV_USER_KEY_SECRET.encode()
+        raise ConfigError(f"{USER_KEY_SECRET_ENV} is not set and environment is {environment}: {hint}")
+    if not value:
+        raise ConfigError(f"{USER_KEY_SECRET_ENV} is empty: {hint}, or unset it in a dev environment")
+    if environment != "dev" and len(value.encode()) < MIN_USER_KEY_SECRET_BYTES:
+        raise ConfigError(
+            f"{USER_KEY_SECRET_ENV} is {len(value.encode())} bytes, too short to keep user keys private: {hint}"
+        )
+    return value.encode()
 
 
 def secret_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -221,7 +256,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name in skip:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
-        if path in (["state_dir"], ["feature_repo"], ["store_profile"]) or len(path) == 2:
+        if path in (["state_dir"], ["feature_repo"], ["store_profile"], ["environment"]) or len(path) == 2:
             node = overrides
             for part in path[:-1]:
                 node = node.setdefault(part, {})
@@ -276,6 +311,10 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     if overrides:
         source = f"{source} + PRICEWAVE_* environment"
     try:
-        return Settings.model_validate(_deep_merge(data, overrides))
+        settings = Settings.model_validate(_deep_merge(data, overrides))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source)) from None
+    # Refuse to start, rather than on the first pseudonymized user: outside dev a missing or
+    # short secret would make user keys reversible by enumeration.
+    check_user_key_secret(settings.environment, env.get(USER_KEY_SECRET_ENV))
+    return settings

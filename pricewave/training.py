@@ -69,7 +69,7 @@ from pricewave.pricing.features import (
     build_feature_matrix,
 )
 from pricewave.simulator.pricebook import PriceBook, PriceSource
-from pricewave.simulator.runner import ReviewTexts, Simulator
+from pricewave.simulator.runner import ReviewTexts, Simulator, live_clock_start
 from pricewave.simulator.scenario import FaultsSpec, Scenario, load_scenario, parse_scenario
 
 HISTORY_FILES = ("click_event", "competitor_price", "review", "exposures", "catalog")
@@ -215,13 +215,22 @@ def exploring_simulator(
     *,
     explore_until_ms: int | None = None,
     review_texts: ReviewTexts | Sequence[str] | None = None,
+    clock_start_ms: int | None = None,
 ) -> Simulator:
     """A fault-free simulator whose shop shows explored prices (until ``explore_until_ms``)."""
     scenario = load_scenario(scenario) if not isinstance(scenario, Scenario) else scenario
     book = ExplorationPriceBook(
         seed=seed, until_ms=explore_until_ms, offer_ttl_ms=int(scenario.pricing.offer_ttl_s * 1000)
     )
-    sim = Simulator(scenario, settings, seed=seed, faults=NO_FAULTS, pricebook=book, review_texts=review_texts)
+    sim = Simulator(
+        scenario,
+        settings,
+        seed=seed,
+        faults=NO_FAULTS,
+        pricebook=book,
+        review_texts=review_texts,
+        clock_start_ms=clock_start_ms,
+    )
     book.bounds = {sku.sku: (sku.floor, sku.ceiling) for sku in sim.market.skus.values()}
     return sim
 
@@ -235,12 +244,25 @@ def generate_history(
     seed: int = 0,
     progress: bool = True,
     review_texts: ReviewTexts | Sequence[str] | None = None,
+    ending_now: bool = False,
 ) -> Path:
     """Simulate ``events`` clean events at explored prices into a history directory.
 
     Besides the files of ``Simulator.write_history`` it writes ``scenario.yaml`` (for holidays).
+
+    Args:
+        ending_now: Date the history so it ends about now instead of at the scenario's
+            ``clock.start``: its time-of-day and weekday features are then those a live market
+            (``pricewave simulate`` on the live clock) shows the model right after training.
     """
-    sim = exploring_simulator(scenario, settings, seed, review_texts=review_texts)
+    clock_start_ms = None
+    if ending_now:
+        # How much simulated time the events take, from a quick pass of the same market.
+        probe = Simulator(scenario, settings, seed=seed, faults=NO_FAULTS, review_texts=["-"], track_oracle=False)
+        for _ in probe.iter_events(max_events=events):
+            pass
+        clock_start_ms = live_clock_start() - (probe.now_ms - probe.market.start_ms)
+    sim = exploring_simulator(scenario, settings, seed, review_texts=review_texts, clock_start_ms=clock_start_ms)
     out = Path(out_dir)
     sim.write_history(out, n_events=events, progress=progress)
     (out / SCENARIO_FILE).write_text(yaml.safe_dump(sim.scenario.model_dump(mode="json"), sort_keys=False))
@@ -685,6 +707,11 @@ def train(
         work_dir: Where the feature repo copy goes (default: a temporary directory, removed after).
         progress: Show progress bars.
         on_frame: Called with the joined training frame (the evaluation reuses it).
+
+    Raises:
+        DataError: Unusable history, or a fitted model that fails the publishing checks of
+            :func:`~pricewave.pricing.artifact.save_artifact` (NaN/inf weights or metrics): then
+            nothing is written and ``LATEST`` keeps naming the previous model.
     """
     loaded = history if isinstance(history, History) else load_history(history)
     temporary = work_dir is None
@@ -707,6 +734,7 @@ def train(
         "source": str(loaded.path) if loaded.path else "in memory",
         "scenario": loaded.scenario.name if loaded.scenario else "unknown",
     }
+    # Publishing: save_artifact refuses NaN/inf weights or metrics before writing anything.
     version = save_artifact(fit.model, None, fit.metrics, data_range, out_dir)
     version_dir = Path(out_dir) / version
     write_calibration_plot(fit.val_labels, fit.val_probs, version_dir / "calibration.png")

@@ -121,7 +121,8 @@ def ensure_model(settings: Settings, scenario: str) -> None:
             "after which the kill switch prices at base: training a fresh one (about a minute) ..."
         )
     command = [sys.executable, "-m", "pricewave", "train", "--scenario", scenario, "--events", "20000"]
-    result = subprocess.run([*command, "--epochs", "15"], check=False)
+    # --recent: the history ends now, so its time-of-day features are the live market's.
+    result = subprocess.run([*command, "--epochs", "15", "--recent"], check=False)
     if result.returncode != 0:
         raise StackError("training failed: see the output above")
 

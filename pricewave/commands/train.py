@@ -42,6 +42,12 @@ def register(subparsers: Any) -> None:
         "--events", type=_positive_int, default=100_000, metavar="N", help="events to simulate (default 100000)"
     )
     parser.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the simulation and the fit")
+    parser.add_argument(
+        "--recent",
+        action="store_true",
+        help="without --history: date the simulated history so it ends now (its hour-of-day and weekday "
+        "features are those of a market streaming on the live clock, as the quickstart's does)",
+    )
     parser.add_argument("--out", metavar="DIR", help="model directory (default: <state>/<models.model_dir>)")
     parser.add_argument("--epochs", type=_positive_int, default=40, metavar="N", help="most epochs (default 40)")
     parser.add_argument(
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if history is None:
             history = generate_history(
                 args.scenario, settings, Path(scratch) / "history", events=args.events, seed=args.seed,
-                progress=args.progress,
+                progress=args.progress, ending_now=args.recent,
             )  # fmt: skip
         result = train(
             history, out, settings, epochs=args.epochs, patience=args.patience, seed=args.seed,

@@ -11,6 +11,18 @@ A version directory is written under a temporary name and renamed into place, an
 replaced atomically, so a reader never sees a half-written artifact. The model's age for the
 kill switch is measured from ``created_at``.
 
+Model faults fail safe:
+
+* :func:`save_artifact` refuses (``DataError``, ``LATEST`` untouched) a model whose weights or
+  metrics hold NaN/inf, so no publisher can move ``LATEST`` to a model known to be broken.
+* :func:`load_artifact` turns every failure (missing, truncated or garbage files, a pickle of the
+  wrong type, missing keys, wrong tensor shapes, non-finite weights, a model that does not take
+  this code's feature row) into one ``DataError``.
+* :class:`ArtifactWatcher` never raises: a version that fails to load is logged and counted
+  (``load_failures``) and the last good model keeps serving; a worker that never loaded one
+  serves None, so the policy's kill switch prices at base. No ``LATEST`` means no model: the
+  kill switch prices at base in every worker, running (within one check interval) or restarted.
+
 Example:
     >>> import tempfile
     >>> from pricewave.pricing.demand_model import DemandModel
@@ -27,7 +39,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +53,13 @@ import torch
 
 from pricewave.errors import DataError
 from pricewave.pricing.demand_model import DemandModel, default_device
-from pricewave.pricing.features import FEATURE_NAMES, FEATURE_SPEC_VERSION, assert_no_protected_inputs, feature_spec
+from pricewave.pricing.features import (
+    EMBEDDING_DIM,
+    FEATURE_NAMES,
+    FEATURE_SPEC_VERSION,
+    assert_no_protected_inputs,
+    feature_spec,
+)
 
 POINTER = "LATEST"
 WEIGHTS = "weights.pt"
@@ -66,6 +86,63 @@ class ModelArtifact:
         return (time.time() if now is None else now) - self.created_at
 
 
+def non_finite_weights(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in a state dict that hold NaN or inf (``[]`` = all finite).
+
+    Example:
+        >>> non_finite_weights({"w": torch.tensor([1.0, float("nan")]), "b": torch.zeros(2), "n": torch.tensor(3)})
+        ['w']
+    """
+    return [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value.detach()).all())
+    ]
+
+
+def non_finite_metrics(metrics: Any, prefix: str = "") -> list[str]:
+    """Keys (dotted for nested mappings and lists) of the numbers in ``metrics`` that are NaN or inf.
+
+    Example:
+        >>> non_finite_metrics({"auc": 0.7, "val_log_loss": float("nan"), "curve": [1.0, float("inf")]})
+        ['val_log_loss', 'curve.1']
+    """
+    if isinstance(metrics, Mapping):
+        items: list[tuple[str, Any]] = [(str(k), v) for k, v in metrics.items()]
+    elif isinstance(metrics, list | tuple):
+        items = [(str(i), v) for i, v in enumerate(metrics)]
+    else:
+        is_number = isinstance(metrics, int | float) and not isinstance(metrics, bool)
+        return [prefix] if is_number and not math.isfinite(metrics) else []
+    return [bad for key, value in items for bad in non_finite_metrics(value, f"{prefix}.{key}" if prefix else key)]
+
+
+def _listing(names: list[str], most: int = 3) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def check_publishable(model: DemandModel, metrics: Mapping[str, Any] | None) -> None:
+    """Refuse a model whose weights or metrics hold NaN/inf (what :func:`save_artifact` checks first).
+
+    Raises:
+        DataError: One line naming what is non-finite.
+    """
+    bad_weights = non_finite_weights(model.state_dict())
+    if bad_weights:
+        raise DataError(
+            f"refusing to publish the model: its weights hold NaN/inf ({_listing(bad_weights)}); "
+            "LATEST still names the previous model; check the training data and retrain"
+        )
+    bad_metrics = non_finite_metrics(dict(metrics or {}))
+    if bad_metrics:
+        raise DataError(
+            f"refusing to publish the model: its metrics are not finite ({_listing(bad_metrics)}); "
+            "LATEST still names the previous model; check the training data and retrain"
+        )
+
+
 def save_artifact(
     model: DemandModel,
     spec: Mapping[str, Any] | None,
@@ -89,8 +166,11 @@ def save_artifact(
         The new version name, e.g. ``demand-20250101T120000123456Z``.
 
     Raises:
-        DataError: The spec names protected attributes or does not fit the model.
+        DataError: The spec names protected attributes or does not fit the model, or the model's
+            weights or metrics hold NaN/inf (:func:`check_publishable`). Nothing is written then
+            and ``LATEST`` does not move.
     """
+    check_publishable(model, metrics)
     spec_d = dict(feature_spec() if spec is None else spec)
     names = list(spec_d.get("feature_names", []))
     assert_no_protected_inputs(names)
@@ -162,18 +242,41 @@ def load_artifact(path_or_dir: str | Path, *, device: torch.device | str | None 
         device: Where to put the model (default: CUDA when present, else CPU).
 
     Raises:
-        DataError: Nothing there, files unreadable, or trained on another feature spec.
+        DataError: Whatever is wrong: nothing there, files missing, unreadable or malformed (a
+            truncated or garbage weights file, a pickle of the wrong type, missing keys, wrong
+            tensor shapes), non-finite weights, or trained on another feature spec. No other
+            exception leaves this function (a caller can rely on that to fail safe).
     """
-    version_dir = _resolve(path_or_dir)
     target = torch.device(device) if device is not None else default_device()
     try:
-        spec = json.loads((version_dir / SPEC).read_text())
-        manifest = json.loads((version_dir / METRICS).read_text())
-        payload = torch.load(version_dir / WEIGHTS, map_location="cpu", weights_only=True)
+        version_dir = _resolve(path_or_dir)
+    except DataError:
+        raise
+    except Exception as exc:  # e.g. an unreadable or undecodable LATEST
+        raise DataError(f"cannot read the model pointer in {path_or_dir}: {_one_line(exc)}") from None
+    try:
+        return _load(version_dir, target)
+    except DataError:
+        raise
     except FileNotFoundError as exc:
         raise DataError(f"model artifact {version_dir} is incomplete ({Path(exc.filename).name} missing)") from None
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise DataError(f"model artifact {version_dir} is unreadable: {exc}") from None
+    except Exception as exc:  # any malformed content: the caller gets one readable line, never a crash
+        raise DataError(f"model artifact {version_dir} is unreadable: {_one_line(exc)}") from None
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}").split())  # no ANSI, one line
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _load(version_dir: Path, target: torch.device) -> ModelArtifact:
+    spec = json.loads((version_dir / SPEC).read_text())
+    manifest = json.loads((version_dir / METRICS).read_text())
+    payload = torch.load(version_dir / WEIGHTS, map_location="cpu", weights_only=True)
+    if not isinstance(spec, dict) or not isinstance(manifest, dict):
+        raise DataError(f"model artifact {version_dir} has a {SPEC} or {METRICS} that is not a JSON object")
+    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
+        raise DataError(f"model artifact {version_dir}: {WEIGHTS} does not hold a model config and state dict")
     names = spec.get("feature_names")
     assert_no_protected_inputs(names or [])
     if spec.get("version") != FEATURE_SPEC_VERSION or tuple(names or ()) != FEATURE_NAMES:
@@ -183,8 +286,9 @@ def load_artifact(path_or_dir: str | Path, *, device: torch.device | str | None 
         )
     model = DemandModel(**payload["config"])
     model.load_state_dict(payload["state_dict"])
-    model.to(target).eval()
-    return ModelArtifact(
+    model.eval()
+    _check_servable(model, version_dir)
+    artifact = ModelArtifact(
         version=str(manifest.get("version", version_dir.name)),
         model=model,
         spec=spec,
@@ -193,6 +297,30 @@ def load_artifact(path_or_dir: str | Path, *, device: torch.device | str | None 
         created_at=float(manifest["created_at"]),
         path=version_dir,
     )
+    model.to(target)
+    return artifact
+
+
+def _check_servable(model: DemandModel, version_dir: Path) -> None:
+    """Refuse a model the policy could not run: non-finite weights, or not this code's input widths.
+
+    A zero row (with and without a zero review embedding) must go through and come out finite,
+    so a model that loads here cannot raise on its first batch.
+    """
+    bad = non_finite_weights(model.state_dict())
+    if bad:
+        raise DataError(f"model artifact {version_dir} has NaN/inf weights ({_listing(bad)}); retrain the model")
+    embedding_dim = model.config.get("embedding_dim")
+    if model.n_features != len(FEATURE_NAMES) or embedding_dim not in (0, EMBEDDING_DIM):
+        raise DataError(
+            f"model artifact {version_dir} takes {model.n_features} features and a {embedding_dim}-float embedding; "
+            f"this code builds {len(FEATURE_NAMES)} and {EMBEDDING_DIM}: retrain the model"
+        )
+    x = torch.zeros(2, model.n_features)
+    with torch.inference_mode():
+        outputs = [*model.decompose(x, None), *model.decompose(x, torch.zeros(2, EMBEDDING_DIM))]
+    if not all(bool(torch.isfinite(t).all()) for t in outputs):
+        raise DataError(f"model artifact {version_dir} gives NaN/inf on a zero input; retrain the model")
 
 
 class ArtifactWatcher:
@@ -200,7 +328,14 @@ class ArtifactWatcher:
 
     :meth:`current` stats the pointer file at most once per ``check_interval_s`` (a cheap
     ``os.stat``) and loads a new version only when the pointer's mtime/size changed and it names
-    another version. A version that fails to load is logged and the previous one keeps serving.
+    another version.
+
+    It never raises. A version that fails to load, for any reason, is logged, counted in
+    ``load_failures`` (its message in ``last_error``) and not retried until ``LATEST`` changes;
+    the last good model keeps serving, or None (the kill switch prices at base) in a watcher that
+    never loaded one. A removed ``LATEST`` means "no model": :meth:`current` returns None from the
+    next check on, exactly what a worker started without ``LATEST`` sees; publishing a model again
+    (``LATEST`` back) serves it.
 
     Args:
         model_dir: The model directory.
@@ -225,28 +360,47 @@ class ArtifactWatcher:
         self._pointer_stat: tuple[int, int] | None = None
         self._checked_at: float | None = None
         self.reloads = 0
+        self.load_failures = 0  # versions that failed to load (for metrics and the dashboard)
+        self.last_error: str | None = None  # the latest failure's message
 
     def current(self) -> ModelArtifact | None:
-        """The artifact to serve now; None while no model has been published yet."""
+        """The artifact to serve now; None while there is no model (none published, ``LATEST``
+        removed, or no version has loaded yet). Never raises."""
         now = self._clock()
         if self._checked_at is not None and now - self._checked_at < self.check_interval_s:
             return self._artifact
         self._checked_at = now
         try:
+            self._check()
+        except Exception as exc:  # belt and braces: a model fault must never stop pricing
+            self._failed(exc)
+        return self._artifact
+
+    def _check(self) -> None:
+        try:
             st = os.stat(self.model_dir / POINTER)
-        except FileNotFoundError:
-            return self._artifact
+        except (FileNotFoundError, NotADirectoryError):
+            if self._artifact is not None:
+                log.warning(
+                    "%s is gone: no longer serving model %s; the kill switch prices at base until a model is published",
+                    self.model_dir / POINTER,
+                    self._artifact.version,
+                )
+            self._artifact, self._pointer_stat = None, None
+            return
         stat_key = (st.st_mtime_ns, st.st_size)
         if stat_key == self._pointer_stat:
-            return self._artifact
+            return
         self._pointer_stat = stat_key
-        try:
-            version = (self.model_dir / POINTER).read_text().strip()
-            if self._artifact is not None and version == self._artifact.version:
-                return self._artifact
-            self._artifact = load_artifact(self.model_dir, device=self.device)
-            self.reloads += 1
-            log.info("serving model %s", self._artifact.version)
-        except (DataError, OSError) as exc:
-            log.warning("keeping model %s: %s", self._artifact.version if self._artifact else None, exc)
-        return self._artifact
+        version = (self.model_dir / POINTER).read_text().strip()
+        if self._artifact is not None and version == self._artifact.version:
+            return
+        self._artifact = load_artifact(self.model_dir, device=self.device)
+        self.reloads += 1
+        log.info("serving model %s", self._artifact.version)
+
+    def _failed(self, exc: Exception) -> None:
+        self.load_failures += 1
+        self.last_error = str(exc) if isinstance(exc, DataError) else f"{self.model_dir}: {_one_line(exc)}"
+        serving = self._artifact.version if self._artifact is not None else "none (the kill switch prices at base)"
+        log.warning("model load failed (%d so far), serving %s: %s", self.load_failures, serving, self.last_error)

@@ -20,9 +20,13 @@ the shown price under the policy, 1 when it could not explore), ``personalized``
 model priced an offer for this user), ``expected_conversion`` (model's P(buy) at the shown price;
 NaN when the model did not price the row), ``explanation`` (JSON string, ≤ 32 keys).
 
-The model prices a row only when it is feasible, the model is fresh and the required features
-are known; otherwise the kill switch publishes the base price clamped into the guardrails.
-Candidate prices span the guardrail-feasible interval, so exploration stays inside it.
+The model prices a row only when it is feasible, the model is fresh, the required features
+are known and the model's output for the row is finite; otherwise the kill switch publishes the
+base price clamped into the guardrails. A non-finite output (NaN/inf purchase logit, elasticity,
+demand or objective, e.g. from NaN weights) is a model fault: that row takes the kill switch
+instead of whatever candidate ``argmax`` over NaN would pick (the lowest), and is counted in
+:attr:`PricingPolicy.model_fault_rows`. Candidate prices span the guardrail-feasible interval,
+so exploration stays inside it.
 
 Example:
     >>> import pandas as pd
@@ -36,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -65,6 +70,8 @@ OUTPUT_COLUMNS = (
     "explanation",
 )
 NO_MODEL = "none"
+
+log = logging.getLogger(__name__)
 
 
 def decision_keys(frame: pd.DataFrame) -> pd.Series:
@@ -113,12 +120,25 @@ class PricingPolicy:
         self.blend_weight = blend_weight
         self.seed = seed
         self.clock = clock
+        self.model_fault_rows = 0  # rows the kill switch priced because the model's output was NaN/inf
+        self._faulty_versions: set[str] = set()
 
     def artifact(self) -> ModelArtifact | None:
         """The artifact serving now (a watcher may have swapped in a newer one)."""
         if isinstance(self.source, ArtifactWatcher):
             return self.source.current()
         return self.source
+
+    def _model_fault(self, version: str, faulty: int, total: int) -> None:
+        self.model_fault_rows += faulty
+        if version not in self._faulty_versions:  # once per model version: no log line per batch
+            self._faulty_versions.add(version)
+            log.warning(
+                "model %s gave NaN/inf for %d of %d rows: the kill switch prices them at base",
+                version,
+                faulty,
+                total,
+            )
 
     def decide(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Price every row of ``frame`` (columns in the module docstring); see the output columns there.
@@ -184,7 +204,18 @@ class PricingPolicy:
                     else None
                 ),
             )
-            eligible = interval.hi[rows] > interval.lo[rows]
+            # A model fault (NaN/inf out of the network, e.g. NaN weights) must not price: argmax over
+            # NaN picks candidate 0, the floor. Such a row takes the kill switch (a NaN candidate).
+            model_ok = (
+                np.isfinite(result.base_logit)
+                & np.isfinite(result.elasticity)
+                & np.isfinite(result.conversions).all(axis=1)
+                & np.isfinite(result.expected_value)
+            )
+            if not model_ok.all():
+                self._model_fault(artifact.version, int((~model_ok).sum()), rows.size)
+                active[rows[~model_ok]] = False
+            eligible = (interval.hi[rows] > interval.lo[rows]) & model_ok
             choice = explore(
                 result.best_index,
                 self.k,
@@ -193,9 +224,9 @@ class PricingPolicy:
                 seed=self.seed,
                 eligible=eligible,
             )
-            candidate[rows] = result.candidates[np.arange(rows.size), choice.index]
-            elasticity[rows] = result.elasticity
-            base_logit[rows] = result.base_logit
+            candidate[rows] = np.where(model_ok, result.candidates[np.arange(rows.size), choice.index], np.nan)
+            elasticity[rows] = np.where(model_ok, result.elasticity, np.nan)
+            base_logit[rows] = np.where(model_ok, result.base_logit, np.nan)
             explored[rows] = choice.explored
             if self.epsilon > 0 and eligible.any():
                 shown_all = apply_guardrails_vectorized(
@@ -210,7 +241,9 @@ class PricingPolicy:
                 propensity[rows] = shown_price_propensity(
                     shown_all, choice.index, result.best_index, self.epsilon, eligible=eligible
                 )
-            top_names[rows], top_values[rows] = top_feature_contributions(model, x[rows], emb)
+            names, values = top_feature_contributions(model, x[rows], emb)
+            top_names[rows] = np.where(model_ok[:, None], names, "")
+            top_values[rows] = np.where(model_ok[:, None], values, np.nan)
 
         guarded = apply_guardrails_vectorized(
             gp,

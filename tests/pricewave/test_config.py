@@ -95,3 +95,38 @@ def test_cli_bad_argument_exits_nonzero_with_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PRICEWAVE_ENVIRONMENT": "production"}, "is not set and environment is production"),
+        ({"PRICEWAVE_ENVIRONMENT": "production", "PRICEWAVE_USER_KEY_SECRET": "x" * 31}, "31 bytes, too short"),
+        ({"PRICEWAVE_USER_KEY_SECRET": ""}, "is empty"),
+    ],
+    ids=["production-unset", "production-short", "empty-anywhere"],
+)
+def test_a_reversible_user_key_secret_refuses_to_start(env: dict[str, str], message: str) -> None:
+    """The public dev key (or a short one) lets anyone reverse user keys by enumeration."""
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env=env)
+
+
+def test_dev_falls_back_to_the_development_key_and_production_takes_a_long_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PRICEWAVE_USER_KEY_SECRET", raising=False)
+    assert load_settings(env={}).user_key_secret == b"pricewave-dev-key-change-me"
+    secret = "k" * 32
+    monkeypatch.setenv("PRICEWAVE_USER_KEY_SECRET", secret)
+    production = load_settings(env={"PRICEWAVE_ENVIRONMENT": "production", "PRICEWAVE_USER_KEY_SECRET": secret})
+    assert production.environment == "production" and production.user_key_secret == secret.encode()
+
+
+def test_the_cli_refuses_to_start_in_production_without_a_secret() -> None:
+    env = {"PATH": "/usr/bin:/bin", "PRICEWAVE_ENVIRONMENT": "production"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pricewave", "topics", "list"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().count("\n") == 0 and "PRICEWAVE_USER_KEY_SECRET" in done.stderr, done.stderr

@@ -121,6 +121,38 @@ def test_train_rejects_a_directory_that_is_not_a_history(tmp_path: Path) -> None
         load_history(tmp_path)
 
 
+@pytest.mark.parametrize("fault", ["nan-weights", "nan-metric"])
+def test_train_refuses_to_publish_a_non_finite_model(
+    fault: str, history_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit that diverged (NaN weights or validation metrics) raises one line; LATEST does not move."""
+    import pricewave.training as training
+    from pricewave.pricing.artifact import save_artifact
+    from pricewave.pricing.demand_model import DemandModel
+
+    models = tmp_path / "models"
+    previous = save_artifact(DemandModel(hidden=8), None, {"val_auc": 0.7}, {}, models)
+    before = sorted(p.name for p in models.iterdir())
+    real_fit = training.fit_demand_model
+
+    def diverged(*args: object, **kwargs: object) -> training.FitResult:
+        fit = real_fit(*args, **kwargs)  # type: ignore[arg-type]
+        if fault == "nan-weights":
+            with torch.no_grad():
+                next(fit.model.parameters()).fill_(float("nan"))
+        else:
+            fit.metrics["val_log_loss"] = float("nan")
+        return fit
+
+    monkeypatch.setattr(training, "fit_demand_model", diverged)
+    with pytest.raises(DataError, match="refusing to publish") as raised:
+        train(history_dir, models, SETTINGS, epochs=1, patience=1, progress=False)
+    assert "\n" not in str(raised.value)
+    assert (models / POINTER).read_text().strip() == previous
+    assert sorted(p.name for p in models.iterdir()) == before
+    assert load_artifact(models, device="cpu").version == previous
+
+
 def test_cli_train_generates_a_history_and_saves_a_model(tmp_path: Path) -> None:
     out = tmp_path / "models"
     completed = subprocess.run(
@@ -142,3 +174,23 @@ def test_cli_train_generates_a_history_and_saves_a_model(tmp_path: Path) -> None
 
 def test_scenario_is_saved_with_a_generated_history(history_dir: Path) -> None:
     assert load_history(history_dir).scenario == load_scenario("small")
+
+
+def test_a_recent_history_ends_now_so_its_time_features_are_the_live_markets(tmp_path: Path) -> None:
+    """``train --recent`` (the quickstart's model): trained on the hours the live market runs in."""
+    import time
+
+    import pandas as pd
+
+    started_ms = time.time() * 1000
+    out = generate_history(
+        "small", SETTINGS, tmp_path / "h", events=3_000, seed=1, progress=False, review_texts=["ok"], ending_now=True
+    )
+    clicks = pd.read_parquet(out / "click_event.parquet")["event_time"]
+    default = generate_history("small", SETTINGS, tmp_path / "d", events=3_000, seed=1, progress=False,
+                               review_texts=["ok"])  # fmt: skip
+    span_ms = clicks.max() - clicks.min()
+    assert span_ms > 60_000  # minutes of simulated time, not a point
+    # Ends within a few minutes of now (the exploring shop's prices change sessions a little).
+    assert abs(clicks.max() - started_ms) < max(0.2 * span_ms, 300_000), (clicks.max(), started_ms)
+    assert pd.read_parquet(default / "click_event.parquet")["event_time"].max() < started_ms - 86_400_000 * 300
