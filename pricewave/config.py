@@ -214,7 +214,10 @@ def check_user_key_secret(environment: str, value: str | None) -> bytes:
         >>> check_user_key_secret("production", "x" * 32)[:3]
         b'xxx'
     """
-    hint = f"set {USER_KEY_SECRET_ENV} to a random key of at least {MIN_USER_KEY_SECRET_BYTES} bytes (openssl rand -hex 32)"
+    hint = (
+        f"set {USER_KEY_SECRET_ENV} to a random key of at least {MIN_USER_KEY_SECRET_BYTES} bytes "
+        "(openssl rand -hex 32)"
+    )
     if value is None:
         if environment == "dev":
             return DEV_USER_KEY_SECRET.encode()
