@@ -45,6 +45,8 @@ class SkuFigures:
     offers: int = 0
     last_offer: float | None = None
     last_offer_user: str | None = None  # the pseudonymous key the last offer was made for
+    last_offer_time: int = 0  # its event time (epoch ms)
+    published_time: int = 0  # the event time of the latest sku price
     mean_rating: float | None = None
     reviews: int = 0
 
@@ -135,9 +137,11 @@ class TopicTally:
                 figures.offers += 1
                 figures.last_offer = float(record["price"])
                 figures.last_offer_user = record.get("user_key")
+                figures.last_offer_time = int(record.get("event_time") or 0)
                 self.offers_seen += 1
             else:
                 figures.published_price = float(record["price"])
+                figures.published_time = int(record.get("event_time") or 0)
                 figures.guardrail = record.get("guardrail")
 
     def rate(self, topic: str) -> float:

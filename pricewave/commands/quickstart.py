@@ -161,14 +161,15 @@ def _offer_example(settings: Settings, scenario: str, seed: int, tally: TopicTal
     from pricewave.simulator.market import Market
     from pricewave.simulator.scenario import load_scenario
 
-    offered = {figures.last_offer_user: sku for sku, figures in tally.skus.items() if figures.last_offer_user}
-    if not offered:
+    offers = [(figures.last_offer_time, figures.last_offer_user, sku) for sku, figures in tally.skus.items()]
+    newest = max((offer for offer in offers if offer[1]), default=None)  # the freshest offer of the run
+    if newest is None:
         return None
     market = Market(load_scenario(scenario), seed, settings.user_key_secret)
     for index in range(market.scenario.users.n_users):
         user = market.user(index)
-        if user.user_key in offered:
-            return offered[user.user_key], user.raw_id
+        if user.user_key == newest[1]:
+            return newest[2], user.raw_id
     return None
 
 
@@ -222,8 +223,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_next_steps(settings: Settings, args: argparse.Namespace, job_id: str, tally: TopicTally) -> None:
     """What is still running, how to read prices from it and how to stop it."""
-    priced = [sku for sku, figures in sorted(tally.skus.items()) if figures.published_price is not None]
-    sku = priced[0] if priced else next(iter(sorted(tally.skus)), "SKU")
+    priced = [(figures.published_time, sku) for sku, figures in tally.skus.items() if figures.published_price]
+    sku = max(priced)[1] if priced else next(iter(sorted(tally.skus)), "SKU")  # the freshest sku price
     example = None
     with contextlib.suppress(Exception):  # a hint only: never fail the run over it
         example = _offer_example(settings, args.scenario, args.seed, tally)
