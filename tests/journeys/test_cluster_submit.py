@@ -45,7 +45,14 @@ def guide_command(pattern: str) -> str:
 @pytest.fixture(scope="module")
 def submitted(cancel_pricing_jobs: None) -> dict[str, str]:
     """Run §1 up to the simulator; returns the submit command's output and the sku the guide reads."""
-    for pattern in (r"pricewave stack up", r"features apply --profile redis", r"catalog export", r"catalog load"):
+    started_ms = int(time.time() * 1000)
+    for pattern in (
+        r"pricewave stack up",
+        r"features apply --profile redis",
+        r"catalog export",
+        r"catalog load",
+        r"pricewave train ",
+    ):
         run_documented(guide_command(pattern), timeout_s=600)
     before = {job.job_id for job in active_pricing_jobs()}
     submit = run_documented(guide_command(r"pricewave submit --profile redis --parallelism 2 --"), timeout_s=600)
@@ -55,7 +62,12 @@ def submitted(cancel_pricing_jobs: None) -> dict[str, str]:
     time.sleep(10)
     run_documented(guide_command(r"pricewave simulate .*--duration"), timeout_s=600)
     price_command = guide_command(r"pricewave price --profile redis --sku")
-    return {"job_id": new_jobs[0].job_id, "price_command": price_command, "sku": price_command.split()[-1]}
+    return {
+        "job_id": new_jobs[0].job_id,
+        "price_command": price_command,
+        "sku": price_command.split()[-1],
+        "started_ms": str(started_ms),
+    }
 
 
 def test_the_job_runs_on_the_cluster_with_the_documented_consumer_group(submitted: dict[str, str]) -> None:
@@ -79,8 +91,9 @@ def test_redis_holds_the_live_sku_price_and_pricewave_price_reads_it(submitted: 
         assert sqlite_quote.age_s > redis_quote.age_s + 30, (sqlite_quote, redis_quote)
 
 
-def _job_offer(settings: Any, timeout_s: float = 60) -> dict[str, Any]:
-    """An offer the job published on the prices topic (committed), with its user key and sku."""
+def _job_offer(settings: Any, since_ms: int, timeout_s: float = 60) -> dict[str, Any]:
+    """The newest offer this journey's job published on the prices topic (committed): decided
+    after ``since_ms``, so no other run's offer on the shared topic counts."""
     consumer = make_consumer(settings, [settings.topics.prices], read_committed=True, from_beginning=True)
     deadline = time.monotonic() + timeout_s
     latest: dict[tuple[str, str], dict[str, Any]] = {}
@@ -92,7 +105,7 @@ def _job_offer(settings: Any, timeout_s: float = 60) -> dict[str, Any]:
             for records in batch.values():
                 for record in records:
                     decision = json.loads(record.value)
-                    if decision.get("kind") == "offer":
+                    if decision.get("kind") == "offer" and decision["decision_time"] >= since_ms:
                         latest[(decision["user_key"], decision["sku"])] = decision
     finally:
         consumer.close()
@@ -102,7 +115,7 @@ def _job_offer(settings: Any, timeout_s: float = 60) -> dict[str, Any]:
 
 def test_redis_holds_the_jobs_latest_offer_for_a_shopper(submitted: dict[str, str]) -> None:
     settings = load_settings(env={})
-    offer = _job_offer(settings)
+    offer = _job_offer(settings, int(submitted["started_ms"]))
     command = f"{REPO}/.venv/bin/pricewave price --profile redis --sku {offer['sku']} --user-key {offer['user_key']}"
     fields = price_fields(run_documented(command, timeout_s=120).stdout)
     assert fields["source"] == "offer" and fields["personalized"].startswith("yes"), fields
