@@ -19,6 +19,10 @@ class StackError(PricewaveError):
     exit_code = 3
 
 
+class StoreBusyError(StackError):
+    """The online store is busy for now (another writer holds SQLite's lock): worth another try."""
+
+
 class SchemaError(PricewaveError):
     """A schema file is missing or malformed (not a bad event: those are rejected records)."""
 

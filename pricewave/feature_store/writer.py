@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -41,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pricewave.errors import ConfigError, DataError
+from pricewave.errors import ConfigError, DataError, StoreBusyError
 from pricewave.feature_store.stores import StoreOps, iter_chunks, online_read, ops_for
 from pricewave.privacy import USER_KEY_PATTERN
 
@@ -57,6 +58,8 @@ USER_KEY_COLUMN = "user_key"
 PRICE_DECISION_VIEWS = {"sku": "sku_price", "offer": "user_offer"}
 """Price-decision ``kind`` -> the feature view it is written to."""
 READ_CHUNK = 5_000
+# Pauses between tries of a write the store refused as busy (SQLite's lock): about 30 s in all.
+BUSY_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 """Keys per online read (SQLite binds one parameter per key)."""
 
 Rows: TypeAlias = pd.DataFrame | pa.Table | Sequence[Mapping[str, Any]]
@@ -298,6 +301,23 @@ class FeatureWriter:
 
         key_tuples = list(zip(*(frame[column].tolist() for column in info.join_keys), strict=True))
         entity_keys = [self._entity_key(info, key) for key in key_tuples]
+        # Another writer (a second worker of the job) can hold SQLite's lock past its busy timeout on
+        # a loaded machine: the guarded write reads again and retries, as it is idempotent.
+        for attempt, pause_s in enumerate(BUSY_RETRY_PAUSES_S):
+            try:
+                keep = self._guarded_write(info, view, frame, millis, entity_keys)
+                break
+            except StoreBusyError:
+                if attempt == len(BUSY_RETRY_PAUSES_S) - 1:
+                    raise
+                time.sleep(pause_s)
+        written = int(keep.sum())
+        return WriteResult(view, received, written, len(frame) - written, collapsed)
+
+    def _guarded_write(
+        self, info: _View, view: str, frame: pd.DataFrame, millis: np.ndarray, entity_keys: list[EntityKeyProto]
+    ) -> np.ndarray:
+        """Write the rows that are newer than the stored ones; returns which rows were written."""
         keep = np.zeros(len(frame), dtype=bool)
         overwrite: list[EntityKeyProto] = []
         incoming_protos: list[dict[str, ValueProto]] | None = None
@@ -324,8 +344,7 @@ class FeatureWriter:
                 self.store.write_to_online_store(view, df=frame[keep].reset_index(drop=True))
                 written_keys = [key for key, kept in zip(entity_keys, keep, strict=True) if kept]
                 self._ops.after_write(self.store, info.view, written_keys, millis[keep].tolist())
-        written = int(keep.sum())
-        return WriteResult(view, received, written, len(frame) - written, collapsed)
+        return keep
 
     def write_many(self, view: str, batches: Iterable[Rows]) -> WriteResult:
         """Write several batches (one store round trip pair each); returns the summed counts."""

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pricewave.errors import StackError
+from pricewave.errors import StackError, StoreBusyError
 from pricewave.feature_store.stores import feast_millis, iter_chunks
 
 if TYPE_CHECKING:
@@ -207,6 +207,8 @@ class SqliteOps:
         try:
             yield
         except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusyError(f"SQLite online store {database_path(store)}: {exc}") from None
             hint = " (run 'pricewave features apply' first)" if "no such table" in str(exc) else ""
             raise StackError(f"SQLite online store {database_path(store)}: {exc}{hint}") from None
 

@@ -81,7 +81,9 @@ def test_score_adds_sentiment_and_embedding(tmp_path: Path, state_dir: Path, rev
     # The sentiment column is the saved head applied to the written embedding.
     head = SentimentHead.load(sentiment_head_path(load_settings(env={"PRICEWAVE_STATE_DIR": str(state_dir)})))
     np.testing.assert_allclose(scored["sentiment"], head.score(vectors), atol=1e-5)
-    assert scored["sentiment"][0] == scored["sentiment"][4]
+    # A repeated text gets the cached embedding; its score may differ in the last bit when the head
+    # scores it in a batch of another size (BLAS), never more.
+    assert scored["sentiment"][0] == pytest.approx(scored["sentiment"][4], abs=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -294,3 +294,27 @@ def test_a_deleted_sqlite_file_gets_its_tables_back_on_open(sqlite_store: Any) -
     assert state(reopened, ["A"]) == {"A": (None, None, None)}
     FeatureWriter(reopened).write("sku_price", [decision("A", T0 + 1, price=12.5)])
     assert state(reopened, ["A"]) == {"A": (12.5, f"d-A-{T0 + 1}", "m1")}
+
+
+def test_a_write_waits_out_another_writers_lock_instead_of_failing(sqlite_store: Any) -> None:
+    """SQLite lets one writer at a time; a second worker of the job that waits past the 5 s busy
+    timeout retries instead of failing the job ("database is locked" killed runs on a loaded machine)."""
+    import sqlite3
+    import threading
+    import time
+
+    writer = FeatureWriter(sqlite_store)
+    writer.write("sku_price", [decision("LOCK-1", T0)])
+    holder = sqlite3.connect(database_path(sqlite_store), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # the other writer, holding the lock for 7 s
+    releaser = threading.Timer(7.0, lambda: holder.execute("COMMIT"))
+    releaser.start()
+    started = time.monotonic()
+    try:
+        result = writer.write("sku_price", [decision("LOCK-1", T0 + 60_000, price=11.0)])
+    finally:
+        releaser.join()
+        holder.close()
+    assert time.monotonic() - started >= 6.5  # it did wait for the lock
+    assert result.written == 1
+    assert state(sqlite_store, ["LOCK-1"])["LOCK-1"][0] == 11.0
