@@ -7,11 +7,13 @@ Plan (Flink SQL unless noted):
 
 1. **Sources**: one raw-bytes Kafka table per input topic, with the record's partition and offset.
    Event time comes from the record's ``event_time``, guarded so that a wild timestamp cannot drag
-   the watermark: one before 2000 or more than ``--max-clock-skew`` (5 min) ahead of the job's clock
-   gets none and is dead-lettered as ``bad_timestamp``. Watermarks allow ``--out-of-orderness`` and,
+   the watermark: one before 2000, more than ``--max-clock-skew`` (5 min) ahead of the job's clock
+   or more than ``--max-record-skew`` (60 s) ahead of its Kafka record timestamp gets none and is
+   dead-lettered as ``bad_timestamp``. Watermarks allow ``--out-of-orderness`` and,
    in live runs, go idle after ``--idle-timeout`` (bounded runs never do).
 2. **Validation**: a pandas UDF (:mod:`udfs.validation`) gives each record its rejection reason from
-   ``schemas/``; rejected records, and records behind the watermark (reason ``late``), go to the
+   ``schemas/``; rejected records, and records behind their partition's watermark (reason ``late``,
+   judged against the partition's latest event time kept in state, so a restore keeps it), go to the
    ``dlq`` topic with the raw bytes, source topic, partition and offset.
 3. **Features**: duplicates removed by ``event_id`` (window deduplication); per-sku demand over a
    HOP window at two horizons; per-sku competition (cheapest in-stock offer, offers, staleness).
@@ -36,7 +38,7 @@ from pathlib import Path
 from pyflink.common import Configuration
 from pyflink.table import EnvironmentSettings, PlanReference, StatementSet, TableEnvironment, TableResult
 
-from pricewave.config import Settings, load_settings
+from pricewave.config import Settings, load_settings, mask_secrets
 from pricewave.errors import ConfigError, PricewaveError
 from pricewave.kafka_io import flink_security_properties
 from pricewave.schemas import (
@@ -64,6 +66,11 @@ class JobOptions:
     # watermark) and is dead-lettered as bad_timestamp: a producer whose clock runs ahead would
     # otherwise make every other record late. The schemas allow a day (their contract for any record).
     max_clock_skew_s: float = DEFAULT_INPUT_CLOCK_SKEW_S
+    # An input event time further ahead of its own Kafka record timestamp (the producer's create
+    # time, kept in the log, so a replay judges it the same) gets no rowtime either and is
+    # dead-lettered as bad_timestamp: one record from a clock running minutes ahead cannot move its
+    # partition's watermark and make the on-time traffic after it late.
+    max_record_skew_s: float = 60.0
     # Live runs only: a source with no records for this long stops holding the watermark back (an
     # empty partition would stall every window otherwise). Bounded runs ignore it (source_idle_timeout_s).
     idle_timeout_s: float = 5.0
@@ -90,6 +97,19 @@ class JobOptions:
     transaction_timeout_s: int = 900
     # Where the decision log's JSON-lines part files go (default: <state>/decision_log).
     decision_log_dir: str = ""
+    # A part file rolls over (is committed, on the next checkpoint) at this size or age; JSON part
+    # files do not roll on checkpoints. `pricewave audit prune` caps the total size and age.
+    decision_log_file_mb: int = 64
+    decision_log_rollover_s: float = 60.0
+    # Where checkpoints go when the cluster names no place (default: <state>/flink/checkpoints).
+    # Give it its own filesystem, apart from the decision log: a full disk then fails checkpoints
+    # (tolerated below) instead of the decision log's writes.
+    checkpoint_dir: str = ""
+    # Consecutive failed checkpoints (a full checkpoint disk, an expired checkpoint) the job keeps
+    # running through; one more fails it (restart from the last completed one). Pending prices
+    # commit with the next completed checkpoint, so interval x (n + 1) must stay well below the
+    # transaction timeout (validate): an older transaction is aborted by the broker and lost.
+    tolerable_failed_checkpoints: int = 60
     # Python execution tuned for latency: a bundle is flushed after 1,000 rows or 100 ms, so a
     # record waits at most ~0.1 s for its batch instead of the 1 s default; Arrow batches of up
     # to 1,000 rows keep the vectorized UDFs efficient at the throughput we target.
@@ -130,8 +150,18 @@ class JobOptions:
             raise ConfigError("out-of-orderness must be >= 0, idle timeout and checkpoint interval > 0")
         if not 0 < self.max_clock_skew_s <= MAX_FUTURE_SKEW_MS / 1000:
             raise ConfigError(f"--max-clock-skew must be in (0, {MAX_FUTURE_SKEW_MS // 1000}] seconds")
+        if not 0 < self.max_record_skew_s <= MAX_FUTURE_SKEW_MS / 1000:
+            raise ConfigError(f"--max-record-skew must be in (0, {MAX_FUTURE_SKEW_MS // 1000}] seconds")
         if self.python_workers not in PYTHON_WORKER_MODES:
             raise ConfigError(f"--python-workers must be loopback or process, not {self.python_workers!r}")
+        if self.tolerable_failed_checkpoints < 0 or self.decision_log_file_mb <= 0 or self.decision_log_rollover_s <= 0:
+            raise ConfigError("--tolerable-failed-checkpoints must be >= 0, decision log file size and rollover > 0")
+        if self.checkpoint_interval_s * (self.tolerable_failed_checkpoints + 1) >= self.transaction_timeout_s:
+            raise ConfigError(
+                f"checkpoint interval {self.checkpoint_interval_s:g} s x (tolerable failed checkpoints "
+                f"{self.tolerable_failed_checkpoints} + 1) must stay below the transaction timeout "
+                f"{self.transaction_timeout_s} s: the broker would abort prices waiting for a checkpoint"
+            )
 
 
 PYTHON_WORKER_MODES = ("loopback", "process")
@@ -208,12 +238,14 @@ def source_ddl(settings: Settings, role: str, *, options: JobOptions) -> str:
     topic = getattr(settings.topics, role)
     # NULL ON ERROR: a poison record (event_time "yesterday", 1e400, ...) must not fail the source.
     event_time_ms = "TRY_CAST(JSON_VALUE(CAST(`raw` AS STRING), '$.event_time' NULL ON ERROR) AS BIGINT)"
-    # A record whose event_time is missing or outside [2000-01-01, now + max clock skew] gets no
-    # rowtime, so it cannot move the watermark; validation dead-letters it (checked_view).
-    guarded = (
-        f"CASE WHEN {event_time_ms} BETWEEN {MIN_EVENT_TIME_MS} AND "
-        f"UNIX_TIMESTAMP() * 1000 + {_ms(options.max_clock_skew_s)} THEN {event_time_ms} ELSE NULL END"
-    )
+    # A record whose event_time is missing or outside [2000-01-01, now + max clock skew], or more
+    # than max record skew ahead of its Kafka record timestamp, gets no rowtime, so it cannot move
+    # the watermark; validation dead-letters it (checked_view). The record timestamp is in the log:
+    # a replay after a failure judges the record the same (the job's clock cannot promise that).
+    now_plus_skew = f"UNIX_TIMESTAMP() * 1000 + {_ms(options.max_clock_skew_s)}"
+    in_range = f"{event_time_ms} BETWEEN {MIN_EVENT_TIME_MS} AND {now_plus_skew}"
+    ahead = _ahead_of_record(event_time_ms, options)
+    guarded = f"CASE WHEN {in_range} AND NOT ({ahead}) THEN {event_time_ms} END"
     idle_timeout_s = options.source_idle_timeout_s
     idle = "" if idle_timeout_s is None else f",\n  'scan.watermark.idle-timeout' = '{_ms(idle_timeout_s)} ms'"
     return f"""
@@ -221,40 +253,82 @@ CREATE TEMPORARY TABLE {_quote("src_" + role)} (
   `raw` BYTES,
   `kafka_partition` INT METADATA FROM 'partition' VIRTUAL,
   `kafka_offset` BIGINT METADATA FROM 'offset' VIRTUAL,
+  `kafka_timestamp` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   `event_time_ms` AS {event_time_ms},
+  `ahead_of_record` AS COALESCE({in_range} AND {ahead}, FALSE),
   `event_time` AS TO_TIMESTAMP_LTZ({guarded}, 3),
+  `arrival` AS PROCTIME(),
   WATERMARK FOR `event_time` AS `event_time` - {_interval(options.out_of_orderness_s)}
 ) WITH (
   {kafka_options(settings, topic, options=options, source=True)}{idle}
 )"""
 
 
-def checked_view(settings: Settings, role: str) -> str:
-    """Each record with its rejection reason: the schema's, else ``late`` behind the watermark.
+def _ahead_of_record(event_time_ms: str, options: JobOptions) -> str:
+    """SQL: TRUE when an (in-range) event time lies more than max record skew past the record's timestamp."""
+    return f"TO_TIMESTAMP_LTZ({event_time_ms}, 3) > `kafka_timestamp` + {_interval(options.max_record_skew_s)}"
 
-    Lateness is judged in the Java operator chained to the source, before the Python call: every
-    branch of the plan (dead letters, windows) then sees the same verdict for a record, whereas a
-    watermark read after the asynchronous Python operator could differ between branches.
+
+def record_skew_reason(options: JobOptions) -> str:
+    """The dead-letter reason of a schema-valid record stamped too far ahead of its Kafka record timestamp."""
+    return f"bad_timestamp: event_time more than {options.max_record_skew_s:g} s ahead of its Kafka record timestamp"
+
+
+def checked_view(settings: Settings, role: str, options: JobOptions | None = None) -> str:
+    """Each record with its rejection reason: the schema's, else ``bad_timestamp`` or ``late``.
+
+    ``late``: behind its partition's watermark, i.e. more than the out-of-orderness behind the
+    latest event time (rowtime) of the records before it in its Kafka partition. That maximum is
+    an OVER aggregate per partition, in offset order (one source reader per partition, and the
+    exchange keeps each sender's order), held in keyed state: the verdict is a function of the
+    partition's records alone, the same in a replay after a failure and right after a restore
+    (``CURRENT_WATERMARK`` is NULL then, and is timing-dependent with periodic watermarks). It is
+    never milder than the watermark the windows see (the minimum over partitions), so a record
+    the windows would drop is dead-lettered, not lost. Every branch of the plan (dead letters,
+    windows) sees the same verdict for a record.
     """
+    options = options or JobOptions()
     schema = INPUT_SCHEMAS[role]
+    bound_ms = _ms(options.out_of_orderness_s)
     return f"""
 CREATE TEMPORARY VIEW {_quote("checked_" + role)} AS
 SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`,
-  {_quote("validate_" + schema)}(`raw`, COALESCE(`event_time` < CURRENT_WATERMARK(`event_time`), FALSE),
-    `event_time` IS NULL) AS `reason`
-FROM {_quote("src_" + role)}"""
+  CASE WHEN `checked` IS NULL AND `ahead_of_record` THEN {_sql_string(record_skew_reason(options))}
+    ELSE `checked` END AS `reason`
+FROM (
+  SELECT *, {_quote("validate_" + schema)}(`raw`,
+    COALESCE(`event_time` IS NOT NULL AND `event_time_ms` < `partition_max_ms` - {bound_ms}, FALSE),
+    `event_time` IS NULL AND NOT `ahead_of_record`) AS `checked`
+  FROM (
+    SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`, `ahead_of_record`,
+      MAX(CASE WHEN `event_time` IS NOT NULL THEN `event_time_ms` END) OVER (
+        PARTITION BY `kafka_partition` ORDER BY `arrival` ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+      ) AS `partition_max_ms`
+    FROM {_quote("src_" + role)}
+  )
+)"""
 
 
-def dead_letter_ddl(settings: Settings) -> str:
-    """The dead-letter topic's sink table, columns from ``schemas/dead_letter``."""
+def dead_letter_ddl(settings: Settings, options: JobOptions | None = None) -> str:
+    """The dead-letter topic's sink table, columns from ``schemas/dead_letter``.
+
+    Exactly-once, like ``prices``: a replay after a failure re-reads the records since the last
+    checkpoint, and an at-least-once sink wrote their dead letters a second time (the monitor and
+    every count over the topic then counted them twice). Its transactional ids get their own prefix,
+    which no ``prices`` prefix starts with (a sink aborts the lingering transactions of its prefix).
+    """
+    options = options or JobOptions()
+    prefix = "dead-letters-" + (options.transactional_id_prefix or options.group_id + "-prices")
     return f"""
 CREATE TEMPORARY TABLE `dead_letters` (
 {flink_ddl_columns("dead_letter")}
 ) WITH (
-  {kafka_options(settings, settings.topics.dlq, options=JobOptions(), source=False)},
+  {kafka_options(settings, settings.topics.dlq, options=options, source=False)},
   'format' = 'json',
   'json.encode.ignore-null-fields' = 'false',
-  'sink.delivery-guarantee' = 'at-least-once',
+  'sink.delivery-guarantee' = 'exactly-once',
+  'sink.transactional-id-prefix' = {_sql_string(prefix)},
+  'properties.transaction.timeout.ms' = '{options.transaction_timeout_s * 1000}',
   -- A dead letter carries its record base64-encoded (4/3 the size): allow up to the broker's limit.
   'properties.max.request.size' = '2097152'
 )"""
@@ -263,22 +337,39 @@ CREATE TEMPORARY TABLE `dead_letters` (
 MAX_DEAD_LETTER_B64_CHARS = 1_398_104  # base64 of 1 MiB (+ padding)
 
 
-def dead_letter_insert(settings: Settings, role: str) -> str:
-    """Route one topic's rejected and late records to the dead-letter topic."""
+def dead_letter_insert(settings: Settings, roles: str | Sequence[str]) -> str:
+    """Route the rejected and late records of one topic (or several) to the dead-letter topic.
+
+    Several roles make one INSERT of a UNION ALL, so one sink writes every dead letter: an
+    exactly-once sink per role would share one transactional id prefix, which the Kafka sink refuses.
+    The bytes kept are the record's with every raw user id replaced by its keyed pseudonym
+    (``pseudonymize_dead_letter``, :class:`udfs.validation.DeadLetterPseudonymizer`; the replaced
+    fields in ``pseudonymized``); ``raw_size`` is the size as received.
+    """
+    roles = [roles] if isinstance(roles, str) else list(roles)
+    return "\nINSERT INTO `dead_letters`" + "\nUNION ALL".join(_dead_letter_select(settings, role) for role in roles)
+
+
+def _dead_letter_select(settings: Settings, role: str) -> str:
+    """The dead letters of one input topic (see :func:`dead_letter_insert`)."""
     topic = getattr(settings.topics, role)
     return f"""
-INSERT INTO `dead_letters`
 SELECT `reason`, {_sql_string(topic)}, `kafka_partition`, `kafka_offset`,
   -- Whole up to 1 MiB of raw bytes (the topic's record limit allows no more); raw_size is exact.
-  SUBSTRING(`raw_b64` FROM 1 FOR {MAX_DEAD_LETTER_B64_CHARS}),
+  SUBSTRING(`kept_b64` FROM 1 FOR {MAX_DEAD_LETTER_B64_CHARS}),
   -- the byte size from the base64 text (4 characters per 3 bytes, less the padding)
   CAST(CHAR_LENGTH(`raw_b64`) / 4 * 3 - (CHAR_LENGTH(`raw_b64`) - CHAR_LENGTH(TRIM(TRAILING '=' FROM `raw_b64`)))
     AS BIGINT),
   {_sql_string(INPUT_SCHEMAS[role])},
   CAST(UNIX_TIMESTAMP() * 1000 AS BIGINT),
-  `event_time_ms`
-FROM (SELECT *, COALESCE(TO_BASE64(`raw`), '') AS `raw_b64` FROM {_quote("checked_" + role)})
-WHERE `reason` IS NOT NULL"""
+  `event_time_ms`,
+  `pseudonymized`
+FROM (
+  SELECT *, COALESCE(TO_BASE64(`raw`), '') AS `raw_b64`, COALESCE(TO_BASE64(`kept`.`raw`), '') AS `kept_b64`,
+    `kept`.`pseudonymized` AS `pseudonymized`
+  FROM (SELECT *, `pseudonymize_dead_letter`(`raw`) AS `kept` FROM {_quote("checked_" + role)}
+        WHERE `reason` IS NOT NULL)
+)"""
 
 
 def _json_column(name: str, flink_type: str) -> str:
@@ -622,7 +713,9 @@ CREATE TEMPORARY TABLE `decision_log` (
   'connector' = 'filesystem',
   'path' = {_sql_string(Path(path).as_uri())},
   'format' = 'json',
-  'sink.rolling-policy.rollover-interval' = '1 min'
+  'sink.rolling-policy.rollover-interval' = '{_ms(options.decision_log_rollover_s)} ms',
+  'sink.rolling-policy.check-interval' = '{_ms(min(options.decision_log_rollover_s, 60.0))} ms',
+  'sink.rolling-policy.file-size' = '{options.decision_log_file_mb}MB'
 )"""
 
 
@@ -659,6 +752,13 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     # completing (the sinks' forward inputs are always aligned, the hash edges before them were
     # not; RELIABILITY.md §1).
     config.set_string("execution.checkpointing.unaligned.enabled", "false")
+    # Checkpoint failures (full disk, expiry) are reported (REST checkpoint stats, the monitor)
+    # and tolerated up to a bound, instead of failing the job into a restart loop.
+    config.set_string("execution.checkpointing.tolerable-failed-checkpoints", str(options.tolerable_failed_checkpoints))
+    # Keep the latest checkpoint when the job is cancelled or fails for good (Flink's default,
+    # NO_EXTERNALIZED_CHECKPOINTS, deletes it then): `pricewave submit --from-checkpoint latest`
+    # resumes from it, e.g. after the JobManager of a cluster without HA was lost.
+    config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
     config.set_string("restart-strategy.type", options.restart_strategy)
     if options.parallelism is not None:
         config.set_string("parallelism.default", str(options.parallelism))
@@ -687,6 +787,8 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     table_config.set("pipeline.jars", ";".join(existing + [jar for jar in ours if jar not in existing]))
     # Checkpoints on the filesystem unless the cluster names a place: kept in JobManager memory they
     # are capped at 5 MiB and the job fails once its window state outgrows that.
+    if options.checkpoint_dir:
+        table_config.set("execution.checkpointing.dir", Path(options.checkpoint_dir).resolve().as_uri())
     if not table_config.get("execution.checkpointing.dir", ""):
         table_config.set("execution.checkpointing.dir", settings.path("flink", "checkpoints").as_uri())
     return t_env
@@ -696,10 +798,11 @@ def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptio
     """Register the pandas UDFs the SQL calls."""
     from udfs.pricing import decision_push_udf, feature_push_udf, offer_pricer_udf, sku_pricer_udf
     from udfs.review_embedding import review_sentiment_udf, review_summary_udaf
-    from udfs.validation import validator_udf
+    from udfs.validation import dead_letter_pseudonymizer_udf, validator_udf
 
     for schema in INPUT_SCHEMAS.values():
         t_env.create_temporary_function(f"validate_{schema}", validator_udf(schema, options.max_clock_skew_s))
+    t_env.create_temporary_function("pseudonymize_dead_letter", dead_letter_pseudonymizer_udf(settings.user_key_secret))
     t_env.create_temporary_function("price_sku", sku_pricer_udf(settings))
     t_env.create_temporary_function("price_offer", offer_pricer_udf(settings))
     t_env.create_temporary_function("review_sentiment", review_sentiment_udf(settings))
@@ -732,9 +835,9 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
     register_udfs(t_env, settings, options)
     for role in INPUT_SCHEMAS:
         t_env.execute_sql(source_ddl(settings, role, options=options))
-        t_env.execute_sql(checked_view(settings, role))
+        t_env.execute_sql(checked_view(settings, role, options))
         t_env.execute_sql(typed_view(role))
-    t_env.execute_sql(dead_letter_ddl(settings))
+    t_env.execute_sql(dead_letter_ddl(settings, options))
     for statement in (
         deduplicated_clicks(options),
         *sku_demand_views(options),
@@ -756,8 +859,7 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
     ):
         t_env.execute_sql(statement)
     statements = t_env.create_statement_set()
-    for role in INPUT_SCHEMAS:
-        statements.add_insert_sql(dead_letter_insert(settings, role))
+    statements.add_insert_sql(dead_letter_insert(settings, tuple(INPUT_SCHEMAS)))
     demand_args = ", ".join(_quote(c) for c in SKU_DEMAND_COLUMNS)
     competition_args = ", ".join(_quote(c) for c in SKU_COMPETITION_COLUMNS)
     log_columns = ", ".join(_quote(name) for name in DECISION_LOG_COLUMNS)
@@ -810,6 +912,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         "bad_timestamp instead of moving the watermark (default 300)",
     )
     parser.add_argument(
+        "--max-record-skew",
+        type=float,
+        default=defaults.max_record_skew_s,
+        metavar="S",
+        help="input event times more than S seconds ahead of their Kafka record timestamp are "
+        "dead-lettered as bad_timestamp instead of moving the watermark (default 60)",
+    )
+    parser.add_argument(
         "--idle-timeout",
         type=float,
         default=defaults.idle_timeout_s,
@@ -820,6 +930,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         "--bounded runs never mark a source idle",
     )
     parser.add_argument("--checkpoint-interval", type=float, default=defaults.checkpoint_interval_s, metavar="S")
+    parser.add_argument("--checkpoint-dir", metavar="DIR", default="", help="default: <state>/flink/checkpoints")
+    parser.add_argument(
+        "--tolerable-failed-checkpoints",
+        type=int,
+        default=defaults.tolerable_failed_checkpoints,
+        metavar="N",
+        help="consecutive checkpoint failures (e.g. a full checkpoint disk) the job runs through (default 60)",
+    )
     parser.add_argument("--parallelism", type=int, default=None, help="default: flink run -p, else 1")
     parser.add_argument("--bounded", action="store_true", help="stop at the offsets that are latest at start")
     parser.add_argument("--decision-log-dir", metavar="DIR", default="", help="default: <state>/decision_log")
@@ -844,11 +962,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         starting_offsets=args.starting_offsets,
         out_of_orderness_s=args.out_of_orderness,
         max_clock_skew_s=args.max_clock_skew,
+        max_record_skew_s=args.max_record_skew,
         idle_timeout_s=args.idle_timeout,
         checkpoint_interval_s=args.checkpoint_interval,
         parallelism=args.parallelism,
         bounded=args.bounded,
         decision_log_dir=args.decision_log_dir,
+        checkpoint_dir=args.checkpoint_dir,
+        tolerable_failed_checkpoints=args.tolerable_failed_checkpoints,
         python_workers=args.python_workers,
     )
     options.validate()
@@ -880,7 +1001,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
     except PricewaveError as exc:
-        print(f"pricing_job: error: {exc}", file=sys.stderr)
+        print(f"pricing_job: error: {mask_secrets(str(exc))}", file=sys.stderr)
         return exc.exit_code
 
 

@@ -17,7 +17,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from pricewave.config import load_settings
+from pricewave.config import load_settings, mask_secrets
 from pricewave.errors import PricewaveError
 
 # Subcommand modules, in the order `pricewave --help` lists them.
@@ -38,6 +38,7 @@ COMMAND_MODULES = [
     "train",
     "evaluate",
     "evaluate_real",
+    "audit",
 ]
 
 
@@ -45,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are one readable line and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"pricewave: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"pricewave: error: {mask_secrets(message)} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         return int(args.handler(args, settings) or 0)
     except PricewaveError as exc:
-        print(f"pricewave: error: {exc}", file=sys.stderr)
+        print(f"pricewave: error: {mask_secrets(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("pricewave: interrupted", file=sys.stderr)

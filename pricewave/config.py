@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -57,8 +58,12 @@ class KafkaSettings(_Section):
     transaction_max_timeout_ms: int = Field(3_600_000, ge=60_000)
     # How clients authenticate. SASL needs a mechanism and credentials, which come from
     # PRICEWAVE_KAFKA_USERNAME / PRICEWAVE_KAFKA_PASSWORD only (never from a file).
-    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = None
+    # TLS (SSL, SASL_SSL): a PEM file of the CA certificate(s) that signed the broker's certificate,
+    # for a private CA; empty means the system's trusted CAs. Every Python client and the Flink
+    # job's Kafka connector (as a PEM truststore) use it.
+    ssl_ca_location: str = ""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -69,6 +74,11 @@ class KafkaSettings(_Section):
     def uses_sasl(self) -> bool:
         """True when clients must authenticate with SASL."""
         return self.security_protocol.startswith("SASL")
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when the connection to the broker is encrypted (``SSL`` or ``SASL_SSL``)."""
+        return self.security_protocol.endswith("SSL")
 
     @property
     def username(self) -> str | None:
@@ -91,6 +101,13 @@ class TopicSettings(_Section):
     dlq: str = "dlq"
     partitions: int = Field(2, ge=1, le=1024)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+    # The dead-letter topic keeps records as a producer sent them (raw user ids pseudonymized, but
+    # free text can still name a person): 3 days, enough to inspect and replay over a weekend.
+    dlq_retention_ms: int = Field(3 * 24 * 3600 * 1000, ge=60_000)
+
+    def retention_ms_of(self, name: str) -> int:
+        """The ``retention.ms`` a new topic of this name gets (the dead-letter topic its own)."""
+        return self.dlq_retention_ms if name == self.dlq else self.retention_ms
 
     def all_names(self) -> list[str]:
         """Every topic pricewave reads or writes, in a stable order."""
@@ -106,6 +123,9 @@ class RedisSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(6379, ge=1, le=65535)
+    # Connect and read timeout of every online-store call (redis-py has none by default: a hung
+    # server blocked a worker for minutes). Added to the Feast profile's connection string.
+    timeout_s: float = Field(2.0, gt=0, le=300)
 
     @property
     def password(self) -> str | None:
@@ -149,6 +169,12 @@ class StackSettings(_Section):
     """Which local services ``pricewave stack up`` starts."""
 
     start_timeout_s: float = Field(120.0, gt=0)
+    # The address every local service listens on (Kafka's broker listener, Redis, Flink's REST API,
+    # RPC and data ports): loopback unless set, e.g. to 0.0.0.0 for other hosts.
+    bind_host: str = "127.0.0.1"
+    # Flink's Prometheus reporter (ports 9250-9260). Off unless set: Flink binds it to every
+    # interface and has no option to choose one.
+    flink_prometheus: bool = False
 
 
 DEV_USER_KEY_SECRET = "pricewave-dev-key-change-me"
@@ -169,6 +195,9 @@ class Settings(_Section):
     # absolute); empty means Feast's own $FEAST_FS_YAML_FILE_PATH, else "sqlite". The job resolves it
     # once and hands it to every Python worker (pricewave.feature_store.store.pinned_settings).
     store_profile: str = ""
+    # How often a pricer re-reads a sku's catalog row from the online store (seconds); between reads,
+    # and while the store is unreachable, it prices from its per-worker copy.
+    catalog_refresh_s: float = Field(30.0, ge=0, le=86_400)
     kafka: KafkaSettings = KafkaSettings()
     topics: TopicSettings = TopicSettings()
     redis: RedisSettings = RedisSettings()
@@ -229,6 +258,50 @@ def check_user_key_secret(environment: str, value: str | None) -> bytes:
             f"{USER_KEY_SECRET_ENV} is {len(value.encode())} bytes, too short to keep user keys private: {hint}"
         )
     return value.encode()
+
+
+SECRET_MASK = "******"
+# Where secrets sit in text pricewave prints or logs, whatever their value: a JAAS config's
+# username="..." password="...", a connection string's password=..., a URL's user:password@,
+# redis.conf's requirepass, and NAME=value of the secret variables.
+_SECRET_SHAPES = (
+    re.compile(r'(?i)(\b(?:password|username|passwd|pwd)\s*[=:]\s*|\brequirepass\s+)("(?:[^"\\]|\\.)*"|[^\s,;"&]+)'),
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)(@)"),
+    re.compile(r"(\b(?:" + "|".join(SECRET_ENVS) + r")=)(\S+)"),
+)
+_MIN_MASKED_VALUE = 3  # a shorter secret value is not searched for (it would mask ordinary words)
+
+
+def mask_secrets(text: str, env: Mapping[str, str] | None = None) -> str:
+    """``text`` with every secret replaced by ``******``, for anything printed or logged.
+
+    Masks the values of the secret variables (``SECRET_ENVS``) that are set, wherever they
+    appear, and secrets by their shape whatever their value (see ``_SECRET_SHAPES``): a command
+    line, a config echo or an error message that holds a Redis URL or a SASL JAAS config.
+
+    Example:
+        >>> mask_secrets('redis://:hunter22@r:6379/0 sasl.jaas.config=... username="u" password="p;w";', env={})
+        'redis://:******@r:6379/0 sasl.jaas.config=... username="******" password="******";'
+        >>> mask_secrets("127.0.0.1:6379,password=s3cret,ssl=true", env={})
+        '127.0.0.1:6379,password=******,ssl=true'
+        >>> mask_secrets("key is xyzzy-42", env={"PRICEWAVE_USER_KEY_SECRET": "xyzzy-42"})
+        'key is ******'
+    """
+    env = os.environ if env is None else env
+    values = sorted(
+        {value for name in SECRET_ENVS if len(value := env.get(name, "")) >= _MIN_MASKED_VALUE}, key=len, reverse=True
+    )
+    for value in values:
+        text = text.replace(value, SECRET_MASK)
+    for shape in _SECRET_SHAPES:
+        text = shape.sub(_mask_match, text)
+    return text
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    """The match with its secret (group 2) masked, quoted when the secret was."""
+    masked = f'"{SECRET_MASK}"' if match.group(2).startswith('"') else SECRET_MASK
+    return match.group(1) + masked + (match.group(3) if match.re.groups > 2 else "")
 
 
 def secret_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:

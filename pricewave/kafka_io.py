@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import ssl
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -29,14 +32,20 @@ from pricewave.errors import ConfigError, StackError
 
 
 def security_config(settings: Settings) -> dict[str, Any]:
-    """How every client authenticates: nothing for PLAINTEXT, SASL settings and credentials otherwise.
+    """How every client connects: nothing for PLAINTEXT; TLS (with ``kafka.ssl_ca_location``, the CA
+    that signed the broker's certificate) for SSL and SASL_SSL; SASL settings and credentials for SASL.
 
     Raises:
-        ConfigError: SASL is configured but the mechanism or the credentials (environment only) are missing.
+        ConfigError: SASL is configured but the mechanism or the credentials (environment only) are
+            missing, or ``kafka.ssl_ca_location`` names no readable file.
     """
     kafka = settings.kafka
+    config: dict[str, Any] = {}
+    if kafka.uses_tls:
+        config["security_protocol"] = kafka.security_protocol
+        config.update(_tls_config(settings))
     if not kafka.uses_sasl:
-        return {}
+        return config
     if kafka.sasl_mechanism is None:
         raise ConfigError(
             f"kafka.security_protocol={kafka.security_protocol} needs kafka.sasl_mechanism (e.g. SCRAM-SHA-256)"
@@ -47,11 +56,32 @@ def security_config(settings: Settings) -> dict[str, Any]:
             f"set {KAFKA_USERNAME_ENV} and {KAFKA_PASSWORD_ENV}"
         )
     return {
+        **config,
         "security_protocol": kafka.security_protocol,
         "sasl_mechanism": kafka.sasl_mechanism,
         "sasl_plain_username": kafka.username,
         "sasl_plain_password": kafka.password,
     }
+
+
+def _ca_file(settings: Settings) -> Path | None:
+    """``kafka.ssl_ca_location`` as an absolute path, checked; None when unset (the system's CAs)."""
+    location = settings.kafka.ssl_ca_location
+    if not location:
+        return None
+    path = Path(location).expanduser().resolve()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ConfigError(f"kafka.ssl_ca_location={location} is not a readable file (the PEM of the broker's CA)")
+    return path
+
+
+def _tls_config(settings: Settings) -> dict[str, Any]:
+    """kafka-python's TLS arguments: verify the broker's certificate and host name against the CA."""
+    ca = _ca_file(settings)
+    config: dict[str, Any] = {"ssl_check_hostname": True}
+    if ca is not None:
+        config["ssl_cafile"] = str(ca)
+    return config
 
 
 # The Kafka clients inside Flink's SQL connector are shaded: JAAS must name the shaded login modules.
@@ -68,10 +98,12 @@ def _jaas_quote(value: str) -> str:
 
 
 def flink_security_properties(settings: Settings) -> dict[str, str]:
-    """The same authentication as :func:`security_config`, as Java client properties for Flink's connector.
+    """The same TLS and authentication as :func:`security_config`, as Java client properties for Flink's
+    connector (the CA as a PEM truststore: ``ssl.truststore.type=PEM``, ``ssl.truststore.location``).
 
     Raises:
-        ConfigError: SASL is configured but the mechanism or the credentials are missing.
+        ConfigError: SASL is configured but the mechanism or the credentials are missing, or the CA
+            file is not readable.
 
     Example:
         >>> from pricewave.config import Settings
@@ -81,22 +113,55 @@ def flink_security_properties(settings: Settings) -> dict[str, str]:
     python = security_config(settings)
     if not python:
         return {}
+    properties = {"security.protocol": python["security_protocol"]}
+    if "ssl_cafile" in python:
+        # A PEM truststore (Kafka clients >= 2.7): the CA file itself, no JKS to build.
+        properties["ssl.truststore.type"] = "PEM"
+        properties["ssl.truststore.location"] = python["ssl_cafile"]
+    if "sasl_mechanism" not in python:
+        return properties
     module = _LOGIN_MODULES[python["sasl_mechanism"]]
     username, password = _jaas_quote(python["sasl_plain_username"]), _jaas_quote(python["sasl_plain_password"])
     return {
-        "security.protocol": python["security_protocol"],
+        **properties,
         "sasl.mechanism": python["sasl_mechanism"],
         "sasl.jaas.config": f"{module} required username={username} password={password};",
     }
 
 
 # What a client sees when it cannot reach a broker, or reaches one that refuses its login (a failed
-# SASL handshake surfaces as a failed API-version probe).
-_NOT_CONNECTED = (NoBrokersAvailable, KafkaConnectionError, IncompatibleBrokerVersion, SaslAuthenticationFailedError)
+# SASL handshake surfaces as a failed API-version probe); a certificate it cannot verify raises the
+# ssl module's error from the handshake.
+_NOT_CONNECTED = (
+    NoBrokersAvailable, KafkaConnectionError, IncompatibleBrokerVersion, SaslAuthenticationFailedError, ssl.SSLError,
+)  # fmt: skip
 
 
-def _unreachable(settings: Settings) -> StackError:
+def _unreachable(settings: Settings, error: BaseException | None = None) -> StackError:
     where = settings.kafka.bootstrap_servers
+    kafka = settings.kafka
+    if isinstance(error, ssl.SSLCertVerificationError):
+        reason = error.verify_message or error.reason
+        if kafka.ssl_ca_location:
+            hint = f"is kafka.ssl_ca_location={kafka.ssl_ca_location} the CA that signed it, for {kafka.host}?"
+        else:
+            hint = "set kafka.ssl_ca_location (PRICEWAVE_KAFKA__SSL_CA_LOCATION) to the PEM of the CA that signed it"
+        return StackError(
+            f"the Kafka broker at {where} ({kafka.security_protocol}) presented a certificate this client cannot "
+            f"verify ({reason}): {hint}"
+        )
+    if kafka.uses_tls:
+        trusted = (
+            f"kafka.ssl_ca_location={kafka.ssl_ca_location}" if kafka.ssl_ca_location
+            else "the system's CAs (set kafka.ssl_ca_location / PRICEWAVE_KAFKA__SSL_CA_LOCATION for a private CA)"
+        )  # fmt: skip
+        login = f", with a {kafka.sasl_mechanism} login ({KAFKA_USERNAME_ENV} / {KAFKA_PASSWORD_ENV})" if (
+            kafka.uses_sasl
+        ) else ""  # fmt: skip
+        return StackError(
+            f"no Kafka broker at {where} completed a {kafka.security_protocol} connection{login}: check that it "
+            f"runs, that its certificate names {kafka.host} and is signed by a CA in {trusted}"
+        )
     if settings.kafka.uses_sasl:
         return StackError(
             f"no Kafka broker at {where} accepted a {settings.kafka.sasl_mechanism} login: check that it runs "
@@ -122,8 +187,8 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """A producer for raw bytes (values are encoded by the caller)."""
     try:
         return KafkaProducer(**{**producer_config(settings), **overrides})
-    except _NOT_CONNECTED:
-        raise _unreachable(settings) from None
+    except _NOT_CONNECTED as exc:
+        raise _unreachable(settings, exc) from None
 
 
 def make_consumer(
@@ -148,8 +213,8 @@ def make_consumer(
     config.update(overrides)
     try:
         return KafkaConsumer(*topics, **config)
-    except _NOT_CONNECTED:
-        raise _unreachable(settings) from None
+    except _NOT_CONNECTED as exc:
+        raise _unreachable(settings, exc) from None
 
 
 def make_admin(settings: Settings) -> KafkaAdminClient:
@@ -158,8 +223,8 @@ def make_admin(settings: Settings) -> KafkaAdminClient:
         return KafkaAdminClient(
             bootstrap_servers=settings.kafka.bootstrap_servers, client_id="pricewave-admin", **security_config(settings)
         )
-    except _NOT_CONNECTED:
-        raise _unreachable(settings) from None
+    except _NOT_CONNECTED as exc:
+        raise _unreachable(settings, exc) from None
 
 
 def ensure_topics(settings: Settings, names: Iterable[str] | None = None, partitions: int | None = None) -> list[str]:
@@ -180,7 +245,7 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None, partit
                     name=name,
                     num_partitions=partitions,
                     replication_factor=1,
-                    topic_configs={"retention.ms": str(settings.topics.retention_ms)},
+                    topic_configs={"retention.ms": str(settings.topics.retention_ms_of(name))},
                 )
                 for name in missing
             ]

@@ -12,6 +12,15 @@
 * :class:`DecisionPush` and :class:`FeaturePush`: batched, event-time-guarded writes into the
   Feast online store through :class:`pricewave.feature_store.FeatureWriter`.
 
+A store failure (Redis down or hung, SQLite locked or corrupt) never raises out of a UDF: the
+store degrades, not the job (:mod:`pricewave.feature_store.degraded`). The push UDFs keep what
+the store refused, newest row per entity key, and write it when the store answers again; the
+pricers price from their per-worker copy of the catalog (re-read every ``catalog_refresh_s``) and
+the sku pricer reads the price history from what it recorded itself until the store is back.
+A catalog change reaches the pricers within ``catalog_refresh_s``; during an outage a sku price can
+differ from an outage-free run only where the worker's own records lack the previous price (a
+worker started during the outage prices such a window without the rate limit's reference).
+
 Nothing a pricer reads depends on when the job's other branches ran (from the store it reads only
 the catalog, which the job never writes), so a price is a function of the input: a replay after a
 failure prices exactly as the first attempt.
@@ -198,23 +207,34 @@ class _SettingsCarrier(ScalarFunction):
 
 
 class _PricerBase(_SettingsCarrier):
-    """Opens the online store and the policy once per worker."""
+    """Opens the online store and the policy once per worker; keeps a copy of the catalog."""
 
     def open(self, function_context: object) -> None:
         from pricewave.feature_store import open_store
+        from pricewave.feature_store.degraded import CatalogCache, Outage
+        from pricewave.feature_store.stores import ops_for
         from pricewave.pricing.artifact import ArtifactWatcher
         from pricewave.pricing.guardrails import GuardrailPolicy
         from pricewave.pricing.policy import PricingPolicy
 
         settings = self.settings
-        self.store = open_store(settings)
+        self.store = open_store(settings, tolerate_outage=True)
+        self.outage = Outage(type(self).__name__)
+        ops = ops_for(self.store)
+
+        def read_catalog(skus: list[str]) -> pd.DataFrame:
+            with ops.translate_errors(self.store):
+                return read_online(self.store, [{"sku": sku} for sku in skus], STORE_CONTEXT)
+
+        columns = [column for view, names in STORE_CONTEXT.items() for column in (*names, f"{view}__event_ms")]
+        self.catalog = CatalogCache(read_catalog, columns, refresh_s=settings.catalog_refresh_s, outage=self.outage)
         model_dir = settings.model_dir
         model_dir.mkdir(parents=True, exist_ok=True)
         guardrails = GuardrailPolicy(max_model_age_s=settings.models.max_age_s)
         self.policy = PricingPolicy(ArtifactWatcher(model_dir), guardrails)
 
     def _with_catalog(self, frame: pd.DataFrame) -> pd.DataFrame:
-        context = read_online(self.store, [{"sku": sku} for sku in frame["sku"]], STORE_CONTEXT)
+        context = self.catalog.lookup(frame["sku"].tolist())
         context["ceiling"] = context.pop("ceiling_price")
         return pd.concat([frame.reset_index(drop=True), context], axis=1)
 
@@ -232,10 +252,16 @@ class SkuPricer(_PricerBase):
     COLUMNS = ("sku", "window_time", *SKU_WINDOW_FEATURES)
 
     def open(self, function_context: object) -> None:
+        from pricewave.feature_store.degraded import BufferedPriceHistory
         from pricewave.feature_store.price_history import PriceHistory
 
         super().open(function_context)
-        self.history = PriceHistory(self.store)
+        self.history = BufferedPriceHistory(PriceHistory(self.store), self.outage)
+
+    def close(self) -> None:
+        history = getattr(self, "history", None)
+        if history is not None:
+            history.close()
 
     def eval(self, *columns: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
@@ -306,7 +332,8 @@ def offer_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:
 class FeaturePush(_SettingsCarrier):
     """``push_<view>(<view's columns...>) -> BIGINT``: write a batch of feature rows to the store.
 
-    Returns 1 for rows written and 0 for rows the store already had newer (event-time guard).
+    Returns 1 for rows written and 0 for rows the store already had newer (event-time guard) or
+    kept for later because the store did not answer.
     """
 
     def __init__(self, settings: Settings, view: str, columns: tuple[str, ...]) -> None:
@@ -315,18 +342,30 @@ class FeaturePush(_SettingsCarrier):
         self.columns = columns
 
     def open(self, function_context: object) -> None:
-        from pricewave.feature_store import FeatureWriter, open_store
-
-        self.writer = FeatureWriter(open_store(self.settings))
+        self.writer = _buffered_writer(self.settings, f"push_{self.view}")
 
     def eval(self, *columns: pd.Series) -> pd.Series:
         frame = pd.DataFrame(dict(zip(self.columns, columns, strict=True)))
         if "event_time" in frame and pd.api.types.is_datetime64_any_dtype(frame["event_time"]):
             frame["event_time"] = to_millis(frame["event_time"])
-        result = self.writer.write(self.view, frame)
+        count = self.writer.write(self.view, frame)
         written = np.zeros(len(frame), dtype=np.int64)
-        written[: result.written] = 1  # a count per batch; rows carry no individual outcome
+        written[:count] = 1  # a count per batch; rows carry no individual outcome
         return pd.Series(written)
+
+    def close(self) -> None:
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            writer.close()
+
+
+def _buffered_writer(settings: Settings, what: str) -> Any:
+    """A :class:`pricewave.feature_store.degraded.BufferedWriter` on the store, opened degraded if need be."""
+    from pricewave.feature_store import FeatureWriter, open_store
+    from pricewave.feature_store.degraded import JOB_BUSY_RETRY_PAUSES_S, BufferedWriter
+
+    store = open_store(settings, tolerate_outage=True)
+    return BufferedWriter(FeatureWriter(store, busy_retry_pauses_s=JOB_BUSY_RETRY_PAUSES_S), what)
 
 
 def feature_push_udf(settings: Settings, view: str, columns: tuple[str, ...]) -> UserDefinedFunctionWrapper:
@@ -338,9 +377,7 @@ class DecisionPush(_SettingsCarrier):
     """``push_decisions(decision_json) -> BIGINT``: price decisions into ``sku_price`` / ``user_offer``."""
 
     def open(self, function_context: object) -> None:
-        from pricewave.feature_store import FeatureWriter, open_store
-
-        self.writer = FeatureWriter(open_store(self.settings))
+        self.writer = _buffered_writer(self.settings, "push_decisions")
 
     def eval(self, decisions: pd.Series) -> pd.Series:
         from pricewave.feature_store import split_price_decisions
@@ -349,10 +386,15 @@ class DecisionPush(_SettingsCarrier):
         written = 0
         if records:
             for view, rows in split_price_decisions(records).items():
-                written += self.writer.write(view, rows).written
+                written += self.writer.write(view, rows)
         out = np.zeros(len(decisions), dtype=np.int64)
         out[:written] = 1
         return pd.Series(out)
+
+    def close(self) -> None:
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            writer.close()
 
 
 def decision_push_udf(settings: Settings) -> UserDefinedFunctionWrapper:

@@ -64,6 +64,58 @@ class EventValidator(ScalarFunction):
         return reasons
 
 
+class DeadLetterPseudonymizer(ScalarFunction):
+    """``pseudonymize_dead_letter(raw BYTES) -> ROW<raw BYTES, pseudonymized STRING>`` for a rejected record.
+
+    A buggy producer's record can carry a raw user id (``"user_key": "customer-42"``, a
+    ``user_id`` field): kept as received, it would sit in the dead-letter topic for its whole
+    retention. Each such value is replaced by its keyed pseudonym
+    (:func:`pricewave.privacy.pseudonymize_raw_ids`), the rest of the bytes kept as they are;
+    ``pseudonymized`` names the fields replaced (NULL when none).
+
+    The user-key secret travels with the function (resolved by the submitting process, like the
+    store's password in :class:`udfs.pricing._SettingsCarrier`): a TaskManager does not inherit
+    the submitting shell's environment.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+
+    def open(self, function_context: object) -> None:
+        group = function_context.get_metric_group().add_group("pricewave", "dead_letter")  # type: ignore[attr-defined]
+        self.pseudonymized_counter = group.counter("pseudonymized")
+
+    def pseudonymize(self, raw: pd.Series) -> pd.DataFrame:
+        """The bytes to keep and the replaced fields (comma-separated, None when none) per value."""
+        from pricewave.privacy import pseudonymize_raw_ids
+
+        kept: list[bytes | None] = []
+        fields: list[str | None] = []
+        for value in raw:
+            if value is None:
+                kept.append(None)
+                fields.append(None)
+                continue
+            new, names = pseudonymize_raw_ids(bytes(value), self.secret)
+            kept.append(new)
+            fields.append(",".join(dict.fromkeys(names)) or None)
+        return pd.DataFrame({"raw": kept, "pseudonymized": fields}, index=raw.index)
+
+    def eval(self, raw: pd.Series) -> pd.DataFrame:
+        out = self.pseudonymize(raw)
+        if hasattr(self, "pseudonymized_counter"):
+            self.pseudonymized_counter.inc(int(out["pseudonymized"].notna().sum()))
+        return out
+
+
+def dead_letter_pseudonymizer_udf(secret: bytes) -> UserDefinedFunctionWrapper:
+    """The vectorized dead-letter pseudonymizer, ready to register with a TableEnvironment."""
+    result = DataTypes.ROW(
+        [DataTypes.FIELD("raw", DataTypes.BYTES()), DataTypes.FIELD("pseudonymized", DataTypes.STRING())]
+    )
+    return udf(DeadLetterPseudonymizer(secret), result_type=result, func_type="pandas")
+
+
 def validator_udf(schema_name: str, max_clock_skew_s: float = DEFAULT_INPUT_CLOCK_SKEW_S) -> UserDefinedFunctionWrapper:
     """The vectorized validator of one schema, ready to register with a TableEnvironment."""
     return udf(EventValidator(schema_name, max_clock_skew_s), result_type=DataTypes.STRING(), func_type="pandas")

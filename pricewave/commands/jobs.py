@@ -92,7 +92,15 @@ def register(subparsers: Any) -> None:
         ),
     )
     _cluster_option(submit)
-    submit.add_argument("--from-savepoint", metavar="PATH", help="restore the job's state from this savepoint")
+    restore = submit.add_mutually_exclusive_group()
+    restore.add_argument("--from-savepoint", metavar="PATH", help="restore the job's state from this savepoint")
+    restore.add_argument(
+        "--from-checkpoint",
+        metavar="PATH|latest",
+        help="resume from a retained checkpoint, e.g. after the JobManager was lost: 'latest' (the newest "
+        "completed one under <state>/flink/checkpoints), a checkpoint folder (chk-N), or a job's or a "
+        "checkpoint root's folder (its newest completed checkpoint)",
+    )
     submit.add_argument("--dry-run", action="store_true", help="print the exact command instead of running it")
     submit.add_argument(
         "--profile",
@@ -161,10 +169,14 @@ def run_submit(args: argparse.Namespace, settings: Settings) -> int:
     """Handle ``pricewave submit``."""
     if args.profile:
         settings = settings.model_copy(update={"store_profile": args.profile})
+    savepoint = args.from_savepoint
+    if args.from_checkpoint:
+        savepoint = flink_jobs.resolve_checkpoint(settings, args.from_checkpoint)
+        print(f"resuming from checkpoint {savepoint}", flush=True)
     options = {
         "cluster_url": args.cluster,
         "parallelism": args.parallelism,
-        "savepoint": args.from_savepoint,
+        "savepoint": savepoint,
         "allow_non_restored": args.allow_non_restored_state,
         "job_args": _job_args(args),
         "config_file": args.config,

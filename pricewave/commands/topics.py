@@ -19,8 +19,12 @@ def register(subparsers: Any) -> None:
         help="create or list pricewave's Kafka topics",
         description=(
             "Topic names and partition counts come from the settings (section 'topics'; e.g. "
-            "PRICEWAVE_TOPICS__CLICKS, PRICEWAVE_TOPICS__PARTITIONS). 'create' makes the missing ones; "
-            "'list' shows each with its partitions and end offsets."
+            "PRICEWAVE_TOPICS__CLICKS, PRICEWAVE_TOPICS__PARTITIONS). 'create' makes the missing ones, "
+            "each kept for topics.retention_ms (7 days) except the dead-letter topic, kept for "
+            "topics.dlq_retention_ms (3 days): it holds rejected records as a producer sent them (raw "
+            "user ids in user fields replaced by their pseudonyms, but free text may still name a "
+            "person), so it keeps them no longer than needed to inspect and replay them. An existing "
+            "topic keeps its retention. 'list' shows each with its partitions and end offsets."
         ),
     )
     parser.add_argument("action", choices=["create", "list"], help="what to do")
@@ -32,6 +36,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "create":
         created = ensure_topics(settings)
         print(f"created: {', '.join(created) if created else 'none (all exist)'}")
+        if settings.topics.dlq in created:
+            days = settings.topics.dlq_retention_ms / 86_400_000
+            print(f"dead letters ({settings.topics.dlq}) are kept {days:g} days (topics.dlq_retention_ms)")
         return 0
     admin = make_admin(settings)
     try:

@@ -68,13 +68,22 @@ class PriceHistory:
         Raises:
             DataError: The sequences differ in length or a price is not a finite positive number.
         """
-        _same_length(skus, event_ms, prices)
-        bad = [price for price in prices if not (price > 0 and price != float("inf"))]
-        if bad:
-            raise DataError(f"price history: {len(bad)} prices are not finite positive numbers (first: {bad[0]!r})")
-        rows = [(str(sku), int(ms), float(price)) for sku, ms, price in zip(skus, event_ms, prices, strict=True)]
+        rows = check_rows(skus, event_ms, prices)
         with self.ops.translate_errors(self.store):
             self.ops.record_prices(self.store, rows, self.retention_ms)
+
+
+def check_rows(skus: Sequence[str], event_ms: Sequence[int], prices: Sequence[float]) -> list[tuple[str, int, float]]:
+    """(sku, event ms, price) rows to record, checked.
+
+    Raises:
+        DataError: The sequences differ in length or a price is not a finite positive number.
+    """
+    _same_length(skus, event_ms, prices)
+    bad = [price for price in prices if not (price > 0 and price != float("inf"))]
+    if bad:
+        raise DataError(f"price history: {len(bad)} prices are not finite positive numbers (first: {bad[0]!r})")
+    return [(str(sku), int(ms), float(price)) for sku, ms, price in zip(skus, event_ms, prices, strict=True)]
 
 
 def _same_length(*columns: Sequence[object]) -> None:

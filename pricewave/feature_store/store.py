@@ -10,6 +10,9 @@ ships them to every Python worker: a TaskManager never sees the submitting shell
 
 Feast expands ``${VAR}`` in the yaml from the environment; :func:`feast_environment` supplies the
 Redis address from pricewave's settings and the password from ``PRICEWAVE_REDIS_PASSWORD`` only.
+A Redis profile's connection string gets socket connect and read timeouts
+(``settings.redis.timeout_s``, unless the yaml sets them): redis-py has none by default, and a hung
+server blocked a call for minutes.
 
 Example:
     >>> from pricewave.feature_store.store import profile_path, default_repo_path
@@ -19,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -27,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pricewave.config import REDIS_PASSWORD_ENV, Settings, load_settings
-from pricewave.errors import ConfigError
+from pricewave.config import REDIS_PASSWORD_ENV, Settings, load_settings, mask_secrets
+from pricewave.errors import ConfigError, StoreBusyError
+from pricewave.feature_store.stores import StoreUnavailableError
 
 if TYPE_CHECKING:  # feast is heavy: imported when a store is opened
     from feast import FeatureStore
@@ -43,6 +48,9 @@ REDIS_HOST_ENV = "PRICEWAVE_REDIS__HOST"
 REDIS_PORT_ENV = "PRICEWAVE_REDIS__PORT"
 
 _VARIABLE = re.compile(r"\$(\w+|\{([^}]*)\})")
+REDIS_TIMEOUT_PARAMETERS = ("socket_timeout", "socket_connect_timeout")
+"""redis-py client arguments the Redis profile's connection string gets from ``settings.redis.timeout_s``."""
+LOG = logging.getLogger(__name__)
 
 
 def default_repo_path(settings: Settings | None = None) -> Path:
@@ -104,6 +112,22 @@ def _unexpanded(node: Any) -> str | None:
     return (match.group(2) or match.group(1)) if match else None
 
 
+def with_timeouts(connection_string: str, timeout_s: float) -> str:
+    """A Redis connection string with socket connect and read timeouts, unless it sets them already.
+
+    Feast's Redis store passes the ``key=value`` parts of its connection string to ``redis.Redis``.
+
+    Example:
+        >>> with_timeouts("127.0.0.1:6379,password=", 2.0)
+        '127.0.0.1:6379,password=,socket_timeout=2.0,socket_connect_timeout=2.0'
+        >>> with_timeouts("h:1,socket_timeout=5", 2.0)
+        'h:1,socket_timeout=5,socket_connect_timeout=2.0'
+    """
+    present = {part.split("=", 1)[0].strip() for part in connection_string.split(",") if "=" in part}
+    added = [f"{name}={float(timeout_s)!r}" for name in REDIS_TIMEOUT_PARAMETERS if name not in present]
+    return ",".join([connection_string, *added])
+
+
 def _first_problem(exc: Exception) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
@@ -117,9 +141,22 @@ def _first_problem(exc: Exception) -> str:
 
 
 def load_repo_config(
-    repo_path: Path, profile: str | None = None, settings: Settings | None = None, env: Mapping[str, str] | None = None
+    repo_path: Path,
+    profile: str | None = None,
+    settings: Settings | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    client_timeouts: bool = False,
 ) -> RepoConfig:
     """Read and validate a profile's ``feature_store.yaml`` the way Feast does.
+
+    Args:
+        repo_path: The feature repo.
+        profile: See :func:`profile_path`.
+        settings: pricewave settings (Redis address, timeout); loaded when omitted.
+        env: The environment to expand the yaml with (default ``os.environ``).
+        client_timeouts: Add ``settings.redis.timeout_s`` as socket timeouts to a Redis
+            connection string (:func:`with_timeouts`; what :func:`open_store` does).
 
     Raises:
         ConfigError: The file is missing, not YAML, uses an unset variable, or is not a valid Feast
@@ -150,6 +187,10 @@ def load_repo_config(
     unset = _unexpanded(raw)
     if unset:
         raise ConfigError(f"{path} uses ${{{unset}}} but it is not set: export {unset} (see feature_repo/README.md)")
+    online = raw.get("online_store")
+    if client_timeouts and isinstance(online, dict) and online.get("type") == "redis":
+        connection = str(online.get("connection_string", "localhost:6379"))
+        raw["online_store"] = {**online, "connection_string": with_timeouts(connection, settings.redis.timeout_s)}
     try:
         config = RepoConfig(**raw)
     except Exception as exc:  # pydantic.ValidationError, FeastConfigError, unknown store type, ...
@@ -173,6 +214,7 @@ def open_store(
     repo_path: str | Path | None = None,
     profile: str | None = None,
     require_applied: bool = True,
+    tolerate_outage: bool = False,
 ) -> FeatureStore:
     """Open the FeatureStore of the feature repo with the configured profile.
 
@@ -182,10 +224,14 @@ def open_store(
         profile: ``"sqlite"``, ``"redis"`` or a yaml path; default the ``store_profile`` setting, else
             ``$FEAST_FS_YAML_FILE_PATH``, else SQLite.
         require_applied: Fail with a clear message when ``feast apply`` has not run yet.
+        tolerate_outage: Log, instead of raising, that the online store cannot be reached or read
+            now (Redis down, a corrupt SQLite file): the streaming job's workers open the store
+            this way and degrade until it answers (:mod:`pricewave.feature_store.degraded`).
 
     Raises:
         ConfigError: The repo or its config is missing or invalid, or it was never applied.
-        StackError: The Redis profile's server is unreachable or refuses the password.
+        StackError: The Redis profile's server is unreachable or refuses the password, or the
+            SQLite file cannot be read (unless ``tolerate_outage``).
     """
     from feast import FeatureStore
 
@@ -193,22 +239,34 @@ def open_store(
     repo = Path(repo_path).expanduser().resolve() if repo_path else default_repo_path(settings)
     if not repo.is_dir():
         raise ConfigError(f"feature repo {repo} does not exist")
-    config = load_repo_config(repo, profile, settings)
+    config = load_repo_config(repo, profile, settings, client_timeouts=True)
     registry = _registry_file(config, repo)
     if require_applied and registry is not None and not registry.exists():
         raise ConfigError(f"feature repo {repo} has not been applied (no {registry}): run 'pricewave features apply'")
     store = FeatureStore(repo_path=str(repo), config=config)
+    try:
+        _check_online(store, registry)
+    except (StoreUnavailableError, StoreBusyError) as exc:  # a wrong password is no outage: it raises
+        if not tolerate_outage:
+            raise
+        LOG.warning("online store not available when opened, continuing degraded: %s", mask_secrets(str(exc)))
+    return store
+
+
+def _check_online(store: FeatureStore, registry: Path | None) -> None:
+    """Log in to Redis / create missing SQLite tables; store failures become StackError."""
     if online_store_type(store) == "redis":
         from pricewave.feature_store.stores.redis import OPS
 
         OPS.check_login(store)  # a missing or wrong password: one line now, not on the first read
     elif online_store_type(store) == "sqlite":
+        from pricewave.feature_store.stores.sqlite import OPS as SQLITE
         from pricewave.feature_store.stores.sqlite import create_missing_tables, use_write_ahead_log
 
-        if registry is None or registry.exists():
-            create_missing_tables(store)
-        use_write_ahead_log(store)
-    return store
+        with SQLITE.translate_errors(store):  # a corrupt file: one line, not a raw DatabaseError
+            if registry is None or registry.exists():
+                create_missing_tables(store)
+            use_write_ahead_log(store)
 
 
 def pinned_settings(settings: Settings, profile: str | None = None) -> Settings:

@@ -58,9 +58,9 @@ USER_KEY_COLUMN = "user_key"
 PRICE_DECISION_VIEWS = {"sku": "sku_price", "offer": "user_offer"}
 """Price-decision ``kind`` -> the feature view it is written to."""
 READ_CHUNK = 5_000
-# Pauses between tries of a write the store refused as busy (SQLite's lock): about 30 s in all.
-BUSY_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 """Keys per online read (SQLite binds one parameter per key)."""
+BUSY_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+"""Pauses between tries of a write the store refused as busy (SQLite's lock): about 30 s in all."""
 
 Rows: TypeAlias = pd.DataFrame | pa.Table | Sequence[Mapping[str, Any]]
 _Rank = tuple[Any, ...]
@@ -144,12 +144,16 @@ class FeatureWriter:
 
     Args:
         store: An open FeatureStore (see :func:`pricewave.feature_store.open_store`).
+        busy_retry_pauses_s: Pauses between tries of a write SQLite refused as locked (the last
+            failure raises :class:`StoreBusyError`); the streaming job, which keeps what it could
+            not write for later (:mod:`pricewave.feature_store.degraded`), waits less.
     """
 
-    def __init__(self, store: FeatureStore) -> None:
+    def __init__(self, store: FeatureStore, busy_retry_pauses_s: Sequence[float] = BUSY_RETRY_PAUSES_S) -> None:
         self.store = store
         self._ops: StoreOps = ops_for(store)
         self._views: dict[str, _View] = {}
+        self.busy_retry_pauses_s = tuple(busy_retry_pauses_s) or (0.0,)
 
     # ----------------------------------------------------------------------------------------
     # view metadata
@@ -303,16 +307,45 @@ class FeatureWriter:
         entity_keys = [self._entity_key(info, key) for key in key_tuples]
         # Another writer (a second worker of the job) can hold SQLite's lock past its busy timeout on
         # a loaded machine: the guarded write reads again and retries, as it is idempotent.
-        for attempt, pause_s in enumerate(BUSY_RETRY_PAUSES_S):
+        for attempt, pause_s in enumerate(self.busy_retry_pauses_s):
             try:
                 keep = self._guarded_write(info, view, frame, millis, entity_keys)
                 break
             except StoreBusyError:
-                if attempt == len(BUSY_RETRY_PAUSES_S) - 1:
+                if attempt == len(self.busy_retry_pauses_s) - 1:
                     raise
                 time.sleep(pause_s)
         written = int(keep.sum())
         return WriteResult(view, received, written, len(frame) - written, collapsed)
+
+    def newest_per_key(self, view: str, rows: Rows) -> pd.DataFrame:
+        """The rows normalized as :meth:`write` does, one per entity key: the one :meth:`write` would keep.
+
+        Writing the result gives the same store state as writing ``rows`` (what a writer that
+        keeps rows for later stores, :class:`pricewave.feature_store.degraded.BufferedWriter`).
+
+        Raises:
+            ConfigError: Unknown view. DataError: Missing columns, raw user ids, bad times.
+        """
+        info = self._view(view)
+        frame = _to_frame(rows)
+        if frame.empty:
+            return frame
+        frame = self._normalize(info, frame, view)
+        newest, _ = self._collapse(info, frame, _millis(frame[info.event_time]))
+        return newest.reset_index(drop=True)
+
+    def entity_key(self, view: str, values: Sequence[Any]) -> EntityKeyProto:
+        """The entity key of a view's row, from its join key values in :meth:`join_keys` order."""
+        return self._entity_key(self._view(view), values)
+
+    def join_keys(self, view: str) -> list[str]:
+        """The entity columns of a view."""
+        return list(self._view(view).join_keys)
+
+    def event_time_column(self, view: str) -> str:
+        """The event-time column of a view."""
+        return self._view(view).event_time
 
     def _guarded_write(
         self, info: _View, view: str, frame: pd.DataFrame, millis: np.ndarray, entity_keys: list[EntityKeyProto]

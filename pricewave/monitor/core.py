@@ -70,6 +70,9 @@ class Monitor:
         # one point per poll: the timeline chart
         self.history: deque[dict[str, Any]] = deque(maxlen=history_len)
         self._threads: list[threading.Thread] = []
+        # The next offset to fold per partition: a feed that reconnects (broker restart) goes on
+        # from there instead of reading the backfill again, which would count its records twice.
+        self._next_offsets: dict[Any, int] = {}
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -104,11 +107,15 @@ class Monitor:
             return assigned
         consumer.assign(sorted(wanted))
         new = sorted(wanted - assigned)
-        if new:
-            consumer.seek_to_beginning(*new)
+        fresh = [tp for tp in new if tp not in self._next_offsets]
+        for tp in new:
+            if tp in self._next_offsets:  # read before this consumer: go on where the last one stopped
+                consumer.seek(tp, self._next_offsets[tp])
+        if fresh:
+            consumer.seek_to_beginning(*fresh)
             if self.backfill is not None:
-                ends = consumer.end_offsets(new)
-                for tp in new:
+                ends = consumer.end_offsets(fresh)
+                for tp in fresh:
                     start = consumer.beginning_offsets([tp])[tp]
                     consumer.seek(tp, max(start, int(ends[tp]) - self.backfill))
         return wanted
@@ -137,6 +144,7 @@ class Monitor:
                         for record in records:
                             if record.value is not None:
                                 self.tally.add(partition.topic, record.value)
+                            self._next_offsets[partition] = record.offset + 1
                     self.feed_state = {"available": True, "error": None, "records": sum(self.tally.counts.values())}
             except Exception as exc:  # broker down or restarting: report, retry
                 self.feed_state = {"available": False, "error": f"{type(exc).__name__}: {exc}"[:300], "records": 0}

@@ -30,6 +30,8 @@ from pricewave.monitor_view import TopicTally
 
 KILL_SWITCH = "kill_switch"
 LATE_REASON = "late"
+# Decision ids remembered to recognise a decision delivered again (~100 bytes each: ~50 MB at most).
+MAX_REMEMBERED_DECISIONS = 500_000
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -49,14 +51,33 @@ def reason_code(reason: str) -> str:
 class StreamTally(TopicTally):
     """TopicTally plus the price and dead-letter figures of the dashboard.
 
+    Decisions are counted once each, by ``decision_id``: the prices topic can hold a decision
+    more than once (the job run again over input it had already priced, e.g. from the earliest
+    offsets, or two jobs writing one topic), and a decision's id is a function of what it
+    decides (:func:`udfs.pricing.decision_id`). A record whose id was already folded in is
+    counted as ``redelivered`` (and in ``counts``) and changes no other figure. The last
+    ``remembered_decisions`` ids are remembered.
+
     Args:
         topics: Topic names (which topic is prices, dlq, ...).
         history_points: Price points kept per sku and series (oldest dropped first).
         latency_samples: Latency samples kept for the percentiles (the most recent ones).
+        remembered_decisions: Decision ids remembered to recognise a redelivery.
     """
 
-    def __init__(self, topics: TopicSettings, *, history_points: int = 600, latency_samples: int = 20_000) -> None:
+    def __init__(
+        self,
+        topics: TopicSettings,
+        *,
+        history_points: int = 600,
+        latency_samples: int = 20_000,
+        remembered_decisions: int = MAX_REMEMBERED_DECISIONS,
+    ) -> None:
         super().__init__(topics)
+        self.remembered_decisions = remembered_decisions
+        self.decision_ids: set[str] = set()
+        self.decision_order: deque[str] = deque()
+        self.redelivered = 0
         self.dead_letter_reasons = deque(maxlen=20)
         self.history_points = history_points
         self.price_total = 0
@@ -84,6 +105,10 @@ class StreamTally(TopicTally):
         if topic == self.topics.dlq:
             self._add_dead_letter(value)
             return
+        if topic == self.topics.prices and self._seen_before(value):
+            self.counts[topic] += 1
+            self.redelivered += 1
+            return
         super().add(topic, value)
         if topic not in (self.topics.prices, self.topics.competitor_prices):
             return
@@ -97,6 +122,26 @@ class StreamTally(TopicTally):
                 self._add_competitor_price(record)
         except (ValueError, TypeError, KeyError):
             return  # already counted as unparsed by TopicTally
+
+    def _seen_before(self, value: bytes) -> bool:
+        """True when this price record's ``decision_id`` was folded in already; remembers it otherwise.
+
+        A record without a usable id is never a redelivery (it is folded, or counted as unparsed).
+        """
+        try:
+            record = json.loads(value)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        decision_id = record.get("decision_id") if isinstance(record, dict) else None
+        if not isinstance(decision_id, str) or not decision_id:
+            return False
+        if decision_id in self.decision_ids:
+            return True
+        self.decision_ids.add(decision_id)
+        self.decision_order.append(decision_id)
+        if len(self.decision_order) > self.remembered_decisions:
+            self.decision_ids.discard(self.decision_order.popleft())
+        return False
 
     def _points(self, sku: str, series: str) -> deque[tuple[int, float]]:
         return self.history.setdefault(sku, {}).setdefault(series, deque(maxlen=self.history_points))
@@ -182,6 +227,7 @@ class StreamTally(TopicTally):
 
         return {
             "total": total,
+            "redelivered": self.redelivered,
             "by_kind": dict(self.price_by_kind),
             "updates_per_minute": self.updates_per_minute(),
             "latency_ms": {

@@ -28,21 +28,42 @@ def flink_home() -> Path:
     return Path(pyflink.__file__).resolve().parent
 
 
-def flink_config(settings_flink: Any, state_dir: Path, python_executable: str) -> dict[str, Any]:
-    """The cluster's ``config.yaml`` (Flink 2.x reads config.yaml, not flink-conf.yaml)."""
-    return {
+PROMETHEUS_REPORTER = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+
+
+def flink_config(
+    settings_flink: Any,
+    state_dir: Path,
+    python_executable: str,
+    *,
+    bind_host: str = "127.0.0.1",
+    prometheus: bool = False,
+) -> dict[str, Any]:
+    """The cluster's ``config.yaml`` (Flink 2.x reads config.yaml, not flink-conf.yaml).
+
+    Args:
+        settings_flink: The ``flink`` settings.
+        state_dir: The stack's state directory (checkpoints, savepoints, temporary files).
+        python_executable: The interpreter of the Python workers.
+        bind_host: Where the JobManager (RPC, blob server, REST API and Web UI) and the TaskManagers
+            (RPC, data exchange) listen: ``stack.bind_host``, loopback unless set.
+        prometheus: Enable the Prometheus reporter (ports 9250-9260). Flink binds it to every
+            interface, whatever ``bind_host`` says, hence off unless asked for
+            (``stack.flink_prometheus``).
+    """
+    config: dict[str, Any] = {
         "jobmanager.rpc.address": "localhost",
         "jobmanager.rpc.port": settings_flink.rpc_port,
-        "jobmanager.bind-host": "localhost",
+        "jobmanager.bind-host": bind_host,
         "jobmanager.memory.process.size": settings_flink.jobmanager_memory,
         "jobmanager.execution.failover-strategy": "region",
-        "taskmanager.bind-host": "localhost",
+        "taskmanager.bind-host": bind_host,
         "taskmanager.host": "localhost",
         "taskmanager.numberOfTaskSlots": settings_flink.slots_per_taskmanager,
         "taskmanager.memory.process.size": settings_flink.taskmanager_memory,
         "parallelism.default": 1,
         "rest.address": settings_flink.rest_host,
-        "rest.bind-address": settings_flink.rest_host,
+        "rest.bind-address": bind_host,
         "rest.port": settings_flink.rest_port,
         "web.submit.enable": True,
         "web.cancel.enable": True,
@@ -54,11 +75,13 @@ def flink_config(settings_flink: Any, state_dir: Path, python_executable: str) -
         # Python UDF workers run in the project's environment.
         "python.executable": python_executable,
         "python.client.executable": python_executable,
-        # Metrics for Prometheus (the plugin ships in pyflink/plugins/metrics-prometheus).
-        "metrics.reporter.prom.factory.class": "org.apache.flink.metrics.prometheus.PrometheusReporterFactory",
-        "metrics.reporter.prom.port": "9250-9260",
         "env.java.opts.all": default_java_opts(),
     }
+    if prometheus:
+        # Metrics for Prometheus (the plugin ships in pyflink/plugins/metrics-prometheus).
+        config["metrics.reporter.prom.factory.class"] = PROMETHEUS_REPORTER
+        config["metrics.reporter.prom.port"] = "9250-9260"
+    return config
 
 
 def default_java_opts() -> str:
@@ -103,7 +126,14 @@ class FlinkService(Service):
                 shutil.copy(shipped / name, self.conf_dir / name)
         for folder in ("checkpoints", "savepoints", "tmp"):
             (self.home / folder).mkdir(parents=True, exist_ok=True)
-        config = flink_config(self.settings.flink, self.settings.state_dir, sys.executable)
+        stack = self.settings.stack
+        config = flink_config(
+            self.settings.flink,
+            self.settings.state_dir,
+            sys.executable,
+            bind_host=stack.bind_host,
+            prometheus=stack.flink_prometheus,
+        )
         (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
 
     def environment(self) -> dict[str, str]:

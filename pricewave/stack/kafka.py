@@ -12,6 +12,9 @@ from pricewave.stack.base import Service
 from pricewave.stack.jars import ensure_jars, kafka_classpath
 from pricewave.stack.process import port_open, start_detached, wait_until
 
+# The controller listener: loopback, as "localhost" (the address a formatted KRaft log records).
+CONTROLLER_HOST = "localhost"
+
 LOG4J2_PROPERTIES = """\
 status = warn
 appender.file.type = Console
@@ -46,15 +49,20 @@ class KafkaService(Service):
         ensure_jars(self.settings, "kafka")
 
     def server_properties(self) -> str:
-        """The broker's configuration, generated from settings."""
+        """The broker's configuration, generated from settings.
+
+        The client listener binds ``stack.bind_host`` (loopback unless set) and is advertised as
+        ``kafka.host``; the controller listener is on loopback only (one node: nothing else talks to it).
+        """
         kafka = self.settings.kafka
+        bind = self.settings.stack.bind_host
         data_dir = self.home / "data"
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
-                f"controller.quorum.bootstrap.servers={kafka.host}:{kafka.controller_port}",
-                f"listeners=PLAINTEXT://{kafka.host}:{kafka.port},CONTROLLER://{kafka.host}:{kafka.controller_port}",
+                f"controller.quorum.bootstrap.servers={CONTROLLER_HOST}:{kafka.controller_port}",
+                f"listeners=PLAINTEXT://{bind}:{kafka.port},CONTROLLER://{CONTROLLER_HOST}:{kafka.controller_port}",
                 f"advertised.listeners=PLAINTEXT://{kafka.host}:{kafka.port}",
                 "controller.listener.names=CONTROLLER",
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",

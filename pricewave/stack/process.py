@@ -174,7 +174,9 @@ def tail(path: Path, lines: int = 15) -> str:
         content = path.read_text(errors="replace").splitlines()[-lines:]
     except FileNotFoundError:
         return "  (no log yet)"
-    return "\n".join(f"  | {line}" for line in content)
+    from pricewave.config import mask_secrets  # a log may echo a command line or config with secrets
+
+    return "\n".join(f"  | {mask_secrets(line)}" for line in content)
 
 
 @contextlib.contextmanager

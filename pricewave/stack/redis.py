@@ -1,4 +1,4 @@
-"""A Redis server from Debian's package, on loopback, for the Feast online store's Redis profile."""
+"""A Redis server from Debian's package, on loopback (``stack.bind_host``), for the Feast Redis profile."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def ensure_redis_server() -> str:
 
 
 class RedisService(Service):
-    """redis-server bound to loopback; password from PRICEWAVE_REDIS_PASSWORD when set."""
+    """redis-server on ``stack.bind_host`` (loopback by default); password from PRICEWAVE_REDIS_PASSWORD when set."""
 
     name = "redis"
     marker = "redis-server"
@@ -56,7 +56,8 @@ class RedisService(Service):
         closed until the catalog is loaded again.
         """
         lines = [
-            f"bind {self.settings.redis.host}",
+            # loopback unless stack.bind_host says otherwise (redis.host is where clients connect)
+            f"bind {self.settings.stack.bind_host}",
             f"port {self.settings.redis.port}",
             f"dir {self.home}",
             "daemonize no",

@@ -11,6 +11,10 @@
   extended with v2_0..v2_2 (operator >= 1.14 has them) - see deploy/README.md;
 * versions agree with pyproject.toml and deploy/local/pom.xml, the image is built like the
   local stack, and secrets are only referenced;
+* exposure: Kafka's only k8s listener is TLS (certificate from a Secret) with SCRAM logins, and the
+  job's pods use it with the CA; NetworkPolicies deny by default; every workload runs as non-root
+  without capabilities or privilege escalation; Flink's web submission is off; compose publishes
+  on loopback;
 * the deployments price: compose.yaml, loaded by Docker Compose's own loader (compose-go, in
   deploy/docker/validate), and the k8s manifests select the Redis store profile everywhere, run
   deploy/docker/init.sh before the job, share one model/registry volume at one path, keep Redis's
@@ -42,7 +46,7 @@ from pricewave.stack.flink import flink_config
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 DOCKER = ROOT / "deploy" / "docker"
-MANIFESTS = ("flink-deployment.yaml", "kafka.yaml", "redis.yaml")
+MANIFESTS = ("flink-deployment.yaml", "kafka.yaml", "redis.yaml", "network-policies.yaml")
 OPERATOR_API = ("org.apache.flink", "flink-kubernetes-operator-api", "1.10.0")
 FLINK_2_VERSIONS = ["v2_0", "v2_1", "v2_2"]
 MAVEN_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
@@ -139,20 +143,23 @@ def test_strimzi_and_core_resources_match_their_published_schemas(node_validator
         pods.append(pod)
     core = [doc for doc in documents("flink-deployment.yaml") if doc["kind"] != "FlinkDeployment"]
     assert {doc["kind"] for doc in core} == {"ConfigMap", "PersistentVolumeClaim"}
-    docs = documents("kafka.yaml") + documents("redis.yaml") + core + pods
+    docs = documents("kafka.yaml") + documents("redis.yaml") + documents("network-policies.yaml") + core + pods
     results = node_validate(node_validator, docs)
     assert [r for r in results if not r["ok"]] == []
     assert len(results) == len(docs)
 
 
 def test_the_node_validator_rejects_a_broken_resource(node_validator: Path) -> None:
-    broken = copy.deepcopy(documents("kafka.yaml")[2])  # a KafkaTopic
+    broken = copy.deepcopy(next(doc for doc in documents("kafka.yaml") if doc["kind"] == "KafkaTopic"))
     broken["spec"]["partitions"] = "twelve"
     bad_pool = copy.deepcopy(documents("kafka.yaml")[0])
     bad_pool["spec"]["roles"] = ["coordinator"]
-    results = node_validate(node_validator, [broken, bad_pool])
-    assert [r["ok"] for r in results] == [False, False]
+    bad_policy = copy.deepcopy(documents("network-policies.yaml")[-1])
+    bad_policy["spec"]["ingress"][0]["ports"][0]["port"] = {"number": 6379}
+    results = node_validate(node_validator, [broken, bad_pool, bad_policy])
+    assert [r["ok"] for r in results] == [False, False, False]
     assert "partitions" in results[0]["error"] and "roles" in results[1]["error"]
+    assert "port" in results[2]["error"]
 
 
 def _strict(schema: Any) -> Any:
@@ -264,7 +271,9 @@ def test_the_image_is_built_like_the_local_stack() -> None:
             "grep -q flink-sql-connector-kafka", ""
         )
     # the Prometheus reporter the stack enables, with its plugin present in the image
-    stack_reporter = flink_config(Settings().flink, Path("/state"), "python")["metrics.reporter.prom.factory.class"]
+    stack_reporter = flink_config(Settings().flink, Path("/state"), "python", prometheus=True)[
+        "metrics.reporter.prom.factory.class"
+    ]
     configuration = flink_deployment()["spec"]["flinkConfiguration"]
     assert configuration["metrics.reporter.prom.factory.class"] == stack_reporter
     compose_properties = yaml.safe_load(
@@ -653,3 +662,225 @@ def test_the_dockerfile_copies_nothing_of_the_local_state(go_validator: Path) ->
     copied = [path for path in candidates if not excluded[path]]
     assert "pricewave/config.py" in copied and "feature_repo/feature_store.redis.yaml" in copied
     assert [path for path in copied if LOCAL.search(path)] == []
+
+
+# -- exposure: TLS + SCRAM on Kafka, NetworkPolicies, securityContexts, web submission, binds --------
+
+FLINK_POD_LABEL = "pricewave-flink"
+"""``app.kubernetes.io/name`` of the JobManager's and TaskManagers' pods (the FlinkDeployment's podTemplate)."""
+
+
+def _kafka_cluster() -> dict[str, Any]:
+    (kafka,) = [doc for doc in documents("kafka.yaml") if doc["kind"] == "Kafka"]
+    return kafka
+
+
+def _selected(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a ``matchLabels`` selector selects a pod with ``labels`` (no matchExpressions here)."""
+    assert set(selector) <= {"matchLabels"}, selector
+    return all(labels.get(key) == value for key, value in (selector.get("matchLabels") or {}).items())
+
+
+def _flink_pod_labels() -> dict[str, str]:
+    return dict(flink_deployment()["spec"]["podTemplate"]["metadata"]["labels"])
+
+
+def test_kafka_serves_clients_over_tls_with_scram_and_a_certificate_from_a_secret() -> None:
+    listeners = _kafka_cluster()["spec"]["kafka"]["listeners"]
+    assert listeners, "no listener"
+    for listener in listeners:  # no plaintext, no anonymous listener
+        assert listener["tls"] is True, listener["name"]
+        assert listener["authentication"]["type"] == "scram-sha-512", listener["name"]
+        chain = listener["configuration"]["brokerCertChainAndKey"]
+        assert chain == {"secretName": "pricewave-kafka-tls", "certificate": "tls.crt", "key": "tls.key"}
+        # Strimzi turns these into the listener's NetworkPolicy: the job's pods, nobody else
+        peers = listener["networkPolicyPeers"]
+        assert peers and all(set(peer) == {"podSelector"} for peer in peers), peers
+        assert all(_selected(peer["podSelector"], _flink_pod_labels()) for peer in peers)
+    (user,) = [doc for doc in documents("kafka.yaml") if doc["kind"] == "KafkaUser"]
+    assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+    assert user["metadata"]["labels"]["strimzi.io/cluster"] == _kafka_cluster()["metadata"]["name"]
+
+
+def test_k8s_kafka_clients_use_the_tls_listener_with_its_ca(tmp_path: Path) -> None:
+    from pricewave.config import load_settings
+    from pricewave.kafka_io import flink_security_properties
+
+    (listener,) = _kafka_cluster()["spec"]["kafka"]["listeners"]
+    settings_map = _k8s_configmap()
+    # the ConfigMap's PRICEWAVE_* variables are pricewave settings (a misspelt one is refused)
+    settings = load_settings(env={k: v for k, v in settings_map.items() if k != "PRICEWAVE_KAFKA_USERNAME"})
+    kafka = settings.kafka
+    assert kafka.port == listener["port"] and kafka.host.startswith("pricewave-kafka-bootstrap.")
+    assert kafka.security_protocol == "SASL_SSL" and kafka.sasl_mechanism == "SCRAM-SHA-512"
+    (user,) = [doc for doc in documents("kafka.yaml") if doc["kind"] == "KafkaUser"]
+    assert settings_map["PRICEWAVE_KAFKA_USERNAME"] == user["metadata"]["name"]
+    # the CA: mounted from the listener's Secret (its ca.crt only, never the broker's key) in every
+    # Flink container and the init step, at the path the setting names
+    ca_path = Path(kafka.ssl_ca_location)
+    volumes = {volume["name"]: volume for volume in jobmanager_pod()["spec"]["volumes"]}
+    secret = listener["configuration"]["brokerCertChainAndKey"]["secretName"]
+    for name, container in _k8s_containers().items():
+        (mount,) = [m for m in container["volumeMounts"] if ca_path.parent == Path(m["mountPath"])]
+        source = volumes[mount["name"]]["secret"]
+        assert source["secretName"] == secret and source["items"] == [{"key": "ca.crt", "path": ca_path.name}], name
+        assert mount.get("readOnly") is True, name
+    # the job's container: the password from the KafkaUser's Secret, by reference
+    (main,) = flink_deployment()["spec"]["podTemplate"]["spec"]["containers"]
+    env = {e["name"]: e for e in main["env"]}
+    password = env["PRICEWAVE_KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password == {"name": user["metadata"]["name"], "key": "password"}
+    # what the job's Kafka connector gets from these settings: TLS with the CA as a PEM truststore
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PRICEWAVE_KAFKA_USERNAME", settings_map["PRICEWAVE_KAFKA_USERNAME"])
+        patch.setenv("PRICEWAVE_KAFKA_PASSWORD", "x")
+        local = settings.model_copy(update={"kafka": kafka.model_copy(update={"ssl_ca_location": str(ca)})})
+        properties = flink_security_properties(local)
+    assert properties["security.protocol"] == "SASL_SSL" and properties["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert (properties["ssl.truststore.type"], properties["ssl.truststore.location"]) == ("PEM", str(ca))
+
+
+def _workloads() -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """name -> (pod securityContext, [container securityContext, ...]) of every workload deployed."""
+    (redis,) = [doc for doc in documents("redis.yaml") if doc["kind"] == "Deployment"]
+    redis_pod = redis["spec"]["template"]["spec"]
+    jobmanager = jobmanager_pod()["spec"]
+    taskmanager = flink_deployment()["spec"]["podTemplate"]["spec"]
+    (pool,) = [doc for doc in documents("kafka.yaml") if doc["kind"] == "KafkaNodePool"]
+    pool_template = pool["spec"]["template"]
+    operators = _kafka_cluster()["spec"]["entityOperator"]["template"]
+
+    def contexts(pod: dict[str, Any]) -> list[dict[str, Any]]:
+        return [c.get("securityContext") or {} for c in pod.get("initContainers", []) + pod["containers"]]
+
+    return {
+        "redis": (redis_pod.get("securityContext") or {}, contexts(redis_pod)),
+        "jobmanager": (jobmanager.get("securityContext") or {}, contexts(jobmanager)),
+        "taskmanager": (taskmanager.get("securityContext") or {}, contexts(taskmanager)),
+        "kafka": (pool_template["pod"]["securityContext"], [pool_template["kafkaContainer"]["securityContext"]]),
+        "entity-operator": (
+            operators["pod"]["securityContext"],
+            [operators[name]["securityContext"] for name in ("topicOperatorContainer", "userOperatorContainer")],
+        ),
+    }
+
+
+READ_ONLY_ROOT = {"redis", "kafka", "entity-operator"}
+"""Workloads whose containers run on a read-only root filesystem (Flink's image writes to its own)."""
+
+
+def test_every_workload_runs_as_non_root_without_capabilities() -> None:
+    workloads = _workloads()
+    assert len(workloads["jobmanager"][1]) == 2  # the init step and the JobManager
+    for name, (pod, containers) in workloads.items():
+        assert pod.get("seccompProfile") == {"type": "RuntimeDefault"}, name
+        for container in containers:
+            assert pod.get("runAsNonRoot") is True or container.get("runAsNonRoot") is True, name
+            assert container.get("allowPrivilegeEscalation") is False, name
+            assert container.get("capabilities") == {"drop": ["ALL"]}, name
+            assert not container.get("privileged"), name
+            # a decision, written down, for every container
+            assert container.get("readOnlyRootFilesystem") is (name in READ_ONLY_ROOT), name
+    # uid 0 nowhere; the Flink image's user, the Redis image's user
+    assert workloads["taskmanager"][0]["runAsUser"] == workloads["jobmanager"][0]["runAsUser"] == 9999
+    assert workloads["redis"][0]["runAsUser"] == workloads["redis"][0]["fsGroup"] == 999
+    for doc in [doc for name in MANIFESTS for doc in documents(name)]:
+        for node in _walk(doc):
+            assert node.get("runAsUser") != 0 and not node.get("hostNetwork") and not node.get("hostPID")
+
+
+def test_redis_runs_on_a_read_only_root_with_its_password_readable_by_it_alone() -> None:
+    (deployment,) = [doc for doc in documents("redis.yaml") if doc["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    # the start script writes /tmp/redis.conf: /tmp is the one writable place besides /data
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert set(mounts) == {"/data", "/tmp", "/run/secrets/pricewave-redis"}
+    script = _redis_start_script(container["command"])
+    assert "> /tmp/redis.conf" in script and "redis-server /tmp/redis.conf" in script
+    # root:999 (fsGroup) 0440: the redis user's group reads the password, nobody else
+    assert volumes[mounts["/run/secrets/pricewave-redis"]]["secret"]["defaultMode"] == 0o440
+    assert pod["automountServiceAccountToken"] is False
+
+
+def _policies() -> list[dict[str, Any]]:
+    docs = documents("network-policies.yaml")
+    assert {doc["kind"] for doc in docs} == {"NetworkPolicy"}
+    return docs
+
+
+def test_network_policies_deny_by_default_and_allow_only_the_needed_flows() -> None:
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in _policies()}
+    assert all(doc["metadata"]["namespace"] == "pricewave" for doc in _policies())
+    deny = policies["default-deny-ingress"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}  # every pod, no rule: nothing in
+    flink_labels = _flink_pod_labels()
+    (redis,) = [doc for doc in documents("redis.yaml") if doc["kind"] == "Deployment"]
+    redis_labels = redis["spec"]["template"]["metadata"]["labels"]
+    assert flink_labels["app.kubernetes.io/name"] == FLINK_POD_LABEL
+
+    # Redis: from the Flink pods (init step, driver, Python workers) to 6379 only; no egress at all
+    redis_policy = policies["pricewave-redis"]
+    assert _selected(redis_policy["podSelector"], redis_labels)
+    assert not _selected(redis_policy["podSelector"], flink_labels)
+    (rule,) = redis_policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    assert [_selected(peer["podSelector"], flink_labels) for peer in rule["from"]] == [True]
+    assert redis_policy["policyTypes"] == ["Ingress", "Egress"] and redis_policy["egress"] == []
+
+    # Flink: each other (any port), the operator on REST only, Prometheus on the metrics port only
+    flink_policy = policies["pricewave-flink"]
+    assert _selected(flink_policy["podSelector"], flink_labels)
+    assert not _selected(flink_policy["podSelector"], redis_labels)
+    ports = {}
+    for rule in flink_policy["ingress"]:
+        assert rule.get("from"), rule  # never "from anywhere"
+        for peer in rule["from"]:
+            assert "ipBlock" not in peer
+            name = peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            ports[name] = [port["port"] for port in rule.get("ports", [])]
+    rest_port = int(flink_deployment()["spec"]["flinkConfiguration"].get("rest.port", 8081))
+    metrics_port = int(flink_deployment()["spec"]["flinkConfiguration"]["metrics.reporter.prom.port"])
+    assert ports == {FLINK_POD_LABEL: [], "flink-kubernetes-operator": [rest_port], "prometheus": [metrics_port]}
+    # no policy anywhere opens a pod to every source
+    for spec in policies.values():
+        for rule in spec.get("ingress", []):
+            assert rule.get("from"), rule
+
+
+def test_flink_web_submission_is_off_in_the_deployments(resolved_compose: dict[str, Any]) -> None:
+    configuration = flink_deployment()["spec"]["flinkConfiguration"]
+    assert configuration["web.submit.enable"] == "false" and configuration["web.cancel.enable"] == "false"
+    # application mode: the operator runs the job's driver itself, no upload through the REST API
+    assert flink_deployment()["spec"]["mode"] == "native" and flink_deployment()["spec"]["job"]["jarURI"]
+    services = resolved_compose["services"]
+    for name in ("jobmanager", "taskmanager"):
+        properties = yaml.safe_load(services[name]["environment"]["FLINK_PROPERTIES"])
+        assert properties["web.submit.enable"] is False and properties["web.cancel.enable"] is False, name
+    # compose submits with `flink run` (the REST API's job submission, which web.submit.enable does
+    # not gate), never with a jar upload
+    submit = " ".join(services["pricing-job"]["command"])
+    assert "/opt/flink/bin/flink run --detached -m jobmanager:8081" in submit
+    for text in ((DOCKER / "compose.yaml").read_text(), (K8S / "flink-deployment.yaml").read_text()):
+        assert "/jars/upload" not in text
+
+
+def test_compose_publishes_every_port_on_loopback_unless_told_otherwise(
+    go_validator: Path, resolved_compose: dict[str, Any], tmp_path: Path
+) -> None:
+    published = {
+        name: port for name, service in resolved_compose["services"].items() for port in service.get("ports") or []
+    }
+    assert set(published) == {"kafka", "redis", "jobmanager", "monitor"}
+    assert {name: port["host_ip"] for name, port in published.items()} == dict.fromkeys(published, "127.0.0.1")
+    # PRICEWAVE_BIND_HOST publishes them elsewhere
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PRICEWAVE_BIND_HOST": "0.0.0.0"}
+    result = subprocess.run([str(go_validator), "compose", str(DOCKER / "compose.yaml")], env=env,
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {port["host_ip"] for service in services.values() for port in service.get("ports") or []} == {"0.0.0.0"}

@@ -15,15 +15,17 @@ classes, so that each module decides the scope of what it starts.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -339,3 +341,96 @@ def offer_prices(settings: Settings, pairs: Iterable[tuple[str, str]]) -> dict[t
         full_feature_names=True,
     ).to_dict()
     return dict(zip(ordered, response["user_offer__price"], strict=True))
+
+
+# --- privacy scans ------------------------------------------------------------------------------
+
+# A base64 run long enough to hide an id (12 characters: 9 bytes). Both alphabets: standard, URL-safe.
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/_-]{12,}={0,2}")
+# Runs that are base64 in form only: the encoding of text has upper and lower case letters.
+_NOT_BASE64_TEXT = re.compile(rb"[0-9a-f]+|[0-9A-F]+|[0-9a-z_-]+|[0-9A-Z_-]+")
+
+
+def _json_strings(value: Any) -> Iterator[str]:
+    """Every string in a decoded JSON value: member names, values, items, at any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _json_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _json_strings(item)
+
+
+def _json_documents(data: bytes) -> Iterator[Any]:
+    """``data`` parsed as one JSON document, else each line that is one (JSON lines).
+
+    Only JSON with escapes (a backslash) is parsed: in any other, every string is in the bytes as
+    they are (already searched), and no JSON can be held in a string.
+    """
+    if b"\\" not in data:
+        return
+    stripped = data.strip()
+    if stripped[:1] in (b"{", b"[", b'"'):
+        try:
+            yield json.loads(stripped)
+            return
+        except ValueError:
+            pass
+    for line in data.splitlines():
+        line = line.strip()
+        if line[:1] in (b"{", b"[", b'"') and b"\\" in line:
+            with contextlib.suppress(ValueError):
+                yield json.loads(line)
+
+
+def _base64_decodings(data: bytes) -> Iterator[bytes]:
+    """What each base64-looking run of ``data`` decodes to, at each of the 4 alignments."""
+    for match in _BASE64_RUN.finditer(data):
+        run = match.group(0)
+        if _NOT_BASE64_TEXT.fullmatch(run):
+            continue  # hex (user keys, hashes), digits, one lowercase word: not text in base64
+        altchars = b"-_" if (b"-" in run or b"_" in run) else b"+/"
+        if (b"+" in run or b"/" in run) and altchars == b"-_":
+            continue  # both alphabets mixed: not base64
+        body = run.rstrip(b"=")
+        for shift in range(4):
+            chunk = body[shift:]
+            chunk = chunk[: len(chunk) // 4 * 4] if len(chunk) % 4 == 1 else chunk
+            chunk += b"=" * (-len(chunk) % 4)
+            with contextlib.suppress(ValueError):
+                yield base64.b64decode(chunk, altchars=altchars, validate=True)
+
+
+def find_raw_ids(pattern: re.Pattern[bytes], data: bytes, *, depth: int = 3) -> list[bytes]:
+    """Every raw id ``pattern`` finds in ``data``, also where it is hidden by an encoding.
+
+    Looks in the bytes as they are, in every string of the JSON they hold (a whole document or JSON
+    lines: ``\\u`` escapes undone, JSON held in a JSON string parsed in turn) and in whatever each
+    base64-looking run decodes to (a dead letter's ``raw_b64``, at any alignment, also inside
+    binary files such as broker segments), down to ``depth`` levels of nesting.
+
+    Args:
+        pattern: What a raw id looks like, e.g. ``re.compile(rb"small-user-\\d+")``.
+        data: A record's key or value, or a file's bytes.
+        depth: How many layers of JSON strings / base64 to look through.
+
+    Returns:
+        The distinct matches, in the order found (empty: no raw id).
+    """
+    found: dict[bytes, None] = dict.fromkeys(m.group(0) for m in pattern.finditer(data))
+    if depth > 0:
+        inner: list[bytes] = []
+        for document in _json_documents(data):
+            inner.extend(text.encode("utf-8", "surrogatepass") for text in _json_strings(document))
+        inner.extend(_base64_decodings(data))
+        for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
+            start = data.find(bom)  # text in UTF-16/32 from there on (a raw id in it is not ASCII bytes)
+            if start >= 0:
+                inner.append(data[start:].decode(codec, "replace").encode("utf-8", "surrogatepass"))
+        for layer in inner:
+            if layer != data:
+                found.update(dict.fromkeys(find_raw_ids(pattern, layer, depth=depth - 1)))
+    return list(found)

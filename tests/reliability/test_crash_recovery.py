@@ -1,12 +1,14 @@
 """kill -9 TaskManagers (and bounce the broker) under the running pricing job: nothing lost, nothing twice.
 
-A PRIVATE stack (own broker and standalone Flink cluster with 2 TaskManagers, free ports, temporary
-state directory: the shared stack is never touched) holds a fixed input: the ``small`` scenario of
-the simulator, seed fixed, every fault share 0, single-partition topics. Every run prices with the
-same demand model, trained when the module starts (so it stays far younger than the kill switch's
-age limit): the network, not the kill switch, sets nearly every price. The pricing job is
-submitted with what ``pricewave submit`` ships (the job zip, PyFlink's jar) through the cluster's
-REST endpoint, bounded, with a 2 s checkpoint interval:
+A PRIVATE stack (own broker, standalone Flink cluster with 2 TaskManagers and a Redis server, free
+ports, temporary state directory: the shared stack is never touched) holds a fixed input: the
+``small`` scenario of the simulator, seed fixed, with the scenario's transport faults (malformed,
+late, out-of-order and duplicated events), in topics of 2 partitions (keyed by sku). Every run
+prices with the same demand model, trained when the module starts (so it stays far younger than
+the kill switch's age limit): the network, not the kill switch, sets nearly every price. The
+pricing job is submitted with what ``pricewave submit`` ships (the job zip, PyFlink's jar) through
+the cluster's REST endpoint, bounded, parallelism 2, watermarks emitted per record, with a 2 s
+checkpoint interval:
 
 1. a fault-free reference run;
 2. a run on the same input with fresh outputs (prices and dead-letter topics, online store, decision
@@ -15,12 +17,16 @@ REST endpoint, bounded, with a 2 s checkpoint interval:
    the reference's (progress, not wall time: the same spread on a fast machine as on a slow one),
    and restarted as an operator would (same configuration); the broker is also stopped and
    restarted once mid-stream;
-3. a run during which the broker is down three idle timeouts, twice, while the job runs.
+3. a run during which the broker is down three idle timeouts, twice, while the job runs, with the
+   Redis online store (the reference and the kill run use SQLite: both stores must end in the same
+   state, :mod:`pricewave.feature_store.writer`).
 
 Each faulty run must equal the reference: the same decision ids in ``prices`` read with
 read_committed, none twice, none extra; the same (sku, user, event_time, price) set of sku
 decisions and of personalized offers; the same final ``sku_price`` per sku and ``user_offer`` per
-(user, sku) in the online store; the same decision log ids, none twice. Prices are comparable
+(user, sku) in the online store; the same decision log ids, none twice; the same dead letters
+(reason, source topic, partition, offset and raw bytes), none twice, and so the same counts on the
+monitor's dead-letter panel. Prices are comparable
 because nothing a pricer reads depends on timing: an offer meets its sku's price, window features
 and review summary as of the click's event time (temporal joins), a sku window meets the review
 summary as of its end, and the rate limit compares with the sku's price history as of the window
@@ -48,22 +54,26 @@ import pytest
 from jobs.pricing_job import JobOptions
 from pricewave.config import Settings
 from pricewave.simulator.runner import Simulator
-from pricewave.simulator.scenario import FaultsSpec, load_scenario
+from pricewave.simulator.scenario import load_scenario
 from pricewave.submit import cancel_job, cluster_for, job_details
 from tests.conftest import train_small_model
 from tests.reliability.harness import (
     PrivateStack,
     decision_log_rows,
+    find_raw_ids,
     offer_prices,
     private_settings,
     read_topic,
     sku_prices,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.integration
 
 SEED = 20251128
 N_EVENTS = 36_000
+PARTITIONS = 2
+PARALLELISM = 2
 CHECKPOINT_INTERVAL_S = 2
 JOB_TIMEOUT_S = 420
 
@@ -78,7 +88,7 @@ class JobRun:
     state: str
     wall_s: float
     prices: list[dict[str, Any]]
-    dead_letters: int
+    dead_letters: list[dict[str, Any]]
     decisions: list[dict[str, Any]]
     store: dict[str, float | None]
     offer_store: dict[tuple[str, str], float | None]
@@ -91,6 +101,31 @@ class JobRun:
             (d["sku"], d["user_key"], int(d["event_time"]), float(d["price"])) for d in self.prices if d["kind"] == kind
         }
 
+    def letters(self) -> Counter[tuple[str, str, int, int, str]]:
+        """Each dead letter as (reason, source topic, partition, offset, raw bytes), with its count."""
+        return Counter(
+            (d["reason"], d["source_topic"], int(d["partition"]), int(d["offset"]), d["raw_b64"])
+            for d in self.dead_letters
+        )
+
+    def monitor_figures(self) -> dict[str, Any]:
+        """What the monitor's dashboard shows of this run's dead letters and prices."""
+        from pricewave.monitor.tally import StreamTally
+
+        topics = self.settings.topics
+        tally = StreamTally(topics)
+        for letter in self.dead_letters:
+            tally.add(topics.dlq, json.dumps(letter).encode())
+        for decision in self.prices:
+            tally.add(topics.prices, json.dumps(decision).encode())
+        figures = tally.dead_letter_figures()
+        return {
+            "total": figures["total"],
+            "late": figures["late"],
+            "by_reason": dict(figures["by_reason"]),
+            "prices_by_kind": dict(tally.price_by_kind),
+        }
+
 
 @dataclass
 class CrashEnv:
@@ -101,11 +136,17 @@ class CrashEnv:
     catalog: list[dict[str, Any]]
     raw_user_ids: list[str]
     model_dir: Path
+    faults: dict[str, int]  # what the simulator injected: malformed, late, duplicates, out_of_order
+    redis: Any  # the private RedisService (the outage run's online store)
     reference: JobRun | None = None
 
 
-def run_settings(env: CrashEnv, name: str) -> Settings:
-    """Settings of one run: the shared input topics, own outputs, own state dir and feature repo."""
+def run_settings(env: CrashEnv, name: str, store: str = "sqlite") -> Settings:
+    """Settings of one run: the shared input topics, own outputs, own state dir and feature repo.
+
+    ``store`` is the online store's profile: ``sqlite`` (a file in the run's feature repo) or
+    ``redis`` (the module's private Redis server, used by one run only).
+    """
     stack = env.stack.settings
     state = env.base / name
     state.mkdir()
@@ -120,10 +161,16 @@ def run_settings(env: CrashEnv, name: str) -> Settings:
     topics = stack.topics.model_copy(update={"prices": f"prices-{name}", "dlq": f"dlq-{name}"})
     from pricewave.kafka_io import ensure_topics
 
-    ensure_topics(stack, [topics.prices, topics.dlq], partitions=1)
+    ensure_topics(stack, [topics.prices, topics.dlq], partitions=PARTITIONS)
     models = stack.models.model_copy(update={"model_dir": str(env.model_dir)})
     settings = stack.model_copy(
-        update={"state_dir": state, "feature_repo": str(repo), "topics": topics, "models": models}
+        update={
+            "state_dir": state,
+            "feature_repo": str(repo),
+            "topics": topics,
+            "models": models,
+            "store_profile": store,
+        }
     )
     from pricewave.feature_store import FeatureWriter, open_store
 
@@ -147,7 +194,10 @@ def submit_run(env: CrashEnv, settings: Settings, name: str) -> str:
         starting_offsets="earliest-offset",
         bounded=True,
         checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
-        parallelism=1,
+        parallelism=PARALLELISM,
+        # A watermark after every record, as the job's other bounded tests run it (the job judges
+        # lateness per partition from the records before it, whatever the emit strategy).
+        watermark_emit_strategy="on-event",
         transactional_id_prefix=f"prices-{name}",
         decision_log_dir=str(settings.path("decision_log")),
         extra_config={
@@ -215,7 +265,7 @@ def collect(
         state=state,
         wall_s=wall_s,
         prices=prices,
-        dead_letters=len(read_topic(settings, settings.topics.dlq, read_committed=False)),
+        dead_letters=[json.loads(r.value) for r in read_topic(settings, settings.topics.dlq)],
         decisions=decision_log_rows(settings.path("decision_log")),
         store=sku_prices(settings, env.skus),
         offer_store=offer_prices(settings, offer_keys),
@@ -287,10 +337,12 @@ def faulty_run(
     return run
 
 
-def outage_run(env: CrashEnv, reference: JobRun, name: str, *, at: tuple[float, ...], down_s: float) -> JobRun:
+def outage_run(
+    env: CrashEnv, reference: JobRun, name: str, *, at: tuple[float, ...], down_s: float, store: str = "sqlite"
+) -> JobRun:
     """A run during which the broker stops (clean shutdown) for ``down_s`` at each fraction ``at``
     of the reference's output, while the job runs."""
-    settings = run_settings(env, name)
+    settings = run_settings(env, name, store)
     started = time.monotonic()
     job_id = submit_run(env, settings, name)
     broker_restarts = 0
@@ -314,19 +366,37 @@ def outage_run(env: CrashEnv, reference: JobRun, name: str, *, at: tuple[float, 
 def crash_env(
     settings: Settings, applied_feature_repo: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CrashEnv]:
+    from pricewave.stack.redis import RedisService
+
     base = tmp_path_factory.mktemp("crash")
     private = private_settings(base / "stack", taskmanagers=2)
-    stack = PrivateStack(private, settings.path("jars").resolve()).start()
+    private = private.model_copy(update={"topics": private.topics.model_copy(update={"partitions": PARTITIONS})})
+    stack = PrivateStack(private, settings.path("jars").resolve())
+    redis = RedisService(private)  # on the free port private_settings chose, under the private state dir
     try:
-        faults = FaultsSpec(malformed_share=0, late_share=0, out_of_order_share=0, duplicate_share=0)
-        simulator = Simulator(load_scenario("small"), private, seed=SEED, faults=faults, review_texts=["fine"])
-        simulator.run_to_kafka(rate=None, max_events=N_EVENTS, closed_loop=False, progress=False)
+        stack.start()
+        redis.install()
+        redis.start()
+        wait_ready(redis)
+        scenario = load_scenario("small")
+        faults = scenario.faults
+        assert faults.malformed_share > 0 and faults.late_share > 0 and faults.duplicate_share > 0, faults
+        simulator = Simulator(scenario, private, seed=SEED, faults=faults, review_texts=["fine"])
+        summary = simulator.run_to_kafka(rate=None, max_events=N_EVENTS, closed_loop=False, progress=False)
+        injected = {
+            "malformed": summary.malformed,
+            "late": summary.late,
+            "duplicates": summary.duplicates,
+            "out_of_order": summary.out_of_order,
+        }
+        print(f"\n[reliability] input: {summary.messages} messages, injected {injected}")
         catalog = simulator.catalog_records()
         raw_ids = [simulator.market.user(i).raw_id for i in range(simulator.scenario.users.n_users)]
         model_dir = train_small_model(base / "model", settings)
         skus = [row["sku"] for row in catalog]
-        yield CrashEnv(stack, applied_feature_repo, base, skus, catalog, raw_ids, model_dir)
+        yield CrashEnv(stack, applied_feature_repo, base, skus, catalog, raw_ids, model_dir, injected, redis)
     finally:
+        redis.stop()
         stack.close()
 
 
@@ -343,8 +413,25 @@ def reference(crash_env: CrashEnv) -> JobRun:
     assert run.prices, "the reference run published no price"
     by_model = sum(1 for d in run.prices if d["model_version"] != "none")
     assert by_model >= 0.9 * len(run.prices), f"only {by_model} of {len(run.prices)} prices came from the model"
+    # The job ran as claimed: every source read both partitions with 2 subtasks.
+    vertices = crash_env.stack.rest(f"/jobs/{job_id}")["vertices"]
+    sources = {v["name"][:60]: v["parallelism"] for v in vertices if "Source" in v["name"]}
+    assert len(sources) == 3 and set(sources.values()) == {PARALLELISM}, sources
+    # The faults reached the dead-letter topic: every malformed event, late events, from both partitions.
+    letters = run.letters()
+    positions = Counter((topic, partition, offset) for _, topic, partition, offset, _ in letters.elements())
+    assert max(positions.values()) == 1, "the reference dead-lettered a record twice"
+    figures = run.monitor_figures()
+    print(
+        f"\n[reliability] reference: {len(run.prices)} decisions ({by_model} by the model, "
+        f"{figures['prices_by_kind']}), dead letters {figures['total']} {figures['by_reason']}, "
+        f"vertex parallelism {sorted({v['parallelism'] for v in vertices})}, {run.wall_s:.1f} s"
+    )
+    injected = crash_env.faults
+    assert figures["total"] - figures["late"] >= injected["malformed"], (figures, injected)
+    assert figures["late"] > 0, f"no late dead letter although {injected['late']} late events were sent"
+    assert {partition for _, partition, _ in positions} == set(range(PARTITIONS))
     crash_env.reference = run
-    print(f"\n[reliability] reference: {len(run.prices)} decisions ({by_model} by the model) in {run.wall_s:.1f} s")
     return run
 
 
@@ -375,7 +462,24 @@ def assert_same_as_reference(run: JobRun, reference: JobRun) -> None:
     assert differing == 0, f"{differing} offer prices differ from the fault-free run"
     assert run.store == reference.store
     assert run.offer_store == reference.offer_store
-    assert run.dead_letters == reference.dead_letters == 0
+    # Dead letters: exactly the reference's (reason, source record, raw bytes), none twice.
+    letters, expected = run.letters(), reference.letters()
+    positions = Counter((topic, partition, offset) for _, topic, partition, offset, _ in letters.elements())
+    twice = sum(1 for n in positions.values() if n > 1)
+    missing, extra_letters = expected - letters, letters - expected
+    figures = run.monitor_figures()
+    print(
+        f"[reliability] {run.name}: dead letters {figures['total']} {figures['by_reason']} (reference "
+        f"{len(reference.dead_letters)}), twice {twice}, missing {sum(missing.values())}, "
+        f"extra {sum(extra_letters.values())}"
+    )
+    for letter in [*missing, *extra_letters][:6]:
+        print(f"[reliability]   {'missing' if letter in missing else 'extra'}: {letter[:4]}")
+    assert not twice, f"{twice} records dead-lettered more than once"
+    assert not missing and not extra_letters, (
+        f"{sum(missing.values())} dead letters missing, {sum(extra_letters.values())} extra"
+    )
+    assert figures == reference.monitor_figures()
     log_ids = Counter(row["decision_id"] for row in run.decisions)
     assert max(log_ids.values()) == 1, "the decision log holds a decision twice"
     assert set(log_ids) == {row["decision_id"] for row in reference.decisions}
@@ -426,8 +530,9 @@ def test_broker_down_longer_than_the_idle_timeout_while_the_job_runs(crash_env: 
     # ended (the small competitor topic) jump to the final watermark; measured before bounded runs
     # turned idleness off: 5,923 of 12,874 offers lost without an error in one run, 78 priced
     # against another sku price in the next (RELIABILITY.md §1).
+    # On the Redis online store: the reference ran on SQLite, and both must end in the same state.
     down_s = 3 * JobOptions().idle_timeout_s
-    run = outage_run(crash_env, reference, "outage", at=(0.1, 0.3), down_s=down_s)
+    run = outage_run(crash_env, reference, "outage", at=(0.1, 0.3), down_s=down_s, store="redis")
     assert run.broker_restarts == 2, "the job finished before both outages: make the input larger"
     assert_same_as_reference(run, reference)
 
@@ -458,16 +563,17 @@ def test_no_raw_user_id_in_topics_store_decision_log_or_logs(crash_env: CrashEnv
         for record in read_topic(stack, topic, read_committed=False):
             scanned_records += 1
             for part in (record.key or b"", record.value or b""):
-                assert not pattern.search(part), f"raw user id in topic {topic} at offset {record.offset}"
+                assert not find_raw_ids(pattern, part), f"raw user id in topic {topic} at offset {record.offset}"
     assert scanned_records > 0
-    # Everything on disk: broker segments, the SQLite online store, the decision log, every log.
-    roots = [stack.path("kafka"), stack.path("logs"), reference.settings.state_dir]
+    # Everything on disk: broker segments, the SQLite online store, the decision log, every log,
+    # and the Redis server's append-only file (the outage run's store, when it ran).
+    roots = [stack.path("kafka"), stack.path("logs"), reference.settings.state_dir, crash_env.redis.home]
     scanned_files = 0
     for root in roots:
         for path in root.rglob("*"):
             if path.is_file() and not path.is_symlink() and "jars" not in path.parts:
                 scanned_files += 1
-                assert not pattern.search(path.read_bytes()), f"raw user id in {path}"
+                assert not find_raw_ids(pattern, path.read_bytes()), f"raw user id in {path}"
     store_file = Path(reference.settings.feature_repo) / "data" / "online_store.db"
     assert store_file.stat().st_size > 0
     assert scanned_files > 10

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 
 from pricewave.config import Settings, load_settings
+from pricewave.errors import DataError
 from pricewave.pricing.artifact import ArtifactWatcher, save_artifact
 from pricewave.pricing.demand_model import DemandModel
 from pricewave.pricing.guardrails import GuardrailPolicy, apply_guardrails
@@ -248,7 +249,7 @@ def test_protected_attributes_never_reach_a_model_input(tmp_path: Path) -> None:
         columns = pd.read_parquet(paths[name]).columns
         assert not protected(columns), (name, list(columns))
     # The check itself catches look-alikes.
-    with pytest.raises(Exception, match=r"(?i)protected"):
+    with pytest.raises(DataError, match=r"^protected attributes must not be model inputs: customer_gender;"):
         assert_no_protected_inputs([*FEATURE_NAMES, "customer_gender"])
 
 

@@ -7,6 +7,7 @@ const KINDS = {
   "kafka.strimzi.io/v1": "@kubernetes-models/strimzi-kafka-operator/kafka.strimzi.io/v1/",
   "kafka.strimzi.io/v1beta2": "@kubernetes-models/strimzi-kafka-operator/kafka.strimzi.io/v1beta2/",
   "apps/v1": "kubernetes-models/apps/v1/",
+  "networking.k8s.io/v1": "kubernetes-models/networking.k8s.io/v1/",
   "v1": "kubernetes-models/v1/",
 };
 

@@ -8,7 +8,8 @@ Everything store-agnostic (ordering, tie-breaks, batching) lives in
 * ``prepare_overwrite``: make the store accept a write whose event time EQUALS the stored one
   (the writer only asks when the incoming row wins the deterministic tie-break);
 * ``after_write``: bookkeeping once Feast wrote the rows;
-* ``translate_errors``: turn driver errors into one-line :class:`pricewave.errors.PricewaveError`;
+* ``translate_errors``: turn driver errors into one-line :class:`pricewave.errors.PricewaveError`
+  (:class:`StoreUnavailableError` when the store cannot answer now: down, hung, corrupt);
 * ``latest_prices_before`` / ``record_prices``: the sku price history
   (:mod:`pricewave.feature_store.price_history`), kept beside the online store.
 
@@ -25,12 +26,20 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pricewave.errors import ConfigError
+from pricewave.errors import ConfigError, StackError
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+
+class StoreUnavailableError(StackError):
+    """The online store cannot answer now (unreachable, timed out, loading, corrupt file).
+
+    What the streaming job degrades on (:mod:`pricewave.feature_store.degraded`); the CLI prints
+    the message on one line like any :class:`StackError`.
+    """
 
 
 class StoreOps(Protocol):

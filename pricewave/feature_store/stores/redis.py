@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pricewave.config import REDIS_PASSWORD_ENV
 from pricewave.errors import StackError
-from pricewave.feature_store.stores import feast_millis
+from pricewave.feature_store.stores import StoreUnavailableError, feast_millis
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -41,6 +41,18 @@ def _address(store: FeatureStore) -> str:
     # Only host:port parts: the connection string also carries the password.
     parts = str(store.config.online_store.connection_string).split(",")
     return ",".join(part for part in parts if "=" not in part)
+
+
+def _timeout_s(store: FeatureStore) -> float:
+    """The socket timeout of the store's connection string (5 s when it sets none)."""
+    for part in str(store.config.online_store.connection_string).split(","):
+        name, _, value = part.partition("=")
+        if name.strip() == "socket_timeout":
+            try:
+                return float(value)
+            except ValueError:
+                break
+    return 5.0
 
 
 def _has_password(store: FeatureStore) -> bool:
@@ -129,7 +141,14 @@ class RedisOps:
         host, _, port = parts[0].rpartition(":")
         password = next((part.split("=", 1)[1] for part in parts if part.startswith("password=")), "")
         with self.translate_errors(store):
-            client = redis.Redis(host=host, port=int(port), password=password or None, socket_connect_timeout=5)
+            timeout = _timeout_s(store)
+            client = redis.Redis(
+                host=host,
+                port=int(port),
+                password=password or None,
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
+            )
             try:
                 client.ping()
             finally:
@@ -137,7 +156,11 @@ class RedisOps:
 
     @contextmanager
     def translate_errors(self, store: FeatureStore) -> Iterator[None]:
-        """Turn Redis connection and authentication failures into :class:`StackError`."""
+        """Turn Redis failures into :class:`StackError`.
+
+        Unreachable, timed out (a hung server: the socket timeout of the connection string) or still
+        loading its data: :class:`StoreUnavailableError`.
+        """
         import redis.exceptions as rex
 
         address = _address(store)
@@ -153,11 +176,20 @@ class RedisOps:
             if "NOAUTH" in str(exc) or "AUTH" in str(exc).upper():
                 raise StackError(f"Redis at {address} requires a password ({exc}): set {REDIS_PASSWORD_ENV}") from None
             raise StackError(f"Redis at {address} failed: {exc}") from None
+        except rex.BusyLoadingError as exc:
+            raise StoreUnavailableError(f"Redis at {address} is loading its data ({exc}): try again shortly") from None
         except rex.ConnectionError as exc:
-            raise StackError(
+            raise StoreUnavailableError(
                 f"cannot reach Redis at {address} ({exc}): start it ('pricewave stack up redis') "
                 "or set PRICEWAVE_REDIS__HOST/PORT"
             ) from None
+        except rex.TimeoutError as exc:
+            raise StoreUnavailableError(
+                f"Redis at {address} did not answer within {_timeout_s(store):g} s ({exc or 'timeout'}): "
+                "is it hung or overloaded? (the limit is PRICEWAVE_REDIS__TIMEOUT_S)"
+            ) from None
+        except rex.RedisError as exc:
+            raise StackError(f"Redis at {address} failed: {exc}") from None
 
 
 OPS = RedisOps()

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pricewave.errors import StackError, StoreBusyError
-from pricewave.feature_store.stores import feast_millis, iter_chunks
+from pricewave.feature_store.stores import StoreUnavailableError, feast_millis, iter_chunks
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -203,7 +203,11 @@ class SqliteOps:
 
     @contextmanager
     def translate_errors(self, store: FeatureStore) -> Iterator[None]:
-        """Turn SQLite failures into :class:`StackError`."""
+        """Turn SQLite failures into :class:`StackError`.
+
+        Locked past the busy timeout: :class:`StoreBusyError`. A file that is not a database or is
+        damaged: :class:`StoreUnavailableError`, whose message says how to start over.
+        """
         try:
             yield
         except sqlite3.OperationalError as exc:
@@ -211,6 +215,17 @@ class SqliteOps:
                 raise StoreBusyError(f"SQLite online store {database_path(store)}: {exc}") from None
             hint = " (run 'pricewave features apply' first)" if "no such table" in str(exc) else ""
             raise StackError(f"SQLite online store {database_path(store)}: {exc}{hint}") from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+            raise StoreUnavailableError(corrupt_message(database_path(store), exc)) from None
+
+
+def corrupt_message(path: Path, exc: BaseException) -> str:
+    """What to do about an unreadable SQLite online store file."""
+    return (
+        f"SQLite online store {path} is corrupt ({exc}): stop the job, move the file aside, run "
+        "'pricewave features apply' (recreates the tables) and 'pricewave catalog load <file>', then start "
+        "the job again (prices are rewritten as it runs)"
+    )
 
 
 OPS = SqliteOps()
