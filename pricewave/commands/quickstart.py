@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
         type=float,
         default=1.0,
         help="simulated time per wall-clock second (default 1: live). Above 1 event times run ahead of the "
-        "wall clock, and the job dead-letters those more than 5 min ahead",
+        "wall clock, and the job dead-letters those more than 60 s ahead of the time they were sent",
     )
     parser.add_argument("--duration", type=float, default=90.0, help="seconds to show prices (0 = until Ctrl-C)")
     parser.add_argument("--seed", type=int, default=7, help="simulator seed (default 7)")

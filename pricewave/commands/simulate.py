@@ -88,7 +88,7 @@ def register(subparsers: Any) -> None:
         metavar="F",
         help="pace by the simulated clock, F times faster than the wall clock (default 1: wall speed, the "
         "scenario's own traffic). Above 1 event times run ahead of the wall clock: the job dead-letters "
-        "records more than its --max-clock-skew (5 min) ahead",
+        "records more than its --max-record-skew (60 s) ahead of the time they were sent",
     )
     pacing.add_argument(
         "--rate",
