@@ -21,8 +21,8 @@ SNIPPET = """
 import time
 from {module} import {name} as foreground_terminal
 with foreground_terminal():
-    print("ready", flush=True)
-    try:
+    try:  # "ready" inside the try: a Ctrl-C typed right after it is still caught (a loaded machine)
+        print("ready", flush=True)
         time.sleep(30)
     except KeyboardInterrupt:
         print("interrupted", flush=True)
