@@ -34,7 +34,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from pricewave.feature_store.writer import FeatureWriter, Rows
 
 LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
 RETRY_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 """Pauses before the 1st, 2nd, ... retry of a store that failed (the last one repeats)."""
 MAX_PENDING_ROWS = 500_000
@@ -114,6 +115,19 @@ class Outage:
         pause = self.backoff_s[min(self._tries_in_outage, len(self.backoff_s) - 1)]
         self._tries_in_outage += 1
         self.next_try = now + pause
+
+    def attempt(self, call: Callable[[], _T], pending: Callable[[], int] = lambda: 0) -> tuple[bool, _T | None]:
+        """One store call: ``(True, result)`` and the outage (if any) ends, or ``(False, None)`` after a
+        store failure (recorded with :meth:`failed`); any other error raises."""
+        try:
+            result = call()
+        except Exception as exc:
+            if not is_store_failure(exc):
+                raise
+            self.failed(exc, pending())
+            return False, None
+        self.succeeded()
+        return True, result
 
     def succeeded(self, detail: str = "") -> None:
         """Record a successful call; the first one after an outage logs one line."""
@@ -295,14 +309,8 @@ class CatalogCache:
         wanted = list(dict.fromkeys(str(sku) for sku in skus))
         due = [sku for sku in wanted if sku not in self._read_at or now - self._read_at[sku] >= self.refresh_s]
         if due and self.outage.due():
-            try:
-                fresh = self.read(due)
-            except Exception as exc:
-                if not is_store_failure(exc):
-                    raise
-                self.outage.failed(exc)
-            else:
-                self.outage.succeeded()
+            read, fresh = self.outage.attempt(lambda: self.read(due))
+            if read and fresh is not None:
                 for sku, row in zip(due, fresh.to_dict("records"), strict=True):
                     self._rows[sku] = {column: row.get(column) for column in self.columns}
                     self._read_at[sku] = now
@@ -364,18 +372,15 @@ class BufferedPriceHistory:
     def latest_before(self, skus: Sequence[str], event_ms: Sequence[int]) -> list[float | None]:
         """:meth:`PriceHistory.latest_before`, from this worker's records while the store is down."""
         if self.outage.due():
-            try:
-                self._flush()
-                found = self.history.latest_before(skus, event_ms)
-            except Exception as exc:
-                if not is_store_failure(exc):
-                    raise
-                self.outage.failed(exc, self.pending)
-            else:
-                self.outage.succeeded()
+            answered, found = self.outage.attempt(lambda: self._flush_then_read(skus, event_ms), lambda: self.pending)
+            if answered and found is not None:
                 return found
         self.served_locally += len(skus)
         return [self._local_before(str(sku), int(ms)) for sku, ms in zip(skus, event_ms, strict=True)]
+
+    def _flush_then_read(self, skus: Sequence[str], event_ms: Sequence[int]) -> list[float | None]:
+        self._flush()
+        return self.history.latest_before(skus, event_ms)
 
     def record(self, skus: Sequence[str], event_ms: Sequence[int], prices: Sequence[float]) -> None:
         """:meth:`PriceHistory.record`; kept for later when the store does not answer.
@@ -406,14 +411,7 @@ class BufferedPriceHistory:
             return
         self._keep(rows)
         if self.outage.due():
-            try:
-                self._flush()
-            except Exception as exc:
-                if not is_store_failure(exc):
-                    raise
-                self.outage.failed(exc, self.pending)
-            else:
-                self.outage.succeeded()
+            self.outage.attempt(self._flush, lambda: self.pending)
 
     def close(self) -> None:
         """Try the kept records once more; what is left is dropped and logged."""
