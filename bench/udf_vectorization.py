@@ -239,6 +239,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--row-rows", type=int, default=None, help="rows for general-UDF cells (default 3,000)")
     parser.add_argument("--batch", type=int, default=1000, help="Arrow batch size (the job's default, 1,000)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per cell (default 240, tiny 120)")
+    parser.add_argument(
+        "--cells",
+        default=None,
+        help="comma list of kind:mode cells to run, e.g. pandas:process,general:thread (default all six)",
+    )
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -268,6 +273,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         save_artifact(DemandModel(), None, {}, {}, model_dir)
         cells = [("pandas", "process"), ("general", "process"), ("pandas", "thread"), ("general", "thread"),
                  ("plain", "process"), ("plain", "thread")]  # fmt: skip
+        if args.cells:
+            known = {f"{kind}:{mode}" for kind, mode in cells}
+            unknown = sorted(set(args.cells.split(",")) - known)
+            if unknown:
+                parser.error(f"--cells: unknown {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+            cells = [cell for cell in cells if f"{cell[0]}:{cell[1]}" in args.cells.split(",")]
         for kind, mode in cells:
             rows = row_rows if kind == "general" else pandas_rows
             result = cell_subprocess(kind, mode, rows, model_dir, workdir, args.batch, timeout_s)

@@ -10,7 +10,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +99,15 @@ def consume_all(
     topic: str,
     *,
     expected: int | None = None,
+    until: Callable[[list[ConsumerRecord]], bool] | None = None,
     timeout_s: float = 30.0,
     read_committed: bool = True,
 ) -> list[ConsumerRecord]:
     """Read a topic from the beginning until ``expected`` records arrived or it stays quiet.
 
-    Without ``expected``, returns once no record arrived for 3 s (or at the timeout).
+    Without ``expected``, returns once no record arrived for 3 s (or at the timeout). With
+    ``until``, returns once ``until(records)`` holds (or at the timeout): for records that arrive
+    in separate transactions, where a quiet gap between two commits says nothing.
     """
     consumer = make_consumer(settings, [topic], read_committed=read_committed, consumer_timeout_ms=500)
     records: list[ConsumerRecord] = []
@@ -118,6 +121,10 @@ def consume_all(
                 last_arrival = time.monotonic()
             if expected is not None and len(records) >= expected:
                 break
+            if until is not None:
+                if until(records):
+                    break
+                continue
             if expected is None and records and time.monotonic() - last_arrival > 3:
                 break
     finally:

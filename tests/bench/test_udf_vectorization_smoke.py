@@ -15,7 +15,9 @@ pytestmark = pytest.mark.integration
 
 def test_udf_vectorization_bench_tiny() -> None:
     result = subprocess.run(
-        [sys.executable, "bench/udf_vectorization.py", "--tiny", "--timeout", "120"],
+        # three of the six cells: each starts its own MiniCluster, and these cover both kinds and both modes
+        [sys.executable, "bench/udf_vectorization.py", "--tiny", "--timeout", "120",
+         "--cells", "pandas:process,general:process,general:thread"],
         cwd=ROOT, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -24,5 +26,11 @@ def test_udf_vectorization_bench_tiny() -> None:
     rates = report["records_per_s"]
     assert rates["pandas/process"] > 0 and rates["general/process"] > 0
     assert report["ratios"]["pandas/process vs general/process"] > 0
+    assert rates["general/thread"] > 0
+    assert {(cell["kind"], cell["mode"]) for cell in report["cells"]} == {
+        ("pandas", "process"),
+        ("general", "process"),
+        ("general", "thread"),
+    }
     # every cell reports either a rate or why it could not run (thread mode)
     assert all("rows_per_s" in cell or cell["error"] for cell in report["cells"])

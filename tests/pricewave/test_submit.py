@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka.consumer.fetcher import ConsumerRecord
 
 from pricewave import cli
 from pricewave import submit as flink_jobs
@@ -151,7 +152,13 @@ def test_submit_jobs_upgrade_from_savepoint_and_stop(
     # prices arrive: ten minutes of views close windows on both partitions; the cluster's Python
     # workers price them and the exactly-once sink commits them at a checkpoint
     good_clicks(job_settings, minutes=10)
-    prices = [json.loads(r.value) for r in consume_all(job_settings, job_settings.topics.prices, timeout_s=120)]
+
+    # (offers and sku prices commit in different checkpoints, so wait for the sku price itself)
+    def has_sku_price(records: list[ConsumerRecord]) -> bool:
+        return any(json.loads(r.value)["kind"] == "sku" for r in records)
+
+    records = consume_all(job_settings, job_settings.topics.prices, until=has_sku_price, timeout_s=120)
+    prices = [json.loads(r.value) for r in records]
     assert any(p["kind"] == "sku" and p["sku"] == "A1" for p in prices), prices[:3]
     assert all(p["price"] >= 10.0 * 1.05 for p in prices)  # the margin floor holds
 
