@@ -81,9 +81,12 @@ class JobOptions:
     short_horizon_s: int = 300
     long_horizon_s: int = 3600
     # A replayed duplicate carries its original's event time, so any window catches it (one that
-    # arrives after the window fired is behind the watermark: dead-lettered as late). Short windows
-    # pass clicks on within a second of the watermark instead of in one burst per minute.
-    dedup_window_s: float = 1.0
+    # arrives after the window fired is behind the watermark: dead-lettered as late). The window is
+    # one millisecond: a click leaves it as soon as the watermark reaches its own time, before that
+    # watermark goes on. A longer window held clicks back past later clicks' times, and at
+    # parallelism > 1 another dedup subtask's watermark could then let the user's session window fire
+    # a later click first and silently drop the held one as late (a timing-dependent lost offer).
+    dedup_window_s: float = 0.001
     parallelism: int | None = None  # None: the cluster's / `flink run -p` default
     # 'exponential-delay' in production; tests use 'none' so that a failure surfaces at once.
     restart_strategy: str = "exponential-delay"
@@ -290,6 +293,10 @@ def checked_view(settings: Settings, role: str, options: JobOptions | None = Non
     options = options or JobOptions()
     schema = INPUT_SCHEMAS[role]
     bound_ms = _ms(options.out_of_orderness_s)
+    # A record exactly at the watermark (max - bound) is late too: the watermark already equals its
+    # time, and a window ending there (the 1 ms dedup window) has fired. With no bound, "equal to the
+    # max" is the record itself, which is on time.
+    behind = "<=" if bound_ms > 0 else "<"
     return f"""
 CREATE TEMPORARY VIEW {_quote("checked_" + role)} AS
 SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`,
@@ -297,7 +304,7 @@ SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`,
     ELSE `checked` END AS `reason`
 FROM (
   SELECT *, {_quote("validate_" + schema)}(`raw`,
-    COALESCE(`event_time` IS NOT NULL AND `event_time_ms` < `partition_max_ms` - {bound_ms}, FALSE),
+    COALESCE(`event_time` IS NOT NULL AND `event_time_ms` {behind} `partition_max_ms` - {bound_ms}, FALSE),
     `event_time` IS NULL AND NOT `ahead_of_record`) AS `checked`
   FROM (
     SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`, `ahead_of_record`,
@@ -401,8 +408,9 @@ def deduplicated_clicks(options: JobOptions) -> str:
 
     Window deduplication: a duplicate carries the same event_time as its original, so both fall in
     the same tumbling window and only the first survives; state is freed when the window closes.
-    The window is short (``dedup_window_s``, 1 s): it only delays each click until the watermark
-    passes the end of its window.
+    The window is one millisecond (``dedup_window_s``): each click leaves when the watermark reaches
+    its own event time, ahead of that watermark, so no event-time operator downstream (the per-user
+    session OVER window above all) can see it behind its watermark, at any parallelism.
     """
     return f"""
 CREATE TEMPORARY VIEW `unique_clicks` AS

@@ -141,7 +141,8 @@ class FlinkSettings(_Section):
     rpc_port: int = Field(6123, ge=1, le=65535)
     taskmanagers: int = Field(2, ge=1, le=16)
     slots_per_taskmanager: int = Field(2, ge=1, le=64)
-    taskmanager_memory: str = "1600m"
+    taskmanager_memory: str = "2112m"
+    taskmanager_metaspace: str = "768m"
     jobmanager_memory: str = "1024m"
 
     @property

@@ -206,6 +206,26 @@ class _SettingsCarrier(ScalarFunction):
         return Settings.model_validate(self.settings_data)
 
 
+def register_store_metrics(function_context: object, what: str, outage: Any, writer: Any = None) -> None:
+    """Flink metrics of one worker's use of the online store, under ``pricewave.<what>``.
+
+    ``store_down`` (1 while the store does not answer), ``store_outages`` (outages seen),
+    ``store_failed_tries``; with a buffered writer also ``store_backlog_rows`` (rows kept for the
+    store, newest per key) and ``store_rows_dropped`` (rows given up). They are gauges read when
+    Flink reports (REST, Web UI, Prometheus), so an outage shows on the dashboards a team already has.
+    A ``function_context`` without metrics (a unit test's ``None``) registers nothing.
+    """
+    if not hasattr(function_context, "get_metric_group"):
+        return
+    group = function_context.get_metric_group().add_group("pricewave", what)
+    group.gauge("store_down", lambda: int(outage.down))
+    group.gauge("store_outages", lambda: int(outage.outages))
+    group.gauge("store_failed_tries", lambda: int(outage.failed_tries))
+    if writer is not None:
+        group.gauge("store_backlog_rows", lambda: int(writer.pending))
+        group.gauge("store_rows_dropped", lambda: int(writer.dropped))
+
+
 class _PricerBase(_SettingsCarrier):
     """Opens the online store and the policy once per worker; keeps a copy of the catalog."""
 
@@ -232,6 +252,7 @@ class _PricerBase(_SettingsCarrier):
         model_dir.mkdir(parents=True, exist_ok=True)
         guardrails = GuardrailPolicy(max_model_age_s=settings.models.max_age_s)
         self.policy = PricingPolicy(ArtifactWatcher(model_dir), guardrails)
+        register_store_metrics(function_context, type(self).__name__, self.outage)
 
     def _with_catalog(self, frame: pd.DataFrame) -> pd.DataFrame:
         context = self.catalog.lookup(frame["sku"].tolist())
@@ -343,6 +364,7 @@ class FeaturePush(_SettingsCarrier):
 
     def open(self, function_context: object) -> None:
         self.writer = _buffered_writer(self.settings, f"push_{self.view}")
+        register_store_metrics(function_context, f"push_{self.view}", self.writer.outage, self.writer)
 
     def eval(self, *columns: pd.Series) -> pd.Series:
         frame = pd.DataFrame(dict(zip(self.columns, columns, strict=True)))
@@ -378,6 +400,7 @@ class DecisionPush(_SettingsCarrier):
 
     def open(self, function_context: object) -> None:
         self.writer = _buffered_writer(self.settings, "push_decisions")
+        register_store_metrics(function_context, "push_decisions", self.writer.outage, self.writer)
 
     def eval(self, decisions: pd.Series) -> pd.Series:
         from pricewave.feature_store import split_price_decisions

@@ -61,6 +61,10 @@ def flink_config(
         "taskmanager.host": "localhost",
         "taskmanager.numberOfTaskSlots": settings_flink.slots_per_taskmanager,
         "taskmanager.memory.process.size": settings_flink.taskmanager_memory,
+        # A session cluster runs job after job in the same TaskManagers, and each PyFlink job with
+        # the Kafka connector leaves classes behind: with Flink's 256 MB a TaskManager died of
+        # "OutOfMemoryError: Metaspace" after a handful of jobs (the test suite, a day of upgrades).
+        "taskmanager.memory.jvm-metaspace.size": settings_flink.taskmanager_metaspace,
         "parallelism.default": 1,
         "rest.address": settings_flink.rest_host,
         "rest.bind-address": bind_host,

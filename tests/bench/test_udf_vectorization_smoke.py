@@ -15,9 +15,9 @@ pytestmark = pytest.mark.integration
 
 def test_udf_vectorization_bench_tiny() -> None:
     result = subprocess.run(
-        # three of the six cells: each starts its own MiniCluster, and these cover both kinds and both modes
+        # two of the six cells (each starts its own MiniCluster): the ratio DESIGN.md holds the job to
         [sys.executable, "bench/udf_vectorization.py", "--tiny", "--timeout", "120",
-         "--cells", "pandas:process,general:process,general:thread"],
+         "--cells", "pandas:process,general:process"],
         cwd=ROOT, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -26,11 +26,6 @@ def test_udf_vectorization_bench_tiny() -> None:
     rates = report["records_per_s"]
     assert rates["pandas/process"] > 0 and rates["general/process"] > 0
     assert report["ratios"]["pandas/process vs general/process"] > 0
-    assert rates["general/thread"] > 0
-    assert {(cell["kind"], cell["mode"]) for cell in report["cells"]} == {
-        ("pandas", "process"),
-        ("general", "process"),
-        ("general", "thread"),
-    }
+    assert {(cell["kind"], cell["mode"]) for cell in report["cells"]} == {("pandas", "process"), ("general", "process")}
     # every cell reports either a rate or why it could not run (thread mode)
     assert all("rows_per_s" in cell or cell["error"] for cell in report["cells"])

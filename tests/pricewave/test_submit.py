@@ -52,8 +52,16 @@ def job_settings(
 ) -> Iterator[Settings]:
     """Settings (and environment, for the flink run client) naming five fresh topics and a private
     applied feature repo holding a catalog."""
+    from pricewave import stack
     from pricewave.feature_store import FeatureWriter, open_store
 
+    # Fresh TaskManagers. Open defect (2026-12-05, the notes): in two CI runs the job submitted here,
+    # landing on a TaskManager that had already run the journeys' jobs, priced one offer and then
+    # stalled (RUNNING, no error, no further output); locally a TaskManager died of "Metaspace"
+    # after several jobs (metaspace now 768 MB). This test is about submit/upgrade/stop, so it starts
+    # from TaskManagers that ran nothing.
+    stack.down(kafka_stack, ["flink"])
+    stack.up(kafka_stack, ["flink"])
     suffix = uuid.uuid4().hex[:8]
     names = {role: f"test-submit-{role.replace('_', '-')}-{suffix}" for role in ROLES}
     for role, name in names.items():
@@ -142,16 +150,18 @@ def test_submit_jobs_upgrade_from_savepoint_and_stop(
     row = next(line for line in listing.splitlines() if first_id in line)
     assert "RUNNING" in row and "pricewave-pricing" in row
 
-    # records flow: malformed clicks reach the fresh dead-letter topic, once each
+    # records flow: malformed clicks reach the fresh dead-letter topic, once each; ten minutes of
+    # views, sent right after them, close windows on both partitions (sent together: see the open
+    # defect in the notes, a live job whose sources all went idle once stalled in CI)
     bad_clicks(job_settings, 6, "before")
+    good_clicks(job_settings, minutes=10)
     letters = dead_letters(job_settings, 6)
     assert len(letters) == 6
     assert {letter["source_topic"] for letter in letters} == {job_settings.topics.clicks}
     assert len({(letter["partition"], letter["offset"]) for letter in letters}) == 6
 
-    # prices arrive: ten minutes of views close windows on both partitions; the cluster's Python
-    # workers price them and the exactly-once sink commits them at a checkpoint
-    good_clicks(job_settings, minutes=10)
+    # prices arrive: the cluster's Python workers price the windows and the offers, and the
+    # exactly-once sink commits them at a checkpoint
 
     # (offers and sku prices commit in different checkpoints, so wait for the sku price itself)
     def has_sku_price(records: list[ConsumerRecord]) -> bool:

@@ -285,7 +285,12 @@ def fresh_topics(
 def read_topic(
     settings: Settings, topic: str, *, read_committed: bool = True, quiet_s: float = 3.0
 ) -> list[ConsumerRecord]:
-    """Every record of ``topic`` from the beginning up to its end offsets (read_committed by default)."""
+    """Every record of ``topic`` from the beginning up to its end offsets (read_committed by default).
+
+    Under read_committed the end is the last stable offset once no transaction is open: a producer's
+    ``commitTransaction`` returns before the coordinator has written the commit markers, so right
+    after a job commits (a bounded job that just finished) the stable offset may still lag.
+    """
     from kafka import TopicPartition
 
     consumer = make_consumer(
@@ -295,7 +300,10 @@ def read_topic(
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)  # the last stable offset under read_committed
+        if read_committed:
+            end = settled_end_offsets(settings, consumer, partitions)
+        else:
+            end = consumer.end_offsets(partitions)
         records: list[ConsumerRecord] = []
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -306,6 +314,23 @@ def read_topic(
         return records
     finally:
         consumer.close()
+
+
+def settled_end_offsets(
+    settings: Settings, consumer: Any, partitions: list[Any], timeout_s: float = 30.0
+) -> dict[Any, int]:
+    """The read_committed consumer's end offsets once they equal the high watermarks (no transaction
+    open on ``partitions``), or as they are after ``timeout_s`` (a transaction really left open)."""
+    probe = make_consumer(settings, [], read_committed=False, consumer_timeout_ms=500)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stable = consumer.end_offsets(partitions)
+            if stable == probe.end_offsets(partitions) or time.monotonic() > deadline:
+                return dict(stable)
+            time.sleep(0.2)
+    finally:
+        probe.close()
 
 
 def decision_log_rows(directory: Path) -> list[dict[str, Any]]:

@@ -15,7 +15,9 @@ process with the same job options (a ``flink run`` client JVM per job costs minu
    prices. Without HA the cluster forgets the job and the TaskManagers lose their tasks. A new
    JobManager is started (same configuration) and the job resubmitted with ``pricewave submit
    --from-checkpoint latest``: the newest checkpoint that the job retained
-   (``execution.checkpointing.externalized-checkpoint-retention``). The ``prices`` topic, read
+   (``execution.checkpointing.externalized-checkpoint-retention``). This job runs live (unbounded),
+   as in production; once it has consumed its input it is stopped with ``pricewave stop --drain``,
+   which ends its windows as the end of the reference's bounded input does. The ``prices`` topic, read
    with read_committed, must then hold every decision of the reference once (none lost, none
    twice, none extra) at the same price, and the store and the decision log must match too.
 2. **The same input replayed twice.** A live (unbounded) job on own, empty input topics, watched by
@@ -151,15 +153,15 @@ def use_run_settings(env: FailoverEnv, name: str, monkeypatch: pytest.MonkeyPatc
     return settings
 
 
-def job_args(name: str, settings: Settings) -> list[str]:
-    """The job's flags: bounded over the whole input, own consumer group (hence own transactional
-    ids), own decision log."""
+def job_args(name: str, settings: Settings, *, bounded: bool = True) -> list[str]:
+    """The job's flags: bounded over the whole input (or live, as in production), own consumer group
+    (hence own transactional ids), own decision log."""
     return [
         "--group-id",
         f"failover-{name}",
         "--starting-offsets",
         "earliest-offset",
-        "--bounded",
+        *(["--bounded"] if bounded else []),
         "--checkpoint-interval",
         str(CHECKPOINT_INTERVAL_S),
         "--parallelism",
@@ -305,12 +307,44 @@ def restored_from(cluster: flink_jobs.Cluster, job_id: str, timeout_s: float = 1
     raise AssertionError(f"job {job_id} reports no restored checkpoint")
 
 
+def wait_consumed(stack: PrivateStack, settings: Settings, group: str, job_id: str, timeout_s: float = 300) -> None:
+    """Wait until the job's consumer group has committed the end of every input topic (the source
+    commits its offsets on checkpoints) and three more checkpoints completed after that."""
+    from kafka import TopicPartition
+
+    from pricewave.kafka_io import make_admin, make_consumer
+
+    topics = (settings.topics.clicks, settings.topics.competitor_prices, settings.topics.reviews)
+    admin, consumer = make_admin(settings), make_consumer(settings, [], read_committed=True)
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        ends = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        consumed_at: int | None = None
+        while time.monotonic() < deadline:
+            state = stack.rest(f"/jobs/{job_id}")["state"]
+            assert state == "RUNNING", f"job {job_id} is {state}, not RUNNING"
+            committed = admin.list_consumer_group_offsets(group)
+            done = all(tp in committed and committed[tp].offset >= ends[tp] for tp in partitions if ends[tp] > 0)
+            checkpoints = stack.completed_checkpoints(job_id)
+            if done and consumed_at is None:
+                consumed_at = checkpoints
+            if consumed_at is not None and checkpoints >= consumed_at + 3:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"job {job_id} did not consume its input within {timeout_s} s")
+    finally:
+        admin.close()
+        consumer.close()
+
+
 @pytest.mark.xfail(
-    reason="known defect (2026-12-05): the resumed job restores from the retained checkpoint (Flink REST "
-    "'restored' names it) but then restarts forever: FileNotFoundException for the decision log's "
-    ".part-*.inprogress.* file that the checkpoint references; the TaskManagers that survived the "
-    "JobManager cancelled their tasks and the in-progress part file was gone. Not run in CI (about 10 "
-    "minutes, always fails until the decision log's part files survive a cancel): run it with --runxfail",
+    reason="known defect (2026-12-05), diagnosed, fix not verified: the bounded job of the first version "
+    "restored and then restarted forever (FileNotFoundException for the decision log's .part-*.inprogress.* "
+    "file): the TaskManagers ran its tasks on after the JobManager died, and a task that reaches the end "
+    "of its input commits the file sink's part files at once (AbstractStreamingWriter.endInput), renaming "
+    "the file the retained checkpoint resumes. The test now runs the job live, as production does, and "
+    "stops it with a draining savepoint; that version has not run yet (about 5 minutes): --runxfail",
     run=False,
     strict=True,
 )
@@ -322,7 +356,11 @@ def test_jobmanager_killed_and_job_resumed_from_latest_checkpoint(
     stack = failover_env.stack
     settings = use_run_settings(failover_env, "jmkill", monkeypatch)
     cluster = flink_jobs.cluster_for(settings)
-    args = job_args("jmkill", settings)
+    # Live, as in production. (A bounded job is no model of this: the TaskManagers run its tasks on
+    # after the JobManager is gone, and a task that reaches the end of its input commits the decision
+    # log's part files at once, Flink's file sink ``endInput``, renaming the in-progress file that the
+    # retained checkpoint resumes: the restore then fails with FileNotFoundException, over and over.)
+    args = job_args("jmkill", settings, bounded=False)
     started = time.monotonic()
     first = submit_direct(args)
     job_ids = [first]
@@ -344,6 +382,10 @@ def test_jobmanager_killed_and_job_resumed_from_latest_checkpoint(
         assert Path(checkpoint).parent.name == first, f"resumed from {checkpoint}, not from job {first}"
         restored = restored_from(cluster, second)
         assert str(restored["external_path"]).removeprefix("file:") == checkpoint
+        # Every input consumed and committed; then the operator's stop: a draining savepoint ends the
+        # event-time windows as the end of a bounded input does (the reference), and commits.
+        wait_consumed(stack, settings, "failover-jmkill", second)
+        pricewave("stop", second, "--drain", "--savepoint", str(failover_env.base / "savepoints-jmkill"))
         state = wait_ended(cluster, second)
     except BaseException:
         with contextlib.suppress(Exception):

@@ -1,30 +1,36 @@
 """The online store goes down mid-run: the store degrades, not the job.
 
-One bounded run of the real pricing job (MiniCluster, restart strategy ``none``: returning from
-``wait()`` means it FINISHED without a single restart) on the Redis profile, against a private
-redis-server (append-only file on, as the stack runs it) on a free port. As soon as the job's first
-write reaches Redis, the server is stopped, kept down for :data:`OUTAGE_S` seconds and started
-again, while the job runs on.
+One run of the real pricing job (MiniCluster, restart strategy ``none``: a failed task ends the job
+FAILED) on the Redis profile, against a private redis-server (append-only file on, as the stack runs
+it) on a free port, fed in three parts of ten simulated minutes each:
 
-Then: the job finished; it kept pricing while Redis was down (decisions made during the outage);
-the prices topic and the decision log hold every decision, once; and the store holds, for every
-sku, the newest published sku decision (the last one per sku on the prices topic) and, for every
-(user, sku) offered to, the newest offer's event time: what the push UDFs kept during the outage
-was written when Redis was back.
+1. before the job starts; at the job's first write to Redis, the server is stopped;
+2. while Redis is down; Redis starts again once the job has priced clicks of this part (so prices
+   were decided while it was down, whatever the machine's speed);
+3. after Redis is back; then the job is stopped with a draining savepoint (the final watermark
+   closes every window and the last transaction commits), as an operator stops it.
+
+Then: the job ran to the end without a failure; it kept pricing while Redis was down; the prices
+topic and the decision log hold every decision, once; the store holds, for every sku, the newest
+published sku decision and, for every (user, sku) offered to, the newest offer's event time: what
+the push UDFs kept during the outage was written when Redis was back. Flink's own metrics (REST,
+as a dashboard reads them) showed the outage: ``store_down`` 1 and a backlog, then 0 and 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from jobs.pricing_job import build_pipeline, create_table_environment
 from pricewave.config import Settings
@@ -44,18 +50,18 @@ from tests.reliability.harness import (
 
 pytestmark = [
     pytest.mark.integration,
-    # Known failure (clean-clone CI, 2026-12-05 03:10): on a quieter machine the bounded job finished
-    # before Redis came back, and the committed `prices` topic then held NO decision (the decision log
-    # had them): a store outage at the end of a bounded run loses the topic's last transaction, or
-    # fails the job, cause not yet found. Skipped, not hidden: RELIABILITY.md fault table row 3a.
-    pytest.mark.skip(reason="known failure: Redis down at the end of a bounded run leaves `prices` empty"),
+    # Known failure (2026-12-05 05:58, this live version of the test): with Redis down, the job made
+    # no decision for the clicks sent during the outage within 300 s. The bounded version before it
+    # priced through the outage but could finish before Redis came back. Suspected: the stall of a
+    # live job whose sources all went idle (the notes; test_submit saw it in CI). RELIABILITY row 3a.
+    pytest.mark.skip(reason="known failure: a live job made no decision while Redis was down (see the notes)"),
 ]
 
 SKUS = [f"out-{n}" for n in range(6)]
 KINDS = ["view", "view", "add_to_cart", "view", "purchase", "click"]
-N_CLICKS = 1800  # one per simulated second: 30 minutes
-OUTAGE_S = 3.0  # two retries (after 1 s and 2 s) fall into it
+PART = 600  # clicks per part, one per simulated second: ten minutes
 WRITE_COMMANDS = ("cmdstat_hset", "cmdstat_zadd", "cmdstat_hdel", "cmdstat_hmset")
+STORE_METRICS = ("store_down", "store_backlog_rows", "store_rows_dropped")
 
 
 def click(n: int, rng: random.Random) -> dict[str, Any]:
@@ -81,32 +87,80 @@ def writes(service: RedisService) -> int:
     return sum(int(stats.get(name, {}).get("calls", 0)) for name in WRITE_COMMANDS)
 
 
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
 @dataclass
 class Outage:
-    """Stops Redis at the job's first write, keeps it down, starts it again (a thread)."""
+    """Stops Redis at the job's first write (a thread); :meth:`end` starts it again."""
 
     service: RedisService
     baseline: int
     stopped_at: float | None = None
     started_at: float | None = None
     errors: list[str] = field(default_factory=list)
+    stopped: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         try:
             while writes(self.service) <= self.baseline:
                 if self.done.is_set():
-                    self.errors.append("the job finished without writing to Redis")
+                    self.errors.append("the job ended without writing to Redis")
                     return
                 time.sleep(0.05)
             self.service.stop()  # SIGTERM: a clean shutdown, the append-only file is synced
             self.stopped_at = time.time()
-            time.sleep(OUTAGE_S)
-            self.service.start()
-            wait_ready(self.service)
-            self.started_at = time.time()
+            self.stopped.set()
         except Exception as exc:  # reported by the test
             self.errors.append(repr(exc))
+
+    def end(self) -> None:
+        self.service.start()
+        wait_ready(self.service)
+        self.started_at = time.time()
+
+
+class MetricWatch(threading.Thread):
+    """Samples the job's ``pricewave`` store metrics on the MiniCluster's REST API (sum over vertices)."""
+
+    def __init__(self, rest_url: str, job_id: str) -> None:
+        super().__init__(daemon=True)
+        self.rest_url, self.job_id = rest_url, job_id
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self._halt = threading.Event()
+
+    def sample(self) -> dict[str, int]:
+        totals = dict.fromkeys(STORE_METRICS, 0)
+        job = requests.get(f"{self.rest_url}/jobs/{self.job_id}", timeout=2).json()
+        for vertex in job["vertices"]:
+            base = f"{self.rest_url}/jobs/{self.job_id}/vertices/{vertex['id']}/subtasks/metrics"
+            names = [m["id"] for m in requests.get(base, timeout=2).json() if m["id"].endswith(STORE_METRICS)]
+            if names:
+                for metric in requests.get(base, params={"get": ",".join(names)}, timeout=2).json():
+                    name = metric["id"].rsplit(".", 1)[-1]
+                    totals[name] += int(float(metric.get("max", metric.get("sum", 0))))
+        return totals
+
+    def recovered_since(self, since: float) -> bool:
+        """True when a sample taken a second after ``since`` shows the store up and no backlog."""
+        when, latest = self.samples[-1] if self.samples else (0.0, {})
+        return when > since + 1.0 and latest.get("store_down") == 0 and latest.get("store_backlog_rows") == 0
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            with contextlib.suppress(requests.RequestException, ValueError, KeyError):
+                self.samples.append((time.time(), self.sample()))
+            self._halt.wait(0.5)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
 
 
 @dataclass
@@ -117,6 +171,25 @@ class OutageRun:
     prices: list[dict[str, Any]]
     decisions: list[dict[str, Any]]
     wall_s: float
+    metrics: list[tuple[float, dict[str, int]]]
+
+
+def _stop_draining(client: Any, directory: Path) -> None:
+    """Stop with a draining savepoint: the final watermark fires every window, the last transaction commits."""
+    from pyflink.java_gateway import get_gateway
+
+    canonical = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+    client._j_job_client.stopWithSavepoint(True, directory.as_uri(), canonical).get()
+
+
+def _priced_up_to(settings: Settings, event_time_ms: int) -> Callable[[], bool]:
+    """True once the job decided a price for a click at or after ``event_time_ms`` (read uncommitted)."""
+
+    def check() -> bool:
+        records = read_topic(settings, settings.topics.prices, read_committed=False)
+        return any(json.loads(r.value)["event_time"] >= event_time_ms for r in records)
+
+    return check
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +207,20 @@ def outage_run(
     service = RedisService(settings.model_copy(update={"state_dir": base / "state"}))
     service.install()
     service.start()
+    rng = random.Random(17)
+    producer = make_producer(settings, linger_ms=20)
+
+    def feed(part: int, until: Callable[[], bool] | None = None) -> None:
+        """Send one part; with ``until``, as live traffic (15 clicks a second) that stops early once it holds."""
+        for n in range(part * PART, (part + 1) * PART):
+            producer.send(settings.topics.clicks, encode_json(click(n, rng)), key=b"k")
+            if until is not None and n % 15 == 14:
+                producer.flush()
+                if until():
+                    break
+                time.sleep(1.0)
+        producer.flush()
+
     try:
         wait_ready(service)
         catalog = [
@@ -142,26 +229,43 @@ def outage_run(
             for n, sku in enumerate(SKUS)
         ]  # fmt: skip
         FeatureWriter(open_store(settings)).write("sku_catalog", catalog)
-        rng = random.Random(17)
-        producer = make_producer(settings, linger_ms=20)
-        for n in range(N_CLICKS):
-            producer.send(settings.topics.clicks, encode_json(click(n, rng)), key=b"k")
-        producer.flush()
-        producer.close()
-
+        feed(0)
         outage = Outage(service, baseline=writes(service))
         thread = threading.Thread(target=outage.run, name="redis-outage", daemon=True)
-        options = bounded_options(decision_log_dir=str(base / "decisions"))
+        rest_port = free_port()
+        options = bounded_options(
+            decision_log_dir=str(base / "decisions"),
+            bounded=False,
+            checkpoint_interval_s=1.0,
+            extra_config={
+                "rest.bind-port": str(rest_port),
+                "rest.address": "127.0.0.1",
+                "metrics.fetcher.update-interval": "500 ms",  # REST serves fresh metric values
+            },
+        )
         started = time.monotonic()
         t_env = create_table_environment(settings, options)
         thread.start()
+        client = build_pipeline(t_env, settings, options).execute().get_job_client()
+        assert client is not None
+        watch = MetricWatch(f"http://127.0.0.1:{rest_port}", str(client.get_job_id()))
+        watch.start()
         try:
-            # Restart strategy 'none': a failure of any task ends the job FAILED and wait() raises.
-            build_pipeline(t_env, settings, options).execute().wait()
+            assert outage.stopped.wait(300), f"Redis was never stopped: {outage.errors}"
+            feed(1)  # while Redis is down
+            wait_for(_priced_up_to(settings, T0 + (PART + 60) * 1000), 300, "prices for clicks sent during the outage")
+            outage.end()
+            # After Redis is back, traffic goes on until the push UDFs have written what they kept: a
+            # backlog is written with the next batch once the retry is due (at most 30 s after).
+            feed(2, until=lambda: watch.recovered_since(outage.started_at or 0.0))
+            wait_for(_priced_up_to(settings, T0 + (2 * PART + 60) * 1000), 300, "prices for clicks sent after it")
+            _stop_draining(client, base / "savepoints")
+            client.get_job_execution_result().result()  # raises if the job failed
             finished_at = time.time()
         finally:
             outage.done.set()
             thread.join(timeout=60)
+            watch.stop()
         wall_s = time.monotonic() - started
         yield OutageRun(
             settings=settings,
@@ -170,17 +274,17 @@ def outage_run(
             prices=[json.loads(r.value) for r in read_topic(settings, settings.topics.prices)],
             decisions=decision_log_rows(base / "decisions"),
             wall_s=wall_s,
+            metrics=watch.samples,
         )
     finally:
+        producer.close()
         service.stop()
 
 
-def test_the_job_finishes_without_a_restart_and_prices_through_the_outage(outage_run: OutageRun) -> None:
+def test_the_job_runs_without_a_failure_and_prices_through_the_outage(outage_run: OutageRun) -> None:
     outage = outage_run.outage
     assert not outage.errors, outage.errors
     assert outage.stopped_at is not None and outage.started_at is not None
-    # The job was still running when Redis came back (else the test proves less than it claims).
-    assert outage.started_at < outage_run.finished_at, "the job finished before Redis came back: enlarge the input"
     during = [
         d for d in outage_run.decisions if outage.stopped_at * 1000 <= d["decision_time"] <= outage.started_at * 1000
     ]
@@ -189,6 +293,18 @@ def test_the_job_finishes_without_a_restart_and_prices_through_the_outage(outage
         f"\nstore outage: job {outage_run.wall_s:.1f} s, Redis down {outage.started_at - outage.stopped_at:.1f} s, "
         f"{len(during)} of {len(outage_run.decisions)} decisions made while it was down"
     )
+
+
+def test_flink_metrics_show_the_outage_and_the_recovery(outage_run: OutageRun) -> None:
+    outage = outage_run.outage
+    assert outage.stopped_at is not None and outage.started_at is not None
+    after_stop = [m for when, m in outage_run.metrics if when >= outage.stopped_at]
+    assert any(m["store_down"] > 0 for m in after_stop), outage_run.metrics[-5:]
+    assert any(m["store_backlog_rows"] > 0 for m in after_stop), outage_run.metrics[-5:]
+    back = [m for when, m in outage_run.metrics if when > outage.started_at + 1.0]
+    # while the job still ran after Redis was back: the store up again, the backlog written, nothing dropped
+    assert back and back[-1]["store_down"] == 0 and back[-1]["store_backlog_rows"] == 0, back[-3:]
+    assert all(m["store_rows_dropped"] == 0 for _, m in outage_run.metrics)
 
 
 def test_the_prices_topic_and_the_decision_log_hold_every_decision_once(outage_run: OutageRun) -> None:
@@ -216,6 +332,7 @@ def test_the_store_holds_the_newest_published_price_after_redis_is_back(outage_r
         else:
             pair = (decision["user_key"], decision["sku"])
             newest_offer[pair] = max(newest_offer.get(pair, 0), decision["event_time"])
+    assert set(newest_sku) == set(SKUS) and newest_offer  # else the comparisons below prove nothing
     store = open_store(outage_run.settings)
     writer = FeatureWriter(store)
 

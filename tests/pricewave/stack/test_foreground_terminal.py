@@ -9,6 +9,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,9 @@ def _make_under_terminal(tmp_path: Path, module: str, name: str) -> tuple[int, s
     (tmp_path / "Makefile").write_text(f'run:\n\t{sys.executable} -c "$$SNIPPET"\n')
     pid, terminal = pty.fork()
     if pid == 0:  # the child: make, with the terminal as its controlling terminal
+        # As from a user's shell: Ctrl-C not ignored. (A test run started in the background by a
+        # non-interactive shell, `cmd &`, inherits SIGINT ignored, and so would make and Python.)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.environ["SNIPPET"] = SNIPPET.format(module=module, name=name)
         os.execvp("make", ["make", "-s", "-C", str(tmp_path), "run"])
     output = b""
