@@ -87,11 +87,16 @@ def writes(service: RedisService) -> int:
     return sum(int(stats.get(name, {}).get("calls", 0)) for name in WRITE_COMMANDS)
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, client: Any) -> None:
+    """Wait for ``condition``; fail at once, with the job's failure, when the job ended instead."""
     deadline = time.monotonic() + timeout_s
     while not condition():
+        status = str(client.get_job_status().result())
+        if status in ("FAILED", "CANCELED", "FINISHED"):
+            client.get_job_execution_result().result()  # raises the job's failure cause, if any
+            raise AssertionError(f"{what}: the job ended ({status}) first")
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+            raise AssertionError(f"{what}: not within {timeout_s:.0f} s (job {status})")
         time.sleep(0.2)
 
 
@@ -253,12 +258,14 @@ def outage_run(
         try:
             assert outage.stopped.wait(300), f"Redis was never stopped: {outage.errors}"
             feed(1)  # while Redis is down
-            wait_for(_priced_up_to(settings, T0 + (PART + 60) * 1000), 300, "prices for clicks sent during the outage")
+            during = _priced_up_to(settings, T0 + (PART + 60) * 1000)
+            wait_for(during, 300, "prices for clicks sent during the outage", client)
             outage.end()
             # After Redis is back, traffic goes on until the push UDFs have written what they kept: a
             # backlog is written with the next batch once the retry is due (at most 30 s after).
             feed(2, until=lambda: watch.recovered_since(outage.started_at or 0.0))
-            wait_for(_priced_up_to(settings, T0 + (2 * PART + 60) * 1000), 300, "prices for clicks sent after it")
+            after = _priced_up_to(settings, T0 + (2 * PART + 60) * 1000)
+            wait_for(after, 300, "prices for clicks sent after it", client)
             _stop_draining(client, base / "savepoints")
             client.get_job_execution_result().result()  # raises if the job failed
             finished_at = time.time()
