@@ -91,7 +91,8 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, client:
     """Wait for ``condition``; fail at once, with the job's failure, when the job ended instead."""
     deadline = time.monotonic() + timeout_s
     while not condition():
-        status = str(client.get_job_status().result())
+        job_status = client.get_job_status().result()
+        status = str(getattr(job_status, "name", job_status))
         if status in ("FAILED", "CANCELED", "FINISHED"):
             client.get_job_execution_result().result()  # raises the job's failure cause, if any
             raise AssertionError(f"{what}: the job ended ({status}) first")
