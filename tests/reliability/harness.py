@@ -51,6 +51,7 @@ FAST_FAILOVER_CONFIG: dict[str, Any] = {
     "heartbeat.timeout": 20000,
     "heartbeat.rpc-failure-threshold": 2,
     "taskmanager.memory.process.size": "1200m",
+    "taskmanager.memory.jvm-metaspace.size": "256m",  # Flink's default: these clusters run a few jobs each
     "jobmanager.memory.process.size": "900m",
     "taskmanager.numberOfTaskSlots": 2,
     "metrics.reporters": "",
