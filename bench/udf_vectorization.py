@@ -232,6 +232,10 @@ def cell_subprocess(kind: str, mode: str, rows: int, model_dir: str, workdir: Pa
     return dict(json.loads(lines[-1]))
 
 
+ALL_CELLS = [("pandas", "process"), ("general", "process"), ("pandas", "thread"), ("general", "thread"),
+             ("plain", "process"), ("plain", "thread")]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tiny", action="store_true", help="small row counts (CI smoke test)")
@@ -253,6 +257,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = run_cell(kind, mode, int(rows), args.model_dir, Path(args.workdir), int(batch))
         print(json.dumps(result), flush=True)
         return result
+    wanted = set(args.cells.split(",")) if args.cells else set()
+    known = {f"{kind}:{mode}" for kind, mode in ALL_CELLS}
+    if wanted - known:  # before any work: a typo is one line, not a run
+        parser.error(f"--cells: unknown {', '.join(sorted(wanted - known))}; choose from {', '.join(sorted(known))}")
     pandas_rows = args.pandas_rows or (2_000 if args.tiny else 60_000)
     row_rows = args.row_rows or (200 if args.tiny else 3_000)
     timeout_s = args.timeout or (120.0 if args.tiny else 240.0)
@@ -271,14 +279,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.manual_seed(0)
         model_dir = str(workdir / "model")
         save_artifact(DemandModel(), None, {}, {}, model_dir)
-        cells = [("pandas", "process"), ("general", "process"), ("pandas", "thread"), ("general", "thread"),
-                 ("plain", "process"), ("plain", "thread")]  # fmt: skip
-        if args.cells:
-            known = {f"{kind}:{mode}" for kind, mode in cells}
-            unknown = sorted(set(args.cells.split(",")) - known)
-            if unknown:
-                parser.error(f"--cells: unknown {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
-            cells = [cell for cell in cells if f"{cell[0]}:{cell[1]}" in args.cells.split(",")]
+        cells = [cell for cell in ALL_CELLS if not wanted or f"{cell[0]}:{cell[1]}" in wanted]
         for kind, mode in cells:
             rows = row_rows if kind == "general" else pandas_rows
             result = cell_subprocess(kind, mode, rows, model_dir, workdir, args.batch, timeout_s)

@@ -117,6 +117,25 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return out.out
 
 
+def live_job_args() -> list[str]:
+    """The job's flags: a fresh consumer group, from the earliest offsets, checkpoints every 2 s."""
+    return ["--group-id", f"test-submit-{uuid.uuid4().hex[:8]}", "--starting-offsets", "earliest-offset",
+            "--checkpoint-interval", "2"]  # fmt: skip
+
+
+def submit_running(
+    settings: Settings, submitted_jobs: list[str], capsys: pytest.CaptureFixture[str], job_args: list[str]
+) -> tuple[str, str]:
+    """``pricewave submit --parallelism 2 -- ARGS``; waits until the job runs. Returns its id and the output."""
+    out = run_cli(capsys, "submit", "--parallelism", "2", "--", *job_args)
+    found = flink_jobs.JOB_ID_PATTERN.search(f"JobID {out.split()[2]}")
+    assert found is not None, out
+    job_id = found.group(1)
+    submitted_jobs.append(job_id)
+    flink_jobs.wait_for_state(flink_jobs.cluster_for(settings), job_id, ["RUNNING"], timeout_s=180)
+    return job_id, out
+
+
 def restored_from(cluster: flink_jobs.Cluster, job_id: str, timeout_s: float = 60) -> dict[str, object]:
     """The job's ``checkpoints.latest.restored`` (what it restored from), once reported."""
     deadline = time.monotonic() + timeout_s
@@ -133,17 +152,11 @@ def test_submit_jobs_upgrade_from_savepoint_and_stop(
     job_settings: Settings, submitted_jobs: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cluster = flink_jobs.cluster_for(job_settings)
-    job_args = ["--group-id", f"test-submit-{uuid.uuid4().hex[:8]}", "--starting-offsets", "earliest-offset",
-                "--checkpoint-interval", "2"]  # fmt: skip
+    job_args = live_job_args()
 
     # submit at parallelism 2 through the CLI, as a user would
-    out = run_cli(capsys, "submit", "--parallelism", "2", "--", *job_args)
-    first = flink_jobs.JOB_ID_PATTERN.search(f"JobID {out.split()[2]}")
-    assert first is not None, out
-    first_id = first.group(1)
-    submitted_jobs.append(first_id)
+    first_id, out = submit_running(job_settings, submitted_jobs, capsys, job_args)
     assert f"{job_settings.flink.rest_url}/#/job/{first_id}/overview" in out
-    flink_jobs.wait_for_state(cluster, first_id, ["RUNNING"], timeout_s=180)
     details = flink_jobs.job_details(cluster, first_id)
     assert max(vertex["parallelism"] for vertex in details["vertices"]) == 2
 
@@ -202,14 +215,7 @@ def test_a_live_job_on_the_cluster_prices_every_view(
     job_settings: Settings, submitted_jobs: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ten minutes of views on both partitions: an offer for each and a price for each sku window."""
-    job_args = ["--group-id", f"test-submit-{uuid.uuid4().hex[:8]}", "--starting-offsets", "earliest-offset",
-                "--checkpoint-interval", "2"]  # fmt: skip
-    out = run_cli(capsys, "submit", "--parallelism", "2", "--", *job_args)
-    found = flink_jobs.JOB_ID_PATTERN.search(f"JobID {out.split()[2]}")
-    assert found is not None, out
-    job_id = found.group(1)
-    submitted_jobs.append(job_id)
-    flink_jobs.wait_for_state(flink_jobs.cluster_for(job_settings), job_id, ["RUNNING"], timeout_s=180)
+    submit_running(job_settings, submitted_jobs, capsys, live_job_args())
     good_clicks(job_settings, minutes=10)
 
     def has_sku_price(records: list[ConsumerRecord]) -> bool:
