@@ -23,6 +23,7 @@ from kafka.errors import (
     KafkaConnectionError,
     KafkaError,
     NoBrokersAvailable,
+    NodeNotReadyError,
     SaslAuthenticationFailedError,
     TopicAlreadyExistsError,
 )
@@ -132,8 +133,11 @@ def flink_security_properties(settings: Settings) -> dict[str, str]:
 # What a client sees when it cannot reach a broker, or reaches one that refuses its login (a failed
 # SASL handshake surfaces as a failed API-version probe); a certificate it cannot verify raises the
 # ssl module's error from the handshake.
+# NodeNotReadyError: a broker that has just restarted answers the bootstrap connection before it
+# serves as the controller the admin client then asks for.
 _NOT_CONNECTED = (
-    NoBrokersAvailable, KafkaConnectionError, IncompatibleBrokerVersion, SaslAuthenticationFailedError, ssl.SSLError,
+    NoBrokersAvailable, KafkaConnectionError, NodeNotReadyError, IncompatibleBrokerVersion,
+    SaslAuthenticationFailedError, ssl.SSLError,
 )  # fmt: skip
 
 
@@ -233,7 +237,8 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None, partit
     Returns:
         The names that were created now (existing ones are left as they are).
     """
-    names = list(names) if names is not None else settings.topics.all_names()
+    # Unique names: two roles may share a topic (Kafka refuses a request that names one twice).
+    names = list(dict.fromkeys(names if names is not None else settings.topics.all_names()))
     partitions = partitions or settings.topics.partitions
     admin = make_admin(settings)
     try:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm import tqdm
 
-from pricewave.errors import PricewaveError
+from pricewave.errors import ConfigError, PricewaveError
 
 if TYPE_CHECKING:
     from pricewave.config import Settings
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 HEAD_FORMAT = "pricewave.sentiment_head/1"
 DEFAULT_L2 = 1.0
 L2_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+MIN_SAMPLE_REVIEWS = 40
+"""The smallest review sample :func:`train_sentiment_head` accepts (a held-out split and 5 folds)."""
 _EMBED_CHUNK = 256
 
 
@@ -124,6 +126,46 @@ def stratified_split(
         test.append(rows[:n_test])
         train.append(rows[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def stratified_sample(labels: Sequence[int] | np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """Row indices of a seeded sample of ``size`` rows with each class's share kept.
+
+    Each class gets its share of ``size`` (largest remainders round the counts so they add up to
+    ``size``); its rows are drawn at random without replacement. The same ``(labels, size, seed)``
+    always gives the same rows, returned in their original order, so texts taken in that order
+    hash to the same :func:`texts_fingerprint` and share the on-disk embedding cache.
+
+    Args:
+        labels: Class per row.
+        size: Number of rows to draw, from :data:`MIN_SAMPLE_REVIEWS` to ``len(labels)``.
+        seed: Seed of the draw.
+
+    Returns:
+        ``size`` distinct row indices, sorted.
+
+    Raises:
+        ConfigError: ``size`` is below :data:`MIN_SAMPLE_REVIEWS` or above the number of rows.
+
+    Example:
+        >>> rows = stratified_sample([1] * 60 + [0] * 40, 50, seed=1)
+        >>> len(rows), int((rows < 60).sum())
+        (50, 30)
+    """
+    y = np.asarray(labels).ravel()
+    if not MIN_SAMPLE_REVIEWS <= size <= y.size:
+        raise ConfigError(
+            f"a review sample needs {MIN_SAMPLE_REVIEWS} to {y.size} reviews ({y.size} is all of them), not {size}"
+        )
+    values, counts = np.unique(y, return_counts=True)
+    exact = counts * size / y.size
+    quota = np.floor(exact).astype(np.int64)
+    # Hand the rows lost to rounding down to the classes with the largest remainders.
+    short = size - int(quota.sum())
+    quota[np.argsort(-(exact - quota), kind="stable")[:short]] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(np.flatnonzero(y == value))[:take] for value, take in zip(values, quota, strict=True)]
+    return np.sort(np.concatenate(picked))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -361,32 +403,42 @@ def train_sentiment_head(
     l2: float | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    reviews: int | None = None,
 ) -> tuple[SentimentHead, dict[str, Any]]:
     """Train the head on the 4,000 real reviews and evaluate it on a stratified held-out split.
 
-    The head is then refit on all reviews (same ``l2``) so the shipped model uses every label;
-    the reported metrics are those of the held-out evaluation.
+    The head is then refit on all reviews used (same ``l2``) so the shipped model uses every
+    label; the reported metrics are those of the held-out evaluation. With ``reviews``, only a
+    stratified sample of that many reviews (:func:`stratified_sample`) is embedded, split and
+    fitted: a quicker check, whose embeddings are cached apart from those of the full set.
 
     Args:
         embedder: Embeds the review texts.
         test_size: Held-out share of each class.
-        seed: Seed of the split.
+        seed: Seed of the split (and of the sample).
         l2: L2 penalty on the weights; ``None`` picks it from :data:`L2_GRID` by 5-fold
             cross-validation on the training split.
         cache_dir: Where review embeddings are cached between runs (``None``: no disk cache).
         progress: Show a progress bar while embedding.
+        reviews: Train and evaluate on a stratified sample of this many reviews, the same for
+            the same ``(reviews, seed)``; ``None`` uses all of them.
 
     Returns:
         ``(head, metrics)``; metrics hold ``accuracy``, ``roc_auc`` (held out), ``n_train``,
-        ``n_test``, ``positive_share``, ``l2``, ``cv_auc`` (mean AUC per candidate penalty when
-        chosen by cross-validation), ``seed``, ``test_size``, ``embedding_fingerprint`` and
-        ``trained_at`` (Unix time).
+        ``n_test``, ``n_reviews`` (reviews used), ``positive_share``, ``l2``, ``cv_auc`` (mean
+        AUC per candidate penalty when chosen by cross-validation), ``seed``, ``test_size``,
+        ``embedding_fingerprint`` and ``trained_at`` (Unix time).
+
+    Raises:
+        ConfigError: ``reviews`` is below :data:`MIN_SAMPLE_REVIEWS` or above the number of reviews.
     """
     from pricewave.datasets import load_reviews
 
-    reviews = load_reviews()
-    texts = reviews["text"].tolist()
-    labels = reviews["label"].to_numpy(dtype=np.int64)
+    frame = load_reviews()
+    if reviews is not None:
+        frame = frame.iloc[stratified_sample(frame["label"].to_numpy(), reviews, seed=seed)]
+    texts = frame["text"].tolist()
+    labels = frame["label"].to_numpy(dtype=np.int64)
     vectors = embed_with_disk_cache(embedder, texts, cache_dir, progress=progress)
     train_idx, test_idx = stratified_split(labels, test_size=test_size, seed=seed)
     cv_auc: dict[float, float] = {}
@@ -399,6 +451,7 @@ def train_sentiment_head(
         "roc_auc": roc_auc(labels[test_idx], probabilities),
         "n_train": int(train_idx.size),
         "n_test": int(test_idx.size),
+        "n_reviews": len(texts),
         "positive_share": float(labels.mean()),
         "l2": float(l2),
         "cv_auc": {str(key): value for key, value in cv_auc.items()},

@@ -23,6 +23,11 @@ from pricewave.config import Settings, load_settings
 from pricewave.kafka_io import ensure_topics, make_admin, make_consumer
 from pricewave.stack.process import child_environment
 
+SENTIMENT_SAMPLE_REVIEWS = 1000
+"""Reviews the slow sentiment tests train on (``--reviews`` / ``reviews=``): the CLI test and
+test_sentiment's held-out test draw the same stratified sample (seed 0), so the session embeds it
+once and the second test reads it from the embedding cache."""
+
 
 @pytest.fixture(autouse=True)
 def _no_pyflink_worker_flag_left_behind() -> Iterator[None]:

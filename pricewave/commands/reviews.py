@@ -115,6 +115,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         l2=args.l2,
         cache_dir=settings.path("cache", "embeddings"),
         progress=not args.no_progress,
+        reviews=args.reviews,
     )
     path = head.save(sentiment_head_path(settings))
     print(
@@ -132,6 +133,18 @@ def _test_size(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"expected a share in (0, 1), got {text!r}")
+    return value
+
+
+def _review_count(text: str) -> int:
+    from pricewave.sentiment import MIN_SAMPLE_REVIEWS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < MIN_SAMPLE_REVIEWS:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {MIN_SAMPLE_REVIEWS}, got {text!r}")
     return value
 
 
@@ -179,13 +192,21 @@ def register(subparsers: Any) -> None:
         help="train the sentiment head on 4,000 real reviews and print held-out accuracy and AUC",
         description=(
             "Embed the 4,000 Amazon Fine Foods reviews (cached after the first run), fit the logistic-regression "
-            "head on a stratified split, print held-out accuracy and ROC AUC, refit on all reviews and save it."
+            "head on a stratified split, print held-out accuracy and ROC AUC, refit on all reviews and save it. "
+            "--reviews N does the same on a stratified sample of N reviews."
         ),
     )
     train.add_argument("--test-size", type=_test_size, default=0.25, help="held-out share (default 0.25)")
-    train.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the split and of the --reviews sample (default 0)")
     train.add_argument(
         "--l2", type=_non_negative_float, default=None, help="L2 penalty (default: chosen by 5-fold cross-validation)"
+    )
+    train.add_argument(
+        "--reviews",
+        type=_review_count,
+        default=None,
+        metavar="N",
+        help="train and evaluate on a stratified sample of N of the 4,000 reviews (default: all); for a quick check",
     )
     train.add_argument("--batch-size", type=_positive_int, default=64, metavar="N", help="texts per forward pass")
     train.add_argument(

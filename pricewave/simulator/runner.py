@@ -594,6 +594,7 @@ class Simulator:
         sent_before = self.summary.messages
         bar = tqdm(total=max_events, unit="msg", disable=not progress, mininterval=0.5, desc="simulate")
         pending_bar = 0
+        sent = 0
         try:
             for emission in self.iter_events(max_events=max_events):
                 if speedup is not None:
@@ -610,6 +611,7 @@ class Simulator:
                     bucket.acquire()
                 future = producer.send(topics[emission.name], value=emission.value, key=emission.key)
                 future.add_errback(failures.append)
+                sent += 1
                 pending_bar += 1
                 if pending_bar >= 256:
                     bar.update(pending_bar)
@@ -629,6 +631,9 @@ class Simulator:
                 producer.close()
                 if closed_loop:
                     self.pricebook.stop()
+        # iter_events counts a message when it makes it; the one made when the duration ran out
+        # was never sent, and a reader that waits for `messages` records would wait in vain.
+        self.summary.messages = sent_before + sent
         self.summary.elapsed_s = time.monotonic() - started
         self.summary.prices_received = self.pricebook.received
         self.summary.delivery_errors += len(failures)

@@ -58,7 +58,30 @@ def test_ensure_topics_is_idempotent(kafka_stack: Settings) -> None:
     assert ensure_topics(kafka_stack, [name]) == []
 
 
+def test_roles_sharing_one_topic_create_it_once(kafka_stack: Settings) -> None:
+    """Clicks, competitor prices and reviews on one topic (as `simulate` allows) is one topic to create."""
+    name = f"test-shared-{uuid.uuid4().hex[:8]}"
+    assert ensure_topics(kafka_stack, [name, name, name]) == [name]
+
+
 def test_no_broker_is_a_clear_error(kafka_stack: Settings) -> None:
     nowhere = kafka_stack.model_copy(update={"kafka": kafka_stack.kafka.model_copy(update={"port": 1})})
     with pytest.raises(StackError, match="run 'pricewave stack up'"):
         make_producer(nowhere, api_version_auto_timeout_ms=2000)
+
+
+def test_a_broker_not_ready_yet_is_reported_as_unreachable(
+    kafka_stack: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Just after a restart the broker takes the bootstrap connection before it serves as controller:
+    start-up waits poll for StackError, so this must be one, not a raw kafka-python error."""
+    from kafka.errors import NodeNotReadyError
+
+    import pricewave.kafka_io
+
+    def not_ready(**_config: object) -> None:
+        raise NodeNotReadyError("Connection failed to 1")
+
+    monkeypatch.setattr(pricewave.kafka_io, "KafkaAdminClient", not_ready)
+    with pytest.raises(StackError, match="run 'pricewave stack up'"):
+        make_admin(kafka_stack)

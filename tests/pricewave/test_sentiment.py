@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import numpy as np
 import pytest
 
 from pricewave.config import Settings, load_settings
+from pricewave.datasets import load_reviews
 from pricewave.embedding import ReviewEmbedder
+from pricewave.errors import ConfigError
 from pricewave.sentiment import (
+    MIN_SAMPLE_REVIEWS,
     SentimentHead,
     SentimentModelError,
     accuracy,
@@ -18,9 +23,12 @@ from pricewave.sentiment import (
     load_or_train_sentiment_head,
     roc_auc,
     sentiment_head_path,
+    stratified_sample,
     stratified_split,
+    texts_fingerprint,
     train_sentiment_head,
 )
+from tests.conftest import SENTIMENT_SAMPLE_REVIEWS
 
 
 def _pairwise_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -132,6 +140,45 @@ def test_stratified_split_keeps_class_shares() -> None:
         stratified_split(labels, test_size=1.0)
 
 
+def test_stratified_sample_keeps_class_shares_and_is_deterministic() -> None:
+    labels = np.random.default_rng(7).permutation([1] * 2600 + [0] * 1400)
+    rows = stratified_sample(labels, 1000, seed=0)
+    assert rows.size == 1000 and np.all(np.diff(rows) > 0)  # distinct, in the original order
+    assert (labels[rows] == 1).sum() == 650 and (labels[rows] == 0).sum() == 350
+    np.testing.assert_array_equal(rows, stratified_sample(labels, 1000, seed=0))
+    assert not np.array_equal(rows, stratified_sample(labels, 1000, seed=1))
+    np.testing.assert_array_equal(stratified_sample(labels, 4000, seed=3), np.arange(4000))
+    # Counts rounded by largest remainder still add up: 41 of (5, 20, 75) -> 2.05, 8.2, 30.75.
+    three = np.array([0] * 5 + [1] * 20 + [2] * 75)
+    assert np.bincount(three[stratified_sample(three, 41, seed=2)]).tolist() == [2, 8, 31]
+
+
+@pytest.mark.parametrize("size", [0, MIN_SAMPLE_REVIEWS - 1, 4001])
+def test_stratified_sample_rejects_a_size_out_of_range(size: int) -> None:
+    with pytest.raises(ConfigError, match=f"needs {MIN_SAMPLE_REVIEWS} to 4000 reviews .*not {size}$"):
+        stratified_sample(np.array([1] * 2600 + [0] * 1400), size)
+
+
+def test_review_sample_is_checked_before_embedding_and_has_a_stable_fingerprint() -> None:
+    """A bad size fails before any embedding; the same sample always hashes to the same cache key."""
+    no_embedder = cast(ReviewEmbedder, object())  # any use of it would raise AttributeError
+    for size in (5, 4001):
+        with pytest.raises(ConfigError, match="review sample"):
+            train_sentiment_head(no_embedder, reviews=size, cache_dir=None, progress=False)
+    frame = load_reviews()
+    labels = frame["label"].to_numpy()
+    model = cast(ReviewEmbedder, SimpleNamespace(fingerprint="model"))
+
+    def sample_key(seed: int) -> str:
+        rows = stratified_sample(labels, SENTIMENT_SAMPLE_REVIEWS, seed=seed)
+        return texts_fingerprint(model, frame["text"].iloc[rows].tolist())
+
+    assert sample_key(0) == sample_key(0) != sample_key(1)
+    rows = stratified_sample(labels, SENTIMENT_SAMPLE_REVIEWS, seed=0)
+    train, test = stratified_split(labels[rows], test_size=0.25, seed=0)
+    assert (train.size, test.size) == (750, 250)
+
+
 @pytest.fixture(scope="module")
 def embedder() -> ReviewEmbedder:
     import torch
@@ -155,11 +202,19 @@ def test_load_or_train_reuses_a_head_for_the_same_model(tmp_path: Path, embedder
 
 @pytest.mark.slow
 def test_held_out_auc_on_real_reviews(settings: Settings, embedder: ReviewEmbedder) -> None:
-    """Embeds the 4,000 reviews once (minutes on a busy CPU), then reuses the cached array."""
+    """Trains on the CLI test's sample of 1,000 reviews, reusing its embeddings when they are cached."""
+    cache_dir = settings.path("cache", "embeddings")
+    reviews = load_reviews()
+    sample = reviews["text"].iloc[stratified_sample(reviews["label"].to_numpy(), SENTIMENT_SAMPLE_REVIEWS)]
+    was_cached = (cache_dir / f"embeddings-{texts_fingerprint(embedder, sample.tolist())}.npy").is_file()
+    calls = embedder.model_calls
     head, metrics = train_sentiment_head(
-        embedder, test_size=0.25, seed=0, cache_dir=settings.path("cache", "embeddings"), progress=False
+        embedder, test_size=0.25, seed=0, cache_dir=cache_dir, progress=False, reviews=SENTIMENT_SAMPLE_REVIEWS
     )
-    assert metrics["n_test"] == 1000 and metrics["n_train"] == 3000
+    if was_cached:
+        assert embedder.model_calls == calls  # read from the cache, not embedded again
+    assert metrics["n_reviews"] == SENTIMENT_SAMPLE_REVIEWS
+    assert metrics["n_test"] == 250 and metrics["n_train"] == 750
     assert metrics["roc_auc"] > 0.8
     assert metrics["accuracy"] > 0.7
     assert metrics["embedding_fingerprint"] == embedder.fingerprint

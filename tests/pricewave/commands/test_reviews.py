@@ -16,6 +16,7 @@ from pricewave.config import Settings, load_settings
 from pricewave.embedding import EMBEDDING_DIM, model_fingerprint, packaged_model_path
 from pricewave.sentiment import SentimentHead, sentiment_head_path
 from pricewave.stack.process import child_environment
+from tests.conftest import SENTIMENT_SAMPLE_REVIEWS
 
 
 def _run(args: list[str], state_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -109,19 +110,37 @@ def test_bad_input_is_one_line_and_non_zero(
     assert not (tmp_path / "o.csv").exists()
 
 
+@pytest.mark.parametrize("value", ["5", "lots"])
+def test_bad_review_count_is_one_line_and_exit_2(tmp_path: Path, value: str) -> None:
+    state = tmp_path / "state"
+    result = _run(["reviews", "train-sentiment", "--reviews", value, "--no-progress"], state, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pricewave: error: argument --reviews:") and repr(value) in lines[0]
+    assert not (state / "models").exists()
+
+
 @pytest.mark.slow
 def test_train_sentiment_prints_metrics(tmp_path: Path, settings: Settings) -> None:
-    """Trains on the real reviews; reuses the session's embedding cache when one exists."""
+    """Trains on a sample of the real reviews; shares the sample's embedding cache with the session."""
     state = tmp_path / "state"
     cached = settings.path("cache", "embeddings")
     if cached.is_dir():
         shutil.copytree(cached, state / "cache" / "embeddings")
-    result = _run(["reviews", "train-sentiment", "--no-progress"], state, timeout=900)
+    result = _run(
+        ["reviews", "train-sentiment", "--reviews", str(SENTIMENT_SAMPLE_REVIEWS), "--no-progress"],
+        state,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
-    if not cached.is_dir() and (state / "cache" / "embeddings").is_dir():
-        # share the minutes of embedding with the session (test_sentiment reuses the cache)
-        shutil.copytree(state / "cache" / "embeddings", cached)
+    # Hand the arrays embedded here to the session (test_sentiment's held-out test reuses them).
+    for array in sorted((state / "cache" / "embeddings").glob("embeddings-*.npy")):
+        if not (cached / array.name).exists():
+            cached.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(array, cached / array.name)
     assert "held-out accuracy" in result.stdout and "ROC AUC" in result.stdout
+    assert "(750 train / 250 test reviews" in result.stdout
     auc = float(result.stdout.split("ROC AUC ")[1].split()[0])
     assert auc > 0.8
     assert (state / "models" / "sentiment" / "head.json").is_file()
