@@ -24,7 +24,7 @@ show which operator bounds it. ``--cluster`` submits to the standalone cluster t
 Usage::
 
     .venv/bin/python bench/e2e_throughput.py                 # 300,000 clicks, both variants
-    .venv/bin/python bench/e2e_throughput.py --tiny          # 3,000 clicks, for CI
+    .venv/bin/python bench/e2e_throughput.py --tiny          # 3,000 clicks over 50 skus, for CI
     .venv/bin/python bench/e2e_throughput.py --variants full --clicks 600000 --parallelism 2
 
 Prints the tables and a final JSON line.
@@ -54,7 +54,7 @@ TERMINAL = ("FINISHED", "FAILED", "CANCELED")
 
 
 def prepare(
-    settings: Settings, workdir: Path, clicks: int, event_rate: float, partitions: int
+    settings: Settings, workdir: Path, clicks: int, event_rate: float, partitions: int, skus: int = 500
 ) -> tuple[Settings, int, Any]:
     """Fresh topics, an applied repo with the catalog, and the pre-filled input; returns settings, inputs."""
     from pricewave.feature_store import FeatureWriter, open_store
@@ -62,7 +62,7 @@ def prepare(
     settings = benchlib.fresh_topics(settings, ROLES, partitions=partitions, stem="bench-e2e")
     repo = benchlib.applied_feature_repo(workdir)
     settings = settings.model_copy(update={"feature_repo": str(repo)})
-    market = benchlib.SyntheticMarket(seed=7)
+    market = benchlib.SyntheticMarket(n_skus=skus, seed=7)
     span_ms = int(clicks / event_rate * 1000)
     t0 = (int(time.time() * 1000) - span_ms - 600_000) // 60_000 * 60_000
     FeatureWriter(open_store(settings)).write("sku_catalog", market.catalog_rows(t0 - 86_400_000))
@@ -71,7 +71,8 @@ def prepare(
     produce_s = benchlib.produce(settings, settings.topics.clicks, click_messages)
     benchlib.produce(settings, settings.topics.competitor_prices, competitor_messages)
     total = len(click_messages) + len(competitor_messages)
-    print(f"pre-filled {len(click_messages):,} clicks ({len(click_messages) / produce_s:,.0f}/s produced) + "
+    print(f"pre-filled {len(click_messages):,} clicks on {skus:,} skus "
+          f"({len(click_messages) / produce_s:,.0f}/s produced) + "
           f"{len(competitor_messages):,} competitor prices into {partitions}-partition topics; event time spans "
           f"{span_ms / 1000:,.0f} s ({event_rate:,.0f} events per event-time second)", flush=True)  # fmt: skip
     return settings, total, market
@@ -303,10 +304,16 @@ def count_outputs(settings: Settings, workdir: Path) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--tiny", action="store_true", help="3,000 clicks, full job only (CI smoke test)")
+    parser.add_argument("--tiny", action="store_true", help="3,000 clicks over 50 skus, full job only (CI smoke test)")
     parser.add_argument("--clicks", type=int, default=None, help="clicks to pre-fill (default 300,000)")
     parser.add_argument("--event-rate", type=float, default=5000.0, help="event-time density, events/s (5,000)")
     parser.add_argument("--partitions", type=int, default=2, help="input topic partitions (default 2)")
+    parser.add_argument(
+        "--skus",
+        type=int,
+        default=None,
+        help="catalog size (default 500; tiny 50: the end-of-input flush prices every sku's 60 open slides)",
+    )
     parser.add_argument("--parallelism", type=int, default=2, help="job parallelism (default 2: one per core)")
     parser.add_argument("--variants", default=None, help="comma list of validation,full (default both; tiny: full)")
     parser.add_argument("--cluster", action="store_true", help="submit to the standalone cluster (pricewave.submit)")
@@ -319,13 +326,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     clicks = args.clicks or (3_000 if args.tiny else 300_000)
     variants = (args.variants or ("full" if args.tiny else "validation,full")).split(",")
+    skus = args.skus if args.skus is not None else (50 if args.tiny else 500)
+    if skus < 1:
+        parser.error(f"--skus must be at least 1, got {skus}")
     info = benchlib.banner("e2e_throughput")
     base = load_settings()
     print(f"model: {benchlib.model_state(base)}")
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         workdir = Path(tmp)
-        settings, total, _ = prepare(base, workdir, clicks, args.event_rate, args.partitions)
+        settings, total, _ = prepare(base, workdir, clicks, args.event_rate, args.partitions, skus)
         try:
             for variant in variants:
                 print(f"running {variant} ({'standalone cluster' if args.cluster else 'MiniCluster'}, parallelism "

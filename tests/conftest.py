@@ -27,6 +27,9 @@ SENTIMENT_SAMPLE_REVIEWS = 1000
 """Reviews the slow sentiment tests train on (``--reviews`` / ``reviews=``): the CLI test and
 test_sentiment's held-out test draw the same stratified sample (seed 0), so the session embeds it
 once and the second test reads it from the embedding cache."""
+SENTIMENT_SAMPLE_MIN_AUC = 0.75
+"""Held-out ROC AUC the sample's head must reach (chance is 0.5). Measured 2026-12-05 on 250 held-out
+reviews: 0.789 with the tests' seed 0, 0.743-0.808 over seeds 0-9; the full 4,000 give 0.79-0.82."""
 
 
 @pytest.fixture(autouse=True)

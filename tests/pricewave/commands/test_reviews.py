@@ -16,7 +16,7 @@ from pricewave.config import Settings, load_settings
 from pricewave.embedding import EMBEDDING_DIM, model_fingerprint, packaged_model_path
 from pricewave.sentiment import SentimentHead, sentiment_head_path
 from pricewave.stack.process import child_environment
-from tests.conftest import SENTIMENT_SAMPLE_REVIEWS
+from tests.conftest import SENTIMENT_SAMPLE_MIN_AUC, SENTIMENT_SAMPLE_REVIEWS
 
 
 def _run(args: list[str], state_dir: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -142,5 +142,5 @@ def test_train_sentiment_prints_metrics(tmp_path: Path, settings: Settings) -> N
     assert "held-out accuracy" in result.stdout and "ROC AUC" in result.stdout
     assert "(750 train / 250 test reviews" in result.stdout
     auc = float(result.stdout.split("ROC AUC ")[1].split()[0])
-    assert auc > 0.8
+    assert auc > SENTIMENT_SAMPLE_MIN_AUC
     assert (state / "models" / "sentiment" / "head.json").is_file()
