@@ -135,7 +135,13 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="where the savepoint goes (default: the cluster's execution.checkpointing.savepoint-dir)",
     )
-    stop.add_argument("--drain", action="store_true", help="emit the final watermark first (ends event-time windows)")
+    stop.add_argument(
+        "--drain",
+        action="store_true",
+        help="emit the final watermark first (ends event-time windows), for a job that will not be resumed; "
+        "Flink 2.2 drops it at a source that is idle at that moment (FLINK-40499), so a job that has read "
+        "nothing for --idle-timeout keeps its last windows unfired",
+    )
     stop.set_defaults(handler=run_stop)
 
     upgrade = subparsers.add_parser(
