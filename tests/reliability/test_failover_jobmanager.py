@@ -342,16 +342,6 @@ def wait_consumed(stack: PrivateStack, settings: Settings, group: str, job_id: s
         consumer.close()
 
 
-@pytest.mark.xfail(
-    reason="known defect (2026-12-05): run live (08:36, --runxfail), the job restored from the retained "
-    "checkpoint after the JobManager kill (no more FileNotFoundException: a bounded first version committed "
-    "the file sink's part files at endInput) and lost nothing that was committed before the kill (3,354 "
-    "decisions), but the draining stop of the restored job published none of the 750 decisions the bounded "
-    "reference makes when its input ends (the last windows): 750 lost. Not yet known whether a draining stop "
-    "flushes those windows without a kill (next step in the notes)",
-    run=False,
-    strict=True,
-)
 def test_jobmanager_killed_and_job_resumed_from_latest_checkpoint(
     failover_env: FailoverEnv,
     reference: RunResult,
