@@ -11,10 +11,11 @@ Plan (Flink SQL unless noted):
    or more than ``--max-record-skew`` (60 s) ahead of its Kafka record timestamp gets none and is
    dead-lettered as ``bad_timestamp``. Watermarks allow ``--out-of-orderness`` and,
    in live runs, go idle after ``--idle-timeout`` (bounded runs never do).
-2. **Validation**: a pandas UDF (:mod:`udfs.validation`) gives each record its rejection reason from
-   ``schemas/``; rejected records, and records behind their partition's watermark (reason ``late``,
-   judged against the partition's latest event time kept in state, so a restore keeps it), go to the
-   ``dlq`` topic with the raw bytes, source topic, partition and offset.
+2. **Validation**: a pandas UDF (:mod:`udfs.validation`), in the source's own task, gives each
+   record its rejection reason from ``schemas/``; rejected records, and records behind their
+   partition's watermark (reason ``late``, judged against the partition's latest event time kept
+   in state, so a restore keeps it), go to the ``dlq`` topic with the raw bytes, source topic,
+   partition and offset.
 3. **Features**: duplicates removed by ``event_id`` (window deduplication); per-sku demand over a
    HOP window at two horizons; per-sku competition (cheapest in-stock offer, offers, staleness).
 4. **Pricing** (pandas UDF, :mod:`udfs.pricing`): a price per sku and window; a personalized offer
@@ -280,6 +281,16 @@ def record_skew_reason(options: JobOptions) -> str:
 def checked_view(settings: Settings, role: str, options: JobOptions | None = None) -> str:
     """Each record with its rejection reason: the schema's, else ``bad_timestamp`` or ``late``.
 
+    The schema check (a pandas UDF) runs in the source's own task, before any exchange, so it
+    reads, holds and releases records in source order: a Python operator holds the watermark
+    until its bundle is done but passes an IDLE status on at once, and where it ran behind an
+    exchange (as it did until 2026-12-05), a source that went idle while the operator's task was
+    still starting (or behind) marked that channel idle ahead of the records in the bundle, so the
+    other channels' watermark ran past them and the dedup window dropped them as late, silently
+    (a live job on fresh TaskManagers priced 1 of 60 views; RELIABILITY.md row 5g). In the source's
+    task, the source is not read before the operator is open, and the bundle (flushed every
+    ``bundle_time_ms``) is done before the idle timeout can pass.
+
     ``late``: behind its partition's watermark, i.e. more than the out-of-orderness behind the
     latest event time (rowtime) of the records before it in its Kafka partition. That maximum is
     an OVER aggregate per partition, in offset order (one source reader per partition, and the
@@ -288,7 +299,8 @@ def checked_view(settings: Settings, role: str, options: JobOptions | None = Non
     (``CURRENT_WATERMARK`` is NULL then, and is timing-dependent with periodic watermarks). It is
     never milder than the watermark the windows see (the minimum over partitions), so a record
     the windows would drop is dead-lettered, not lost. Every branch of the plan (dead letters,
-    windows) sees the same verdict for a record.
+    windows) sees the same verdict for a record. Reasons, first that applies: the schema's; an
+    event time the source refused (ahead of the job's clock, or of the record's timestamp); late.
     """
     options = options or JobOptions()
     schema = INPUT_SCHEMAS[role]
@@ -300,17 +312,19 @@ def checked_view(settings: Settings, role: str, options: JobOptions | None = Non
     return f"""
 CREATE TEMPORARY VIEW {_quote("checked_" + role)} AS
 SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`,
-  CASE WHEN `checked` IS NULL AND `ahead_of_record` THEN {_sql_string(record_skew_reason(options))}
-    ELSE `checked` END AS `reason`
+  CASE
+    WHEN `invalid` IS NOT NULL THEN `invalid`
+    WHEN `ahead_of_record` THEN {_sql_string(record_skew_reason(options))}
+    WHEN `event_time` IS NOT NULL AND `event_time_ms` {behind} `partition_max_ms` - {bound_ms} THEN 'late'
+  END AS `reason`
 FROM (
-  SELECT *, {_quote("validate_" + schema)}(`raw`,
-    COALESCE(`event_time` IS NOT NULL AND `event_time_ms` {behind} `partition_max_ms` - {bound_ms}, FALSE),
-    `event_time` IS NULL AND NOT `ahead_of_record`) AS `checked`
+  SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`, `ahead_of_record`, `invalid`,
+    MAX(CASE WHEN `event_time` IS NOT NULL THEN `event_time_ms` END) OVER (
+      PARTITION BY `kafka_partition` ORDER BY `arrival` ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS `partition_max_ms`
   FROM (
-    SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`, `ahead_of_record`,
-      MAX(CASE WHEN `event_time` IS NOT NULL THEN `event_time_ms` END) OVER (
-        PARTITION BY `kafka_partition` ORDER BY `arrival` ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-      ) AS `partition_max_ms`
+    SELECT `raw`, `kafka_partition`, `kafka_offset`, `event_time`, `event_time_ms`, `ahead_of_record`, `arrival`,
+      {_quote("validate_" + schema)}(`raw`, `event_time` IS NULL AND NOT `ahead_of_record`) AS `invalid`
     FROM {_quote("src_" + role)}
   )
 )"""
@@ -374,7 +388,7 @@ SELECT `reason`, {_sql_string(topic)}, `kafka_partition`, `kafka_offset`,
 FROM (
   SELECT *, COALESCE(TO_BASE64(`raw`), '') AS `raw_b64`, COALESCE(TO_BASE64(`kept`.`raw`), '') AS `kept_b64`,
     `kept`.`pseudonymized` AS `pseudonymized`
-  FROM (SELECT *, `pseudonymize_dead_letter`(`raw`) AS `kept` FROM {_quote("checked_" + role)}
+  FROM (SELECT *, `pseudonymize_dead_letter`(`raw`, `reason`) AS `kept` FROM {_quote("checked_" + role)}
         WHERE `reason` IS NOT NULL)
 )"""
 

@@ -270,3 +270,27 @@ def any_store(request: pytest.FixtureRequest) -> Any:
 # ============================================================================================
 # end of feature store fixtures
 # ============================================================================================
+
+
+def job_progress(rest_url: str, job_id: str) -> str:
+    """Where a running job's records and watermarks are, one line per operator (for failure messages).
+
+    A stalled job shows here which operator holds its records (``in`` grows, ``out`` does not) or
+    its watermark (an operator whose watermark lags the one before it).
+    """
+    from datetime import UTC, datetime
+
+    from pricewave.monitor.sources import FlinkHealth
+
+    figures = FlinkHealth(rest_url, job_id).collect()
+    if not figures.get("available") or not figures.get("job"):
+        return f"job {job_id}: {figures.get('error') or 'no figures'}"
+    lines = [f"job {job_id} {figures['job']['state']}, checkpoints {figures['checkpoints'].get('completed')}"]
+    for operator in figures["operators"]:
+        watermark = operator["watermark"]
+        shown = "-" if watermark is None else datetime.fromtimestamp(watermark / 1000, UTC).strftime("%H:%M:%S.%f")[:-3]
+        lines.append(
+            f"  in {operator['records_in']:>7} out {operator['records_out']:>7} wm {shown:>12} "
+            f"bp {operator['backpressure'] or '-':>4}  {operator['name'][:110]}"
+        )
+    return "\n".join(lines)

@@ -24,11 +24,12 @@ from pricewave.schemas import DEFAULT_INPUT_CLOCK_SKEW_S, check_event, load_sche
 
 
 class EventValidator(ScalarFunction):
-    """``reason(raw BYTES, late BOOLEAN, unstamped BOOLEAN) -> STRING``: NULL for a valid, on-time record.
+    """``reason(raw BYTES, unstamped BOOLEAN) -> STRING``: NULL for a valid record.
 
     The schema's reason comes first; a valid record the source gave no event time (further ahead of
-    the job's clock than ``max_clock_skew_s``) gets :meth:`unstamped_reason`, one behind the
-    watermark ``late``.
+    the job's clock than ``max_clock_skew_s``) gets :meth:`unstamped_reason`. The job judges
+    lateness after this check, per partition (:func:`jobs.pricing_job.checked_view`);
+    :meth:`reasons` also takes a late flag, for callers outside the job.
     """
 
     def __init__(self, schema_name: str, max_clock_skew_s: float = DEFAULT_INPUT_CLOCK_SKEW_S) -> None:
@@ -41,10 +42,11 @@ class EventValidator(ScalarFunction):
 
     def open(self, function_context: object) -> None:
         load_schema(self.schema_name)  # compile the checker once per worker, not per batch
-        # Flink metrics (REST, Web UI, Prometheus): records dead-lettered, and late ones among them.
+        # Flink metrics (REST, Web UI, Prometheus): records this check rejects. The job asks it
+        # for no late verdict (that comes after it, per partition); dead letters and late ones
+        # are counted where they are routed (DeadLetterPseudonymizer).
         group = function_context.get_metric_group().add_group("pricewave", self.schema_name)  # type: ignore[attr-defined]
-        self.rejected_counter = group.counter("dead_lettered")
-        self.late_counter = group.counter("late")
+        self.rejected_counter = group.counter("invalid")
 
     def reasons(self, raw: pd.Series, late: pd.Series | None = None, unstamped: pd.Series | None = None) -> pd.Series:
         """The reason for each raw value (None when valid and on time)."""
@@ -56,16 +58,15 @@ class EventValidator(ScalarFunction):
             out = [reason or ("late" if is_late else None) for reason, is_late in zip(out, late, strict=True)]
         return pd.Series(out, index=raw.index, dtype=object)
 
-    def eval(self, raw: pd.Series, late: pd.Series, unstamped: pd.Series) -> pd.Series:
-        reasons = self.reasons(raw, late, unstamped)
-        if hasattr(self, "late_counter"):
+    def eval(self, raw: pd.Series, unstamped: pd.Series) -> pd.Series:
+        reasons = self.reasons(raw, unstamped=unstamped)
+        if hasattr(self, "rejected_counter"):
             self.rejected_counter.inc(int(reasons.notna().sum()))
-            self.late_counter.inc(int((reasons == "late").sum()))
         return reasons
 
 
 class DeadLetterPseudonymizer(ScalarFunction):
-    """``pseudonymize_dead_letter(raw BYTES) -> ROW<raw BYTES, pseudonymized STRING>`` for a rejected record.
+    """``pseudonymize_dead_letter(raw BYTES, reason STRING) -> ROW<raw BYTES, pseudonymized STRING>``.
 
     A buggy producer's record can carry a raw user id (``"user_key": "customer-42"``, a
     ``user_id`` field): kept as received, it would sit in the dead-letter topic for its whole
@@ -82,8 +83,11 @@ class DeadLetterPseudonymizer(ScalarFunction):
         self.secret = secret
 
     def open(self, function_context: object) -> None:
+        # Flink metrics: every dead letter, the late ones among them, and those with raw ids replaced.
         group = function_context.get_metric_group().add_group("pricewave", "dead_letter")  # type: ignore[attr-defined]
         self.pseudonymized_counter = group.counter("pseudonymized")
+        self.dead_lettered_counter = group.counter("dead_lettered")
+        self.late_counter = group.counter("late")
 
     def pseudonymize(self, raw: pd.Series) -> pd.DataFrame:
         """The bytes to keep and the replaced fields (comma-separated, None when none) per value."""
@@ -101,10 +105,12 @@ class DeadLetterPseudonymizer(ScalarFunction):
             fields.append(",".join(dict.fromkeys(names)) or None)
         return pd.DataFrame({"raw": kept, "pseudonymized": fields}, index=raw.index)
 
-    def eval(self, raw: pd.Series) -> pd.DataFrame:
+    def eval(self, raw: pd.Series, reason: pd.Series) -> pd.DataFrame:
         out = self.pseudonymize(raw)
         if hasattr(self, "pseudonymized_counter"):
             self.pseudonymized_counter.inc(int(out["pseudonymized"].notna().sum()))
+            self.dead_lettered_counter.inc(len(raw))
+            self.late_counter.inc(int((reason == "late").sum()))
         return out
 
 

@@ -4,7 +4,8 @@ One run of the real pricing job (MiniCluster, restart strategy ``none``: a faile
 FAILED) on the Redis profile, against a private redis-server (append-only file on, as the stack runs
 it) on a free port, fed in three parts of ten simulated minutes each:
 
-1. before the job starts; at the job's first write to Redis, the server is stopped;
+1. before the job starts; once the job has published a sku price and an offer for every sku (its
+   pricers have read every sku's catalog row), the server is stopped;
 2. while Redis is down; Redis starts again once the job has priced clicks of this part (so prices
    were decided while it was down, whatever the machine's speed);
 3. after Redis is back; then the job is stopped with a draining savepoint (the final watermark
@@ -37,6 +38,7 @@ from pricewave.config import Settings
 from pricewave.kafka_io import encode_json, make_producer
 from pricewave.privacy import pseudonymize_user
 from pricewave.stack.redis import RedisService
+from tests.conftest import job_progress
 from tests.reliability.harness import (
     T0,
     bounded_options,
@@ -48,19 +50,11 @@ from tests.reliability.harness import (
     wait_ready,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    # Known failure (2026-12-05 05:58, this live version of the test): with Redis down, the job made
-    # no decision for the clicks sent during the outage within 300 s. The bounded version before it
-    # priced through the outage but could finish before Redis came back. Suspected: the stall of a
-    # live job whose sources all went idle (the notes; test_submit saw it in CI). RELIABILITY row 3a.
-    pytest.mark.skip(reason="known failure: a live job made no decision while Redis was down (see the notes)"),
-]
+pytestmark = pytest.mark.integration
 
 SKUS = [f"out-{n}" for n in range(6)]
 KINDS = ["view", "view", "add_to_cart", "view", "purchase", "click"]
 PART = 600  # clicks per part, one per simulated second: ten minutes
-WRITE_COMMANDS = ("cmdstat_hset", "cmdstat_zadd", "cmdstat_hdel", "cmdstat_hmset")
 STORE_METRICS = ("store_down", "store_backlog_rows", "store_rows_dropped")
 
 
@@ -81,32 +75,34 @@ def click(n: int, rng: random.Random) -> dict[str, Any]:
     return record
 
 
-def writes(service: RedisService) -> int:
-    """Write commands Redis has run since it started (INFO commandstats)."""
-    stats: dict[str, Any] = service.client().info("commandstats")  # type: ignore[assignment]
-    return sum(int(stats.get(name, {}).get("calls", 0)) for name in WRITE_COMMANDS)
+def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, client: Any, rest_url: str) -> None:
+    """Wait for ``condition``; fail at once, with the job's failure, when the job ended instead.
 
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, client: Any) -> None:
-    """Wait for ``condition``; fail at once, with the job's failure, when the job ended instead."""
+    On a timeout the message shows where the job's records and watermarks stood.
+    """
     deadline = time.monotonic() + timeout_s
+    shown_at = time.monotonic()
     while not condition():
+        if time.monotonic() - shown_at > 60:  # progress for a reader of ``pytest -s``
+            print(f"[store outage] waiting for {what}:\n{job_progress(rest_url, str(client.get_job_id()))}")
+            shown_at = time.monotonic()
         job_status = client.get_job_status().result()
         status = str(getattr(job_status, "name", job_status))
         if status in ("FAILED", "CANCELED", "FINISHED"):
             client.get_job_execution_result().result()  # raises the job's failure cause, if any
             raise AssertionError(f"{what}: the job ended ({status}) first")
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s:.0f} s (job {status})")
+            progress = job_progress(rest_url, str(client.get_job_id()))
+            raise AssertionError(f"{what}: not within {timeout_s:.0f} s (job {status})\n{progress}")
         time.sleep(0.2)
 
 
 @dataclass
 class Outage:
-    """Stops Redis at the job's first write (a thread); :meth:`end` starts it again."""
+    """Stops Redis once ``due()`` holds (a thread); :meth:`end` starts it again."""
 
     service: RedisService
-    baseline: int
+    due: Callable[[], bool]
     stopped_at: float | None = None
     started_at: float | None = None
     errors: list[str] = field(default_factory=list)
@@ -115,11 +111,11 @@ class Outage:
 
     def run(self) -> None:
         try:
-            while writes(self.service) <= self.baseline:
+            while not self.due():
                 if self.done.is_set():
-                    self.errors.append("the job ended without writing to Redis")
+                    self.errors.append("the job ended before the outage was due")
                     return
-                time.sleep(0.05)
+                time.sleep(0.5)
             self.service.stop()  # SIGTERM: a clean shutdown, the append-only file is synced
             self.stopped_at = time.time()
             self.stopped.set()
@@ -188,6 +184,17 @@ def _stop_draining(client: Any, directory: Path) -> None:
     client._j_job_client.stopWithSavepoint(True, directory.as_uri(), canonical).get()
 
 
+def _published_for_every_sku(settings: Settings) -> Callable[[], bool]:
+    """True once the prices topic holds a sku price and an offer for every sku (read uncommitted)."""
+
+    def check() -> bool:
+        records = read_topic(settings, settings.topics.prices, read_committed=False, quiet_s=0.5)
+        decisions = [json.loads(r.value) for r in records]
+        return all({(d["kind"], d["sku"]) for d in decisions} >= {("sku", sku), ("offer", sku)} for sku in SKUS)
+
+    return check
+
+
 def _priced_up_to(settings: Settings, event_time_ms: int) -> Callable[[], bool]:
     """True once the job decided a price for a click at or after ``event_time_ms`` (read uncommitted)."""
 
@@ -236,7 +243,10 @@ def outage_run(
         ]  # fmt: skip
         FeatureWriter(open_store(settings)).write("sku_catalog", catalog)
         feed(0)
-        outage = Outage(service, baseline=writes(service))
+        # Redis goes down once the pricers have read the catalog row of every sku (they have
+        # published a sku price and an offer for each): a pricer keeps its copy through an outage,
+        # but a sku it never read has no floor, so it prices nothing for it until the store is back.
+        outage = Outage(service, due=_published_for_every_sku(settings))
         thread = threading.Thread(target=outage.run, name="redis-outage", daemon=True)
         rest_port = free_port()
         options = bounded_options(
@@ -254,19 +264,20 @@ def outage_run(
         thread.start()
         client = build_pipeline(t_env, settings, options).execute().get_job_client()
         assert client is not None
-        watch = MetricWatch(f"http://127.0.0.1:{rest_port}", str(client.get_job_id()))
+        rest_url = f"http://127.0.0.1:{rest_port}"
+        watch = MetricWatch(rest_url, str(client.get_job_id()))
         watch.start()
         try:
             assert outage.stopped.wait(300), f"Redis was never stopped: {outage.errors}"
             feed(1)  # while Redis is down
             during = _priced_up_to(settings, T0 + (PART + 60) * 1000)
-            wait_for(during, 300, "prices for clicks sent during the outage", client)
+            wait_for(during, 300, "prices for clicks sent during the outage", client, rest_url)
             outage.end()
             # After Redis is back, traffic goes on until the push UDFs have written what they kept: a
             # backlog is written with the next batch once the retry is due (at most 30 s after).
             feed(2, until=lambda: watch.recovered_since(outage.started_at or 0.0))
             after = _priced_up_to(settings, T0 + (2 * PART + 60) * 1000)
-            wait_for(after, 300, "prices for clicks sent after it", client)
+            wait_for(after, 300, "prices for clicks sent after it", client, rest_url)
             _stop_draining(client, base / "savepoints")
             client.get_job_execution_result().result()  # raises if the job failed
             finished_at = time.time()
@@ -297,6 +308,8 @@ def test_the_job_runs_without_a_failure_and_prices_through_the_outage(outage_run
         d for d in outage_run.decisions if outage.stopped_at * 1000 <= d["decision_time"] <= outage.started_at * 1000
     ]
     assert during, "no decision was made while Redis was down"
+    # ...and each of them was a price (from the pricer's catalog copy), published
+    assert all(d["price"] is not None for d in during), [d for d in during if d["price"] is None][:3]
     print(
         f"\nstore outage: job {outage_run.wall_s:.1f} s, Redis down {outage.started_at - outage.stopped_at:.1f} s, "
         f"{len(during)} of {len(outage_run.decisions)} decisions made while it was down"
