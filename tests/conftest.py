@@ -6,6 +6,7 @@ not running, the session fixture starts it the same way, so a developer can run 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -22,6 +23,10 @@ from pricewave import stack
 from pricewave.config import Settings, load_settings
 from pricewave.kafka_io import ensure_topics, make_admin, make_consumer
 from pricewave.stack.process import child_environment
+
+# kafka-python logs every connection at INFO: a failing test's captured log (and CI's excerpt of it)
+# would be those lines instead of what went wrong.
+logging.getLogger("kafka").setLevel(logging.WARNING)
 
 SENTIMENT_SAMPLE_REVIEWS = 1000
 """Reviews the slow sentiment tests train on (``--reviews`` / ``reviews=``): the CLI test and

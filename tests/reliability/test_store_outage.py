@@ -55,6 +55,7 @@ pytestmark = pytest.mark.integration
 SKUS = [f"out-{n}" for n in range(6)]
 KINDS = ["view", "view", "add_to_cart", "view", "purchase", "click"]
 PART = 600  # clicks per part, one per simulated second: ten minutes
+LIVE_MINIMUM = 120  # clicks the live part sends at least (CI: a fast recovery stopped it at 45)
 STORE_METRICS = ("store_down", "store_backlog_rows", "store_rows_dropped")
 
 
@@ -223,16 +224,23 @@ def outage_run(
     rng = random.Random(17)
     producer = make_producer(settings, linger_ms=20)
 
-    def feed(part: int, until: Callable[[], bool] | None = None) -> None:
-        """Send one part; with ``until``, as live traffic (15 clicks a second) that stops early once it holds."""
+    def feed(part: int, until: Callable[[], bool] | None = None) -> int:
+        """Send one part and return the number of the last click sent.
+
+        With ``until``, as live traffic (15 clicks a second) that stops early once it holds, but never
+        before ``LIVE_MINIMUM`` clicks: a caller waits for a price two minutes of event time later than
+        the part's start, which takes clicks after it to move the watermark there.
+        """
+        n = part * PART
         for n in range(part * PART, (part + 1) * PART):
             producer.send(settings.topics.clicks, encode_json(click(n, rng)), key=b"k")
             if until is not None and n % 15 == 14:
                 producer.flush()
-                if until():
+                if n - part * PART >= LIVE_MINIMUM and until():
                     break
                 time.sleep(1.0)
         producer.flush()
+        return n
 
     try:
         wait_ready(service)
@@ -275,8 +283,8 @@ def outage_run(
             outage.end()
             # After Redis is back, traffic goes on until the push UDFs have written what they kept: a
             # backlog is written with the next batch once the retry is due (at most 30 s after).
-            feed(2, until=lambda: watch.recovered_since(outage.started_at or 0.0))
-            after = _priced_up_to(settings, T0 + (2 * PART + 60) * 1000)
+            last = feed(2, until=lambda: watch.recovered_since(outage.started_at or 0.0))
+            after = _priced_up_to(settings, T0 + (last - 60) * 1000)
             wait_for(after, 300, "prices for clicks sent after it", client, rest_url)
             _stop_draining(client, base / "savepoints")
             client.get_job_execution_result().result()  # raises if the job failed
