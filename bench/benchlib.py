@@ -224,6 +224,30 @@ def redis_server(password: str = "bench-pw") -> Iterator[tuple[str, int, str]]:
                 process.kill()
 
 
+def start_feast_serve(repo: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """``feast serve`` on ``repo`` (a subprocess on a free port), once healthy: (process, base url)."""
+    import requests
+
+    port = free_port()
+    feast = str(Path(sys.executable).with_name("feast"))
+    process = subprocess.Popen(
+        [feast, "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log", "-r", "3600"],
+        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if requests.get(url + "/health", timeout=2).status_code == 200:
+                return process, url
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("feast serve did not become healthy")
+        time.sleep(0.25)
+
+
 def fresh_topics(settings: Any, roles: Sequence[str], partitions: int, stem: str = "bench") -> Any:
     """Settings whose topics for ``roles`` are new, uniquely named topics (created now)."""
     from pricewave.kafka_io import ensure_topics

@@ -130,29 +130,6 @@ def timed_ms(fn: Any, n: int, warmup: int) -> list[float]:
     return out
 
 
-def start_feast_serve(repo: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    import requests
-
-    port = benchlib.free_port()
-    feast = str(Path(sys.executable).with_name("feast"))
-    process = subprocess.Popen(
-        [feast, "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log", "-r", "3600"],
-        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(url + "/health", timeout=2).status_code == 200:
-                return process, url
-        except requests.RequestException:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("feast serve did not become healthy")
-        time.sleep(0.25)
-
-
 def read_latencies(store: Any, repo: Path, env: dict[str, str], n: int, warmup: int) -> dict[str, list[float]]:
     import requests
 
@@ -167,7 +144,7 @@ def read_latencies(store: Any, repo: Path, env: dict[str, str], n: int, warmup: 
     }
     quote = get_price(store, sku)
     assert quote.source == "sku", quote
-    process, url = start_feast_serve(repo, env)
+    process, url = benchlib.start_feast_serve(repo, env)
     try:
         session = requests.Session()
         body = {"features": READ_REFS, "entities": {"sku": [sku]}}

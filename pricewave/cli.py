@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "features",
     "catalog",
     "price",
+    "serve",
     "jobs",
     "monitor",
     "train",

@@ -3,7 +3,9 @@
 :func:`get_price` reads, in ONE online lookup, the personalized offer (``user_offer``), the sku's
 dynamic price (``sku_price``) and its list price (``sku_catalog.base_price``) and returns the first
 one that is present AND fresh: offer, else sku price, else base price, else ``unavailable``.
-Missing or expired data falls back; it never raises.
+Missing or expired data falls back; it never raises. :func:`get_prices` does the same for a batch
+(one lookup for the anonymous requests, one for those with a user key); ``pricewave serve``
+(:mod:`pricewave.serving`) offers both over HTTP.
 
 Feast's feature-view ``ttl`` does not filter online reads, so freshness is checked here: a value is
 fresh while ``now - event_time <= ttl`` of its view (a ttl of 0 never expires).
@@ -20,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -118,33 +121,94 @@ def get_price(
         ConfigError: ``user_key`` is not a pseudonymous key, or the channel is unknown.
         StackError: The online store cannot be reached.
     """
-    if user_key is not None and not is_user_key(user_key):
+    return get_prices(store, [(sku, user_key)], channel=channel, now=now)[0]
+
+
+def get_prices(
+    store: FeatureStore,
+    requests: Sequence[tuple[str, str | None]],
+    *,
+    channel: str | None = None,
+    now: datetime | None = None,
+) -> list[PriceQuote]:
+    """:func:`get_price` for many (sku, user_key) pairs: at most two online lookups in all.
+
+    Anonymous requests and requests with a user key are read in one lookup each (Feast reads one set
+    of entity keys per call, and an anonymous row has no user key to read an offer with).
+
+    Args:
+        store: An open FeatureStore.
+        requests: (sku, pseudonymous user key or ``None``) pairs.
+        channel: A feature service in :data:`CHANNELS`; ``None`` reads every price view.
+        now: The time freshness is judged at (default: now, UTC).
+
+    Returns:
+        One quote per request, in the order asked.
+
+    Raises:
+        ConfigError: A user key is not a pseudonymous key, or the channel is unknown.
+        StackError: The online store cannot be reached.
+
+    Example:
+        >>> get_prices(store, [("SKU-1", None), ("SKU-2", key)], channel="app_pricing")  # doctest: +SKIP
+        [PriceQuote(sku='SKU-1', ...), PriceQuote(sku='SKU-2', ...)]
+    """
+    if any(user_key is not None and not is_user_key(user_key) for _, user_key in requests):
         raise ConfigError("user_key must be a 32-hex pseudonymous key: pseudonymize the raw user id first")
     now = (now or datetime.now(UTC)).astimezone(UTC)
     offered = _views_for(store, channel)
-    chain = [
-        (source, view, fields)
-        for source, view, fields in _CHAIN
-        if view in offered and fields[0] in offered[view] and (view != "user_offer" or user_key is not None)
-    ]
-    refs = [f"{view}:{field}" for _, view, fields in chain for field in fields if field in offered[view]]
-    row: dict[str, Any] = {"sku": sku}
-    if user_key is not None:
-        row["user_key"] = user_key
-    if not refs:
-        return PriceQuote(sku, None, "unavailable", False, None, None, user_key)
+    quotes: list[PriceQuote | None] = [None] * len(requests)
+    for with_user in (False, True):
+        positions = [n for n, (_, user_key) in enumerate(requests) if (user_key is not None) == with_user]
+        if not positions:
+            continue
+        chain = [
+            (source, view, fields)
+            for source, view, fields in _CHAIN
+            if view in offered and fields[0] in offered[view] and (view != "user_offer" or with_user)
+        ]
+        for n, found in zip(positions, _read(store, chain, offered, [requests[n] for n in positions]), strict=True):
+            sku, user_key = requests[n]
+            quotes[n] = _first_fresh(store, chain, found, sku, user_key, now)
+    return [quote for quote in quotes if quote is not None]
 
+
+def _read(
+    store: FeatureStore,
+    chain: Sequence[tuple[PriceSource, str, tuple[str, ...]]],
+    offered: dict[str, set[str]],
+    requests: Sequence[tuple[str, str | None]],
+) -> list[dict[str, tuple[Any, datetime | None]]]:
+    """One online lookup: per request, ``view__field`` -> (value, event time)."""
+    refs = [f"{view}:{field}" for _, view, fields in chain for field in fields if field in offered[view]]
+    if not refs:
+        return [{} for _ in requests]
+    rows: list[dict[str, Any]] = [
+        {"sku": sku} if user_key is None else {"sku": sku, "user_key": user_key} for sku, user_key in requests
+    ]
     with ops_for(store).translate_errors(store):
-        response = store.get_online_features(features=refs, entity_rows=[row], full_feature_names=True)
+        response = store.get_online_features(features=refs, entity_rows=rows, full_feature_names=True)
     from feast.type_map import feast_value_type_to_python_type
 
-    found: dict[str, tuple[Any, datetime | None]] = {}
+    found: list[dict[str, tuple[Any, datetime | None]]] = [{} for _ in requests]
     for name, vector in zip(response.proto.metadata.feature_names.val, response.proto.results, strict=True):
-        value = feast_value_type_to_python_type(vector.values[0])
-        stamp = vector.event_timestamps[0] if len(vector.event_timestamps) else None
-        when = stamp.ToDatetime(tzinfo=UTC) if stamp is not None and (stamp.seconds or stamp.nanos) else None
-        found[name] = (value, when)
+        for n in range(len(requests)):
+            value = feast_value_type_to_python_type(vector.values[n])
+            stamp = vector.event_timestamps[n] if len(vector.event_timestamps) > n else None
+            when = stamp.ToDatetime(tzinfo=UTC) if stamp is not None and (stamp.seconds or stamp.nanos) else None
+            found[n][name] = (value, when)
+    return found
 
+
+def _first_fresh(
+    store: FeatureStore,
+    chain: Sequence[tuple[PriceSource, str, tuple[str, ...]]],
+    found: dict[str, tuple[Any, datetime | None]],
+    sku: str,
+    user_key: str | None,
+    now: datetime,
+) -> PriceQuote:
+    """The first price of the fallback chain that is present and fresh, else ``unavailable``."""
     for source, view, fields in chain:
         price, when = found.get(f"{view}__{fields[0]}", (None, None))
         if price is None or when is None:

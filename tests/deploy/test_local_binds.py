@@ -75,6 +75,7 @@ def test_pricewave_servers_default_to_loopback() -> None:
     parser = build_parser()
     assert parser.parse_args(["monitor"]).host == "127.0.0.1"
     assert parser.parse_args(["features", "serve"]).host == "127.0.0.1"
+    assert parser.parse_args(["serve"]).host == "127.0.0.1"
     assert parser.parse_args(["monitor", "--host", "0.0.0.0"]).host == "0.0.0.0"
 
 

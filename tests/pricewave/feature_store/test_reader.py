@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from pricewave.errors import ConfigError
-from pricewave.feature_store import FeatureWriter, get_price
+from pricewave.feature_store import FeatureWriter, get_price, get_prices
 from pricewave.privacy import pseudonymize_user
 from pricewave.stack.process import child_environment
 from tests.conftest import _free_port
@@ -107,11 +107,28 @@ def test_anonymous_shopper_and_ads_channel_never_see_an_offer(any_store: Any) ->
     assert get_price(any_store, "FB-5", user_key=other_user, now=NOW).source == "sku"
 
 
+def test_a_batch_gives_each_request_the_quote_a_single_read_gives(any_store: Any) -> None:
+    seed(any_store, "BT-1", offer=ms_ago(minutes=1), price=ms_ago(minutes=1), base=ms_ago(days=1))
+    seed(any_store, "BT-2", offer=ms_ago(minutes=16), price=ms_ago(minutes=2), base=ms_ago(days=1))
+    seed(any_store, "BT-3", offer=None, price=None, base=ms_ago(days=1))
+    asked = [("BT-1", USER), ("BT-1", None), ("BT-2", USER), ("BT-3", None), ("NO-SUCH-SKU", USER), ("BT-3", USER)]
+    for channel in (None, "ads_bidding"):
+        batch = get_prices(any_store, asked, channel=channel, now=NOW)
+        singles = [get_price(any_store, sku, user_key=key, channel=channel, now=NOW) for sku, key in asked]
+        assert batch == singles
+    assert [quote.source for quote in get_prices(any_store, asked, now=NOW)] == [
+        "offer", "sku", "sku", "base", "unavailable", "base"
+    ]  # fmt: skip
+    assert get_prices(any_store, [], now=NOW) == []
+
+
 def test_bad_inputs_are_clear_errors(sqlite_store: Any) -> None:
     with pytest.raises(ConfigError, match="pseudonym"):
         get_price(sqlite_store, "A", user_key="shopper-42")
     with pytest.raises(ConfigError, match="unknown channel"):
         get_price(sqlite_store, "A", channel="fax")
+    with pytest.raises(ConfigError, match="pseudonym"):
+        get_prices(sqlite_store, [("A", None), ("B", "shopper-42")])
 
 
 def test_single_entity_read_latency(any_store: Any, record_property: Any) -> None:

@@ -1,0 +1,30 @@
+"""bench/price_api.py runs (--tiny): pricewave serve and feast serve answer every request on both stores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bench import failure_report
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def test_price_api_bench_tiny() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/price_api.py", "--tiny"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, failure_report(result)
+    assert "machine:" in result.stdout and "cores" in result.stdout
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for profile in ("sqlite", "redis"):
+        for server in ("pricewave serve GET /price", "feast serve /get-online-features"):
+            figures = report["cells"][f"{profile} {server} c4"]
+            assert figures["requests"] > 0 and figures["errors"] == 0, (profile, server, figures)
+            assert 0 < figures["p50_ms"] <= figures["p99_ms"], figures
+        assert report["ratios"][f"{profile} c4"] > 0
