@@ -43,6 +43,17 @@ COMMAND_MODULES = [
 ]
 
 
+def version() -> str:
+    """The installed pricewave version (from the package metadata; ``unknown`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("pricewave")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 class _Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are one readable line and exit code 2."""
 
@@ -61,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--config", metavar="FILE", help="YAML settings file (default: $PRICEWAVE_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"pricewave {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
     for name in COMMAND_MODULES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from pricewave.cli import build_parser
 from pricewave.config import Settings, load_settings
 from pricewave.feature_store import CHANNELS, FeatureWriter, get_price, open_store
 from pricewave.privacy import pseudonymize_user
@@ -200,6 +202,10 @@ def test_an_unreachable_store_is_a_503_and_the_api_recovers(
             for answer in (api.get("/health"), api.get("/price", sku="FRESH-1")):
                 assert answer.status_code == 503, answer.text
                 assert "\n" not in answer.json()["error"]
+            # The error names a command that starts Redis, and the CLI takes it as written.
+            hint = re.search(r"'(pricewave [^']+)'", answer.json()["error"])
+            assert hint, answer.json()["error"]
+            build_parser().parse_args(hint.group(1).split()[1:])
             service.start()
             wait_ready(service)
             assert api.get("/health").status_code == 200

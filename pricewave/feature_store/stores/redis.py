@@ -180,7 +180,7 @@ class RedisOps:
             raise StoreUnavailableError(f"Redis at {address} is loading its data ({exc}): try again shortly") from None
         except rex.ConnectionError as exc:
             raise StoreUnavailableError(
-                f"cannot reach Redis at {address} ({exc}): start it ('pricewave stack up redis') "
+                f"cannot reach Redis at {address} ({exc}): start it ('pricewave stack up --only redis') "
                 "or set PRICEWAVE_REDIS__HOST/PORT"
             ) from None
         except rex.TimeoutError as exc:
