@@ -64,11 +64,31 @@ class KafkaSettings(_Section):
     # for a private CA; empty means the system's trusted CAs. Every Python client and the Flink
     # job's Kafka connector (as a PEM truststore) use it.
     ssl_ca_location: str = ""
+    # The brokers clients connect to, as a comma-separated host:port list (a shop's cluster, so one
+    # broker down does not stop a client from finding the rest). Empty: host:port, the local broker.
+    bootstrap: str = ""
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _broker_list(cls, value: str) -> str:
+        brokers = [broker.strip() for broker in value.split(",") if broker.strip()]
+        for broker in brokers:
+            host, _, port = broker.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{broker!r} is not host:port (kafka.bootstrap is a comma-separated host:port list)")
+        return ",".join(brokers)
 
     @property
     def bootstrap_servers(self) -> str:
-        """``host:port`` for Kafka clients."""
-        return f"{self.host}:{self.port}"
+        """The comma-separated ``host:port`` list for Kafka clients: ``bootstrap``, else ``host:port``.
+
+        Example:
+            >>> KafkaSettings(bootstrap="k1:9092, k2:9092").bootstrap_servers
+            'k1:9092,k2:9092'
+            >>> KafkaSettings().bootstrap_servers
+            'localhost:9092'
+        """
+        return self.bootstrap or f"{self.host}:{self.port}"
 
     @property
     def uses_sasl(self) -> bool:
@@ -100,6 +120,9 @@ class TopicSettings(_Section):
     prices: str = "prices"
     dlq: str = "dlq"
     partitions: int = Field(2, ge=1, le=1024)
+    # Copies of each partition a new topic gets: 1 on the local single broker; 3 is usual on a
+    # shop's cluster (at most its number of brokers).
+    replication_factor: int = Field(1, ge=1, le=32)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
     # The dead-letter topic keeps records as a producer sent them (raw user ids pseudonymized, but
     # free text can still name a person): 3 days, enough to inspect and replay over a weekend.

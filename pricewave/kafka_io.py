@@ -20,6 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import (
     IncompatibleBrokerVersion,
+    InvalidReplicationFactorError,
     KafkaConnectionError,
     KafkaError,
     NoBrokersAvailable,
@@ -249,7 +250,7 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None, partit
                 NewTopic(
                     name=name,
                     num_partitions=partitions,
-                    replication_factor=1,
+                    replication_factor=settings.topics.replication_factor,
                     topic_configs={"retention.ms": str(settings.topics.retention_ms_of(name))},
                 )
                 for name in missing
@@ -257,6 +258,12 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None, partit
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new_topics)
         return missing
+    except InvalidReplicationFactorError:
+        raise StackError(
+            f"could not create topics on {settings.kafka.bootstrap_servers}: topics.replication_factor="
+            f"{settings.topics.replication_factor} is more than the cluster's brokers "
+            "(set PRICEWAVE_TOPICS__REPLICATION_FACTOR to at most their number)"
+        ) from None
     except KafkaError as exc:
         raise StackError(f"could not create topics on {settings.kafka.bootstrap_servers}: {exc}") from None
     finally:

@@ -41,7 +41,8 @@ class KafkaService(Service):
 
     @property
     def address(self) -> str:
-        return self.settings.kafka.bootstrap_servers
+        # The local broker itself, not kafka.bootstrap (which may list a shop's cluster).
+        return f"{self.settings.kafka.host}:{self.settings.kafka.port}"
 
     def install(self) -> None:
         if shutil.which("java") is None:
@@ -144,7 +145,8 @@ class KafkaService(Service):
 
     def _create_topics(self) -> bool:
         try:
-            created = ensure_topics(self.settings)
+            local = self.settings.kafka.model_copy(update={"bootstrap": ""})  # this broker, not a listed cluster
+            created = ensure_topics(self.settings.model_copy(update={"kafka": local}))
         except StackError:
             return False
         if created:

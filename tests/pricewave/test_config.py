@@ -31,6 +31,17 @@ def test_file_then_environment_override(tmp_path: Path) -> None:
     assert settings.state_dir == tmp_path.resolve()
 
 
+def test_a_broker_list_is_what_clients_connect_to() -> None:
+    settings = load_settings(
+        env={
+            "PRICEWAVE_KAFKA__BOOTSTRAP": " kafka-0.shop:9092, kafka-1.shop:9092 ",
+            "PRICEWAVE_TOPICS__REPLICATION_FACTOR": "3",
+        }
+    )
+    assert settings.kafka.bootstrap_servers == "kafka-0.shop:9092,kafka-1.shop:9092"
+    assert settings.topics.replication_factor == 3
+
+
 def test_config_path_from_environment(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("flink:\n  taskmanagers: 3\n")
@@ -45,6 +56,8 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("kafka:\n  port: 99999\n", "invalid setting kafka.port"),
         ("kafka:\n  prot: 1\n", "invalid setting kafka.prot"),
         ("flink:\n  taskmanagers: zero\n", "invalid setting flink.taskmanagers"),
+        ("kafka:\n  bootstrap: k1:9092,k2\n", "invalid setting kafka.bootstrap"),
+        ("topics:\n  replication_factor: 0\n", "invalid setting topics.replication_factor"),
     ],
 )
 def test_bad_file_is_one_clear_line(tmp_path: Path, content: str, message: str) -> None:

@@ -64,6 +64,25 @@ def test_roles_sharing_one_topic_create_it_once(kafka_stack: Settings) -> None:
     assert ensure_topics(kafka_stack, [name, name, name]) == [name]
 
 
+def test_a_broker_list_with_a_dead_broker_first_still_round_trips(kafka_stack: Settings, fresh_topic: str) -> None:
+    from tests.reliability.harness import free_port
+
+    brokers = f"127.0.0.1:{free_port()},{kafka_stack.kafka.bootstrap_servers}"  # nothing listens on the first
+    listed = kafka_stack.model_copy(update={"kafka": kafka_stack.kafka.model_copy(update={"bootstrap": brokers})})
+    producer = make_producer(listed)
+    producer.send(fresh_topic, value=b"via the second broker", key=b"k")
+    producer.flush()
+    producer.close()
+    assert [record.value for record in consume_all(listed, fresh_topic, expected=1)] == [b"via the second broker"]
+
+
+def test_more_replicas_than_brokers_is_a_clear_error(kafka_stack: Settings) -> None:
+    three = kafka_stack.model_copy(update={"topics": kafka_stack.topics.model_copy(update={"replication_factor": 3})})
+    with pytest.raises(StackError, match="replication_factor=3 is more than the cluster's brokers") as caught:
+        ensure_topics(three, [f"test-rf-{uuid.uuid4().hex[:8]}"])
+    assert "\n" not in str(caught.value)
+
+
 def test_no_broker_is_a_clear_error(kafka_stack: Settings) -> None:
     nowhere = kafka_stack.model_copy(update={"kafka": kafka_stack.kafka.model_copy(update={"port": 1})})
     with pytest.raises(StackError, match="run 'pricewave stack up'"):
