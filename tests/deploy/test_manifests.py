@@ -326,6 +326,10 @@ def test_topics_match_the_settings() -> None:
     (kafka,) = [doc for doc in documents("kafka.yaml") if doc["kind"] == "Kafka"]
     timeout = int(kafka["spec"]["kafka"]["config"]["transaction.max.timeout.ms"])
     assert timeout == KafkaSettings().transaction_max_timeout_ms
+    # A topic the job creates itself gets as many copies as the declared ones.
+    replicas = {doc["spec"]["replicas"] for doc in topics}
+    assert replicas == {int(_k8s_configmap()["PRICEWAVE_TOPICS__REPLICATION_FACTOR"])}
+    assert int(kafka["spec"]["kafka"]["config"]["default.replication.factor"]) in replicas
 
 
 def _walk(node: Any) -> Any:
