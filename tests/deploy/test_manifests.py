@@ -451,9 +451,23 @@ def test_compose_selects_the_redis_profile_for_the_job_the_init_step_and_the_mon
     resolved_compose: dict[str, Any],
 ) -> None:
     services = resolved_compose["services"]
-    for name in (*COMPOSE_STORE_USERS, "monitor"):
+    for name in (*COMPOSE_STORE_USERS, "monitor", "price-api"):
         assert services[name]["environment"].get("PRICEWAVE_STORE_PROFILE") == "redis", name
         assert services[name]["environment"]["PRICEWAVE_REDIS__HOST"] == "redis", name
+
+
+def test_compose_serves_the_price_api_on_the_store_with_the_jobs_secret(resolved_compose: dict[str, Any]) -> None:
+    api = resolved_compose["services"]["price-api"]
+    command = " ".join(api["command"])
+    assert "pricewave serve --host 0.0.0.0 --port 6570" in command
+    # the same user-key secret as the job (or no offer would ever be found) and the store's password
+    assert {secret["source"] for secret in api["secrets"]} == {"redis_password", "user_key_secret"}
+    assert "/run/secrets/user_key_secret" in command and "/run/secrets/redis_password" in command
+    assert (
+        api["environment"]["PRICEWAVE_FEATURE_REPO"]
+        == resolved_compose["services"]["init"]["environment"]["PRICEWAVE_FEATURE_REPO"]
+    )
+    assert "/health" in " ".join(api["healthcheck"]["test"])
 
 
 def test_k8s_selects_the_redis_profile_in_the_init_step_the_jobmanager_and_the_taskmanagers() -> None:
@@ -884,7 +898,7 @@ def test_compose_publishes_every_port_on_loopback_unless_told_otherwise(
     published = {
         name: port for name, service in resolved_compose["services"].items() for port in service.get("ports") or []
     }
-    assert set(published) == {"kafka", "redis", "jobmanager", "monitor"}
+    assert set(published) == {"kafka", "redis", "jobmanager", "monitor", "price-api"}
     assert {name: port["host_ip"] for name, port in published.items()} == dict.fromkeys(published, "127.0.0.1")
     # PRICEWAVE_BIND_HOST publishes them elsewhere
     env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PRICEWAVE_BIND_HOST": "0.0.0.0"}
