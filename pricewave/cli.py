@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", metavar="FILE", help="YAML settings file (default: $PRICEWAVE_CONFIG)")
     parser.add_argument("--version", action="version", version=f"pricewave {version()}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log what pricewave does to stderr: -v info, -vv debug (also the libraries'); default: warnings",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
     for name in COMMAND_MODULES:
@@ -81,10 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbosity: int) -> None:
+    """Log to stderr: pricewave's own loggers at WARNING, INFO (``-v``) or DEBUG (``-vv``).
+
+    Other libraries (Kafka client, Feast, uvicorn) stay at WARNING unless ``-vv``. A root logger that
+    already has handlers (a test runner's) is left as it is; only the levels are set.
+    """
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
+    logging.basicConfig(
+        level=logging.DEBUG if verbosity >= 2 else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pricewave").setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbose)
     try:
         settings = load_settings(args.config)
         return int(args.handler(args, settings) or 0)

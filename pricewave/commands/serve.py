@@ -85,7 +85,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"docs: /docs; Ctrl-C stops)",
         flush=True,
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    verbose = getattr(args, "verbose", 0)
+    # -v: uvicorn's start-up lines and one access line per request, on stderr.
+    config = uvicorn.Config(app, log_level="info" if verbose else "warning", access_log=verbose > 0)
+    server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

@@ -244,6 +244,7 @@ def open_store(
     if require_applied and registry is not None and not registry.exists():
         raise ConfigError(f"feature repo {repo} has not been applied (no {registry}): run 'pricewave features apply'")
     store = FeatureStore(repo_path=str(repo), config=config)
+    LOG.info("feature repo %s, online store %s", repo, online_store_type(store))
     try:
         _check_online(store, registry)
     except (StoreUnavailableError, StoreBusyError) as exc:  # a wrong password is no outage: it raises
