@@ -2,7 +2,7 @@
 DURATION ?= 90
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint stack-up stack-down
+.PHONY: setup run test lint lock stack-up stack-down
 
 setup:
 	@bash deploy/local/setup.sh
@@ -21,6 +21,10 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy pricewave jobs udfs bench
+
+## Re-resolve requirements.lock and requirements-dev.lock from pyproject.toml (then test the result).
+lock:
+	@bash deploy/local/setup.sh lock
 
 stack-up: setup
 	.venv/bin/pricewave stack up

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up pricewave's environment in .venv/ (idempotent, fast when the caches are warm).
-#   - Python 3.11 virtual environment with the project installed editable, via uv
-#     (uv's cache in ~/.cache/uv makes a re-install a matter of seconds);
-#   - checks for the JDK and Maven the local stack needs (jars are resolved by `pricewave stack up`).
+#   - checks for the JDK and Maven the local stack needs first (jars are resolved by `pricewave stack up`);
+#   - Python 3.11 virtual environment with the exact versions of requirements-dev.lock (the same as CI
+#     and, for the runtime part, requirements.lock, the image), then the project itself, editable,
+#     via uv (uv's cache in ~/.cache/uv makes a re-install a matter of seconds).
+#   bash deploy/local/setup.sh lock    re-resolves both lock files from pyproject.toml (`make lock`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 say() { echo "[setup] $*"; }
@@ -14,6 +16,11 @@ for candidate in python3.11 python3; do
   fi
 done
 [ -n "$python_bin" ] || { echo "[setup] error: Python 3.11 is required (python3.11 not found)" >&2; exit 1; }
+
+# Before the multi-GB download: the local stack cannot run without them.
+for tool in java mvn; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "[setup] error: $tool is required: apt-get install openjdk-17-jdk-headless maven" >&2; exit 1; }
+done
 
 if "$python_bin" -m uv --version >/dev/null 2>&1; then
   uv() { "$python_bin" -m uv "$@"; }
@@ -31,17 +38,23 @@ else
   uv() { .venv/bin/python -m uv "$@"; }
 fi
 
-stamp=".venv/.pricewave-installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ "${1:-}" = "lock" ]; then
+  # Universal (any OS, markers kept) for Python 3.11; the dev lock keeps the runtime lock's versions.
+  compile=(pip compile pyproject.toml --universal --python-version 3.11 --no-annotate -q --custom-compile-command "make lock")
+  uv "${compile[@]}" -o requirements.lock
+  uv "${compile[@]}" --extra dev -c requirements.lock -o requirements-dev.lock
+  say "locked: requirements.lock ($(grep -c '==' requirements.lock) packages), requirements-dev.lock ($(grep -c '==' requirements-dev.lock))"
+  exit 0
+fi
+
+stamp=".venv/.pricewave-installed-$(cat pyproject.toml requirements-dev.lock | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || { say "creating .venv (Python 3.11) ..."; uv venv -q --seed --python "$python_bin" .venv; }
-  say "installing pricewave and its dependencies into .venv (first run downloads torch, flink, feast: a few GB) ..."
-  uv pip install -q --python .venv/bin/python -e '.[dev]'
+  say "installing the $(grep -c '==' requirements-dev.lock) locked packages of requirements-dev.lock into .venv (the first run downloads torch with its CUDA libraries, flink and feast: 6.8 GB installed, 3.1 GB of it CUDA) ..."
+  uv pip install --python .venv/bin/python -r requirements-dev.lock
+  uv pip install --python .venv/bin/python --no-deps -e '.[dev]'
   uv pip check --python .venv/bin/python
   rm -f .venv/.pricewave-installed-*
   touch "$stamp"
 fi
-
-for tool in java mvn; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "[setup] error: $tool is required: apt-get install openjdk-17-jdk-headless maven" >&2; exit 1; }
-done
 say "ready: .venv/bin/pricewave, .venv/bin/feast"
