@@ -299,3 +299,37 @@ def job_progress(rest_url: str, job_id: str) -> str:
             f"bp {operator['backpressure'] or '-':>4}  {operator['name'][:110]}"
         )
     return "\n".join(lines)
+
+
+# Prometheus' naming conventions, as ``promtool check metrics`` lints them (promlint).
+_NON_BASE_UNITS = ("_ms", "_milliseconds", "_microseconds", "_us", "_minutes", "_hours", "_days", "_kb", "_mb", "_gb")
+
+
+def prometheus_naming_problems(text: str) -> list[str]:
+    """What promlint would say of a text exposition: bad names, counters without ``_total``, other
+    types with it, units other than the base ones, a family without help. Empty when the text is clean
+    (it must also parse: the client library's parser raises otherwise)."""
+    import re
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    snake = re.compile(r"^[a-z_][a-z0-9_]*$")
+    problems = []
+    lines = text.splitlines()
+    helps = {line.split()[2] for line in lines if line.startswith("# HELP ")}
+    types = {line.split()[2]: line.split()[3] for line in lines if line.startswith("# TYPE ")}
+    for name, kind in types.items():
+        if kind == "counter" and not name.endswith("_total"):
+            problems.append(f"{name}: a counter's name ends in _total")
+        if kind != "counter" and name.endswith("_total"):
+            problems.append(f"{name}: only counters end in _total")
+        if not snake.match(name):
+            problems.append(f"{name}: not snake_case")
+        if name.removesuffix("_total").endswith(_NON_BASE_UNITS):
+            problems.append(f"{name}: use base units (seconds, bytes)")
+        if name not in helps:
+            problems.append(f"{name}: no HELP")
+    for family in text_string_to_metric_families(text):
+        labels = {label for sample in family.samples for label in sample.labels} - {"le", "quantile"}
+        problems += [f"{family.name}: label {label} not snake_case" for label in labels if not snake.match(label)]
+    return problems

@@ -1,5 +1,8 @@
 """The dashboard's figures in Prometheus' text exposition format (version 0.0.4), written by hand.
 
+Names follow Prometheus' conventions (what ``promtool check metrics`` lints): snake_case, base units
+(``_seconds``), ``_total`` on counters only; ``tests/pricewave/monitor/test_metrics.py`` checks them.
+
 Example:
     >>> print(render_metrics({"prices": {"total": 3}}).splitlines()[2])
     pricewave_prices_total 3
@@ -25,6 +28,11 @@ def _number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
+
+
+def _seconds(millis: float | None) -> float | None:
+    """Milliseconds (the snapshot's unit) in Prometheus' base unit, seconds."""
+    return None if millis is None else float(millis) / 1000.0
 
 
 class _Writer:
@@ -68,10 +76,10 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
     )
     latency = prices.get("latency_ms") or {}
     out.family(
-        "pricewave_price_latency_ms",
+        "pricewave_price_latency_seconds",
         "gauge",
-        "Event to price latency (decision_time - event_time), ms.",
-        [({"quantile": "0.5"}, latency.get("p50")), ({"quantile": "0.99"}, latency.get("p99"))],
+        "Event to price latency (decision_time - event_time) of the recent decisions, by quantile.",
+        [({"quantile": q}, _seconds(latency.get(key))) for q, key in (("0.5", "p50"), ("0.99", "p99"))],
     )
     out.family(
         "pricewave_guardrail_hits_total",
@@ -88,7 +96,7 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
     out.one(
         "pricewave_price_exploration_share",
         "gauge",
-        "Share of decisions with propensity < 1.",
+        "Share of decisions that showed a price other than the model's best (the exploration branch).",
         prices.get("exploration_share"),
     )
     out.one(
@@ -166,7 +174,7 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
             "1 when the followed job is RUNNING.",
             [({"job_id": job["id"], "state": job.get("state")}, 1 if job.get("state") == "RUNNING" else 0)],
         )
-        out.one("pricewave_flink_job_restarts", "counter", "Restarts of the job.", job.get("restarts"))
+        out.one("pricewave_flink_job_restarts_total", "counter", "Restarts of the job.", job.get("restarts"))
     checkpoints = flink.get("checkpoints") or {}
     if checkpoints.get("available"):
         out.one(
@@ -178,10 +186,10 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
         out.one("pricewave_flink_checkpoints_failed_total", "counter", "Failed checkpoints.", checkpoints.get("failed"))
         last = checkpoints.get("last") or {}
         out.one(
-            "pricewave_flink_last_checkpoint_duration_ms",
+            "pricewave_flink_last_checkpoint_duration_seconds",
             "gauge",
             "End-to-end duration of the last checkpoint.",
-            last.get("duration_ms"),
+            _seconds(last.get("duration_ms")),
         )
     operators = flink.get("operators") or []
     out.family(
@@ -206,10 +214,10 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
         ],
     )
     out.family(
-        "pricewave_flink_operator_watermark_lag_ms",
+        "pricewave_flink_operator_watermark_lag_seconds",
         "gauge",
         "Wall clock minus the operator's watermark.",
-        [({"operator": op["name"], "vertex": op["id"]}, op.get("watermark_lag_ms")) for op in operators],
+        [({"operator": op["name"], "vertex": op["id"]}, _seconds(op.get("watermark_lag_ms"))) for op in operators],
     )
 
     freshness = snapshot.get("freshness") or {}

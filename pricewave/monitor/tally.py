@@ -3,8 +3,8 @@
 :class:`StreamTally` extends :class:`pricewave.monitor_view.TopicTally` (per-sku figures, counts)
 with what the web dashboard shows: price updates per minute, event→price latency percentiles
 (``decision_time − event_time`` of each price decision), guardrail hits by rule, the fallback
-(kill switch), exploration (propensity < 1) and personalized shares, the model version in use,
-dead letters by reason (``late`` counted apart) and a bounded price history per sku.
+(kill switch), exploration (a price other than the model's best shown) and personalized shares, the
+model version in use, dead letters by reason (``late`` counted apart) and a bounded price history per sku.
 
 Example:
     >>> from pricewave.config import load_settings
@@ -27,6 +27,7 @@ from typing import Any
 
 from pricewave.config import TopicSettings
 from pricewave.monitor_view import TopicTally
+from pricewave.pricing.exploration import EXPLORED_BELOW_PROPENSITY
 
 KILL_SWITCH = "kill_switch"
 LATE_REASON = "late"
@@ -160,8 +161,8 @@ class StreamTally(TopicTally):
         if KILL_SWITCH in rules or record.get("guardrail") == KILL_SWITCH:
             self.fallbacks += 1
         propensity = record.get("propensity")
-        if isinstance(propensity, int | float) and propensity < 1:
-            self.explorations += 1
+        if isinstance(propensity, int | float) and propensity < EXPLORED_BELOW_PROPENSITY:
+            self.explorations += 1  # showed a price other than the greedy one
         if record.get("personalized") is True:
             self.personalized += 1
         version = record.get("model_version")

@@ -34,6 +34,10 @@ from pricewave.errors import ConfigError
 
 DEFAULT_EPSILON = 0.05
 MAX_EPSILON = 0.2
+EXPLORED_BELOW_PROPENSITY = 0.5
+"""A shown price with a propensity below this was not the greedy candidate: the greedy price is shown
+with probability at least 1 − ε ≥ 0.8, any other (all others together, after rounding) at most ε ≤ 0.2.
+Every decision of an ε-greedy policy has a propensity below 1, so that is no sign of exploring."""
 _U32 = float(2**32)
 
 

@@ -21,6 +21,7 @@ from pricewave.feature_store import CHANNELS, FeatureWriter, get_price, open_sto
 from pricewave.privacy import pseudonymize_user
 from pricewave.serving import MAX_BATCH, Channel, create_app
 from pricewave.stack.redis import RedisService
+from tests.conftest import prometheus_naming_problems
 from tests.pricewave.feature_store.test_reader import catalog, decision
 
 pytestmark = pytest.mark.integration
@@ -156,7 +157,9 @@ def test_health_metrics_and_openapi(served: tuple[Served, Any, str]) -> None:
     for sku in ("FRESH-1", "BASE-1", "NO-SUCH-SKU"):
         api.get("/price", sku=sku, channel="app_pricing")
     api.get("/price", sku="FRESH-1", user_key="bad")
-    families = {family.name: family for family in text_string_to_metric_families(api.get("/metrics").text)}
+    exposition = api.get("/metrics").text
+    assert prometheus_naming_problems(exposition) == []
+    families = {family.name: family for family in text_string_to_metric_families(exposition)}
     quotes = {
         (s.labels["channel"], s.labels["source"]): s.value
         for s in families["pricewave_price_quotes"].samples

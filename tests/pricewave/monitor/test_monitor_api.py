@@ -59,7 +59,8 @@ def decision(n: int) -> dict[str, Any]:
         "guardrail": rules[-1] if rules else None,
         "guardrails": rules,
         "model_version": "none" if "kill_switch" in rules else f"m{1 + n // 20}",
-        "propensity": 0.5 if n % 6 == 0 else 1.0,
+        # ε = 0.1, K = 8: an explored (non-greedy) price 0.1 / 8, the greedy one 0.9 + 0.1 / 8
+        "propensity": 0.0125 if n % 6 == 0 else 0.9125,
         "personalized": n % 4 == 3,
         "decision_time": T0 + n * 1000 + 10 * n,
         "event_time": T0 + n * 1000,
@@ -159,7 +160,8 @@ def test_api_counts_match_the_known_input(
     assert prices["latency_ms"]["p50"] == 190.0 and prices["latency_ms"]["p99"] == 390.0
     assert prices["guardrail_hits"] == {"rounding": 16, "floor": 8, "max_change": 8, "kill_switch": 8}
     assert prices["fallback_share"] == 8 / 40
-    assert prices["exploration_share"] == sum(d["propensity"] < 1 for d in decisions) / 40
+    # exploration: a price other than the greedy one (every ε-greedy propensity is below 1)
+    assert prices["exploration_share"] == 7 / 40 == sum(d["propensity"] < 0.5 for d in decisions) / 40
     assert prices["personalized_share"] == 10 / 40
     assert prices["model_version"] == decisions[-1]["model_version"] == "m2"
     assert prices["model_versions"] == {"m1": 16, "m2": 16, "none": 8}
@@ -206,7 +208,7 @@ def test_metrics_and_event_stream_carry_the_same_figures(
     assert 'pricewave_guardrail_hits_total{rule="kill_switch"} 8' in lines
     assert "pricewave_dead_letters_late_total 3" in lines
     assert 'pricewave_dead_letters_by_reason_total{reason="missing_field"} 2' in lines
-    assert 'pricewave_price_latency_ms{quantile="0.99"} 390' in lines
+    assert 'pricewave_price_latency_seconds{quantile="0.99"} 0.39' in lines
     assert 'pricewave_model_info{version="m2"} 1' in lines
     assert "pricewave_price_fallback_share 0.2" in lines
     assert "# TYPE pricewave_prices_total counter" in lines

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pricewave.errors import ConfigError
 from pricewave.pricing.exploration import (
+    EXPLORED_BELOW_PROPENSITY,
     MAX_EPSILON,
     candidate_probabilities,
     check_epsilon,
@@ -83,3 +86,26 @@ def test_shown_price_propensity_sums_candidates_that_show_the_same_price() -> No
 def test_empty_batch() -> None:
     result = explore(np.zeros(0, dtype=int), 8, 0.1, [])
     assert result.index.shape == result.propensity.shape == (0,)
+
+
+@given(
+    k=st.integers(1, 12),
+    epsilon=st.floats(0.0, MAX_EPSILON),
+    distinct_prices=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_a_propensity_below_the_threshold_means_a_price_other_than_the_greedy_one_was_shown(
+    k: int, epsilon: float, distinct_prices: int, seed: int
+) -> None:
+    """What the monitor counts as exploration: rounding may merge candidates' shown prices, yet the
+    greedy price keeps a propensity of at least 1 - ε and any other price at most ε."""
+    rng = np.random.default_rng(seed)
+    rows = 200
+    shown_prices = rng.integers(0, distinct_prices, size=(rows, k)).astype(float)
+    greedy = rng.integers(0, k, size=rows)
+    keys = [f"row-{seed}-{n}" for n in range(rows)]
+    chosen = explore(greedy, k, epsilon, keys, seed=seed).index
+    propensity = shown_price_propensity(shown_prices, chosen, greedy, epsilon)
+    other_price = shown_prices[np.arange(rows), chosen] != shown_prices[np.arange(rows), greedy]
+    assert ((propensity < EXPLORED_BELOW_PROPENSITY) == other_price).all()
+    assert MAX_EPSILON < EXPLORED_BELOW_PROPENSITY < 1 - MAX_EPSILON

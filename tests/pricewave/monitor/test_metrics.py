@@ -1,0 +1,79 @@
+"""The monitor's Prometheus text: every family parses and follows Prometheus' naming conventions."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from pricewave.monitor.metrics import render_metrics
+from tests.conftest import prometheus_naming_problems
+
+SNAPSHOT = {
+    "prices": {
+        "total": 40,
+        "by_kind": {"sku": 30, "offer": 10},
+        "updates_per_minute": 40,
+        "latency_ms": {"p50": 190.0, "p99": 390.0, "samples": 40},
+        "guardrail_hits": {"floor": 8, "kill_switch": 8},
+        "fallback_share": 0.2,
+        "exploration_share": 0.05,
+        "personalized_share": 0.25,
+        "model_version": "m2",
+    },
+    "model": {"age_s": 3600.0, "max_age_s": 604800.0},
+    "dead_letters": {"total": 6, "late": 3, "by_reason": {"missing_field": 2, "late": 3, "bad_json": 1}},
+    "kafka": {
+        "available": True,
+        "group_id": "pricewave-pricing",
+        "topics": [
+            {
+                "topic": "clicks",
+                "role": "clicks",
+                "end_offset_total": 100,
+                "records_per_s": 2.5,
+                "partitions": [{"partition": 0, "lag": 3}, {"partition": 1, "lag": 0}],
+            },
+        ],
+    },
+    "flink": {
+        "available": True,
+        "job": {"id": "abc", "state": "RUNNING", "restarts": 1},
+        "checkpoints": {"available": True, "completed": 12, "failed": 1, "last": {"duration_ms": 250}},
+        "operators": [
+            {
+                "id": "v1",
+                "name": "Source: clicks",
+                "records_in": 0,
+                "records_out": 100,
+                "backpressure": "ok",
+                "watermark_lag_ms": 1500,
+            },
+        ],
+    },
+    "freshness": {"views": [{"view": "sku_price", "age_s": 12.0}]},
+}
+
+
+def test_every_family_follows_the_naming_conventions() -> None:
+    text = render_metrics(SNAPSHOT)
+    assert prometheus_naming_problems(text) == []
+    assert len(list(text_string_to_metric_families(text))) >= 25  # every part of the snapshot rendered
+
+
+def test_durations_are_in_seconds() -> None:
+    lines = set(render_metrics(SNAPSHOT).splitlines())
+    assert 'pricewave_price_latency_seconds{quantile="0.99"} 0.39' in lines
+    assert "pricewave_flink_last_checkpoint_duration_seconds 0.25" in lines
+    assert 'pricewave_flink_operator_watermark_lag_seconds{operator="Source: clicks",vertex="v1"} 1.5' in lines
+    assert "pricewave_flink_job_restarts_total 1" in lines
+
+
+def test_the_lint_finds_what_promtool_would() -> None:
+    bad = (
+        "# HELP pricewave_restarts Restarts.\n# TYPE pricewave_restarts counter\npricewave_restarts 1\n"
+        "# HELP pricewave_lag_ms Lag.\n# TYPE pricewave_lag_ms gauge\npricewave_lag_ms 5\n"
+        "# HELP pricewave_up_total Up.\n# TYPE pricewave_up_total gauge\npricewave_up_total 1\n"
+    )
+    problems = prometheus_naming_problems(bad)
+    assert any("a counter's name ends in _total" in p for p in problems), problems
+    assert any("base units" in p for p in problems), problems
+    assert any("only counters end in _total" in p for p in problems), problems
