@@ -301,35 +301,35 @@ def job_progress(rest_url: str, job_id: str) -> str:
     return "\n".join(lines)
 
 
-# Prometheus' naming conventions, as ``promtool check metrics`` lints them (promlint).
-_NON_BASE_UNITS = ("_ms", "_milliseconds", "_microseconds", "_us", "_minutes", "_hours", "_days", "_kb", "_mb", "_gb")
+def build_go_tool(source: Path) -> Path:
+    """A Go program of the repository (main.go, go.mod, go.sum in ``source``) built once per source digest.
+
+    Go (apt-get install golang) and its module proxy are needed: the deploy checks use the real
+    libraries (Docker's compose loader, Prometheus' rule and PromQL parsers, promlint).
+    """
+    import hashlib
+    import shutil
+
+    go = shutil.which("go")
+    if go is None:
+        pytest.fail(f"Go is needed to build {source} (apt-get install golang)")
+    digest = hashlib.sha256(b"".join((source / name).read_bytes() for name in ("go.mod", "go.sum", "main.go")))
+    binary = load_settings().path("cache", source.parent.name + "-validate", digest.hexdigest()[:12], "validate")
+    if not binary.exists():
+        result = subprocess.run([go, "build", "-mod=readonly", "-o", str(binary), "."], cwd=source,
+                                capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+    return binary
 
 
-def prometheus_naming_problems(text: str) -> list[str]:
-    """What promlint would say of a text exposition: bad names, counters without ``_total``, other
-    types with it, units other than the base ones, a family without help. Empty when the text is clean
-    (it must also parse: the client library's parser raises otherwise)."""
-    import re
+@pytest.fixture(scope="session")
+def prometheus_validator() -> Path:
+    """deploy/monitoring/validate built: Prometheus' rule and PromQL parsers and promlint."""
+    return build_go_tool(Path(__file__).resolve().parents[1] / "deploy" / "monitoring" / "validate")
 
-    from prometheus_client.parser import text_string_to_metric_families
 
-    snake = re.compile(r"^[a-z_][a-z0-9_]*$")
-    problems = []
-    lines = text.splitlines()
-    helps = {line.split()[2] for line in lines if line.startswith("# HELP ")}
-    types = {line.split()[2]: line.split()[3] for line in lines if line.startswith("# TYPE ")}
-    for name, kind in types.items():
-        if kind == "counter" and not name.endswith("_total"):
-            problems.append(f"{name}: a counter's name ends in _total")
-        if kind != "counter" and name.endswith("_total"):
-            problems.append(f"{name}: only counters end in _total")
-        if not snake.match(name):
-            problems.append(f"{name}: not snake_case")
-        if name.removesuffix("_total").endswith(_NON_BASE_UNITS):
-            problems.append(f"{name}: use base units (seconds, bytes)")
-        if name not in helps:
-            problems.append(f"{name}: no HELP")
-    for family in text_string_to_metric_families(text):
-        labels = {label for sample in family.samples for label in sample.labels} - {"le", "quantile"}
-        problems += [f"{family.name}: label {label} not snake_case" for label in labels if not snake.match(label)]
-    return problems
+def promlint_problems(validator: Path, exposition: str) -> list[str]:
+    """What ``promtool check metrics`` (promlint) says of a text exposition; empty when clean."""
+    result = subprocess.run([str(validator), "metrics"], input=exposition, capture_output=True, text=True,
+                            timeout=60, check=False)  # fmt: skip
+    return result.stderr.splitlines() if result.returncode else []

@@ -1,7 +1,8 @@
 """The dashboard's figures in Prometheus' text exposition format (version 0.0.4), written by hand.
 
 Names follow Prometheus' conventions (what ``promtool check metrics`` lints): snake_case, base units
-(``_seconds``), ``_total`` on counters only; ``tests/pricewave/monitor/test_metrics.py`` checks them.
+(``_seconds``), ``_total`` on counters only, ``quantile`` on summaries only;
+``tests/pricewave/monitor/test_metrics.py`` lints them with promlint, promtool's own linter.
 
 Example:
     >>> print(render_metrics({"prices": {"total": 3}}).splitlines()[2])
@@ -77,7 +78,7 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
     latency = prices.get("latency_ms") or {}
     out.family(
         "pricewave_price_latency_seconds",
-        "gauge",
+        "summary",
         "Event to price latency (decision_time - event_time) of the recent decisions, by quantile.",
         [({"quantile": q}, _seconds(latency.get(key))) for q, key in (("0.5", "p50"), ("0.99", "p99"))],
     )

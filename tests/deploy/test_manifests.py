@@ -42,6 +42,7 @@ import yaml
 
 from pricewave.config import KafkaSettings, Settings, TopicSettings
 from pricewave.stack.flink import flink_config
+from tests.conftest import build_go_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -384,17 +385,7 @@ COMPOSE_STORE_USERS = ("init", "jobmanager", "taskmanager", "pricing-job")
 @pytest.fixture(scope="module")
 def go_validator() -> Path:
     """deploy/docker/validate built (Docker's own compose-go and patternmatcher; cached per source)."""
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("Go is needed to check deploy/docker with Docker's libraries (apt-get install golang)")
-    source = DOCKER / "validate"
-    digest = hashlib.sha256(b"".join((source / name).read_bytes() for name in ("go.mod", "go.sum", "main.go")))
-    binary = Settings().path("cache", "docker-validate", digest.hexdigest()[:12], "validate")
-    if not binary.exists():
-        result = subprocess.run([go, "build", "-mod=readonly", "-o", str(binary), "."], cwd=source,
-                                capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
-        assert result.returncode == 0, result.stdout + result.stderr
-    return binary
+    return build_go_tool(DOCKER / "validate")
 
 
 def run_validator(binary: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ import time
 import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from pricewave.feature_store import CHANNELS, FeatureWriter, get_price, open_sto
 from pricewave.privacy import pseudonymize_user
 from pricewave.serving import MAX_BATCH, Channel, create_app
 from pricewave.stack.redis import RedisService
-from tests.conftest import prometheus_naming_problems
+from tests.conftest import promlint_problems
 from tests.pricewave.feature_store.test_reader import catalog, decision
 
 pytestmark = pytest.mark.integration
@@ -151,14 +152,14 @@ def test_bad_input_is_a_400_with_one_readable_line(served: tuple[Served, Any, st
         assert says in error and "\n" not in error, error
 
 
-def test_health_metrics_and_openapi(served: tuple[Served, Any, str]) -> None:
+def test_health_metrics_and_openapi(served: tuple[Served, Any, str], prometheus_validator: Path) -> None:
     api, _, _ = served
     assert api.get("/health").json() == {"status": "ok", "online_store": "sqlite"}
     for sku in ("FRESH-1", "BASE-1", "NO-SUCH-SKU"):
         api.get("/price", sku=sku, channel="app_pricing")
     api.get("/price", sku="FRESH-1", user_key="bad")
     exposition = api.get("/metrics").text
-    assert prometheus_naming_problems(exposition) == []
+    assert promlint_problems(prometheus_validator, exposition) == []
     families = {family.name: family for family in text_string_to_metric_families(exposition)}
     quotes = {
         (s.labels["channel"], s.labels["source"]): s.value

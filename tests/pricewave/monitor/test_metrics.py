@@ -1,11 +1,13 @@
-"""The monitor's Prometheus text: every family parses and follows Prometheus' naming conventions."""
+"""The monitor's Prometheus text: every family parses and passes promlint (``promtool check metrics``)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from pricewave.monitor.metrics import render_metrics
-from tests.conftest import prometheus_naming_problems
+from tests.conftest import promlint_problems
 
 SNAPSHOT = {
     "prices": {
@@ -53,9 +55,9 @@ SNAPSHOT = {
 }
 
 
-def test_every_family_follows_the_naming_conventions() -> None:
+def test_every_family_passes_promlint(prometheus_validator: Path) -> None:
     text = render_metrics(SNAPSHOT)
-    assert prometheus_naming_problems(text) == []
+    assert promlint_problems(prometheus_validator, text) == []
     assert len(list(text_string_to_metric_families(text))) >= 25  # every part of the snapshot rendered
 
 
@@ -67,13 +69,13 @@ def test_durations_are_in_seconds() -> None:
     assert "pricewave_flink_job_restarts_total 1" in lines
 
 
-def test_the_lint_finds_what_promtool_would() -> None:
+def test_the_lint_finds_what_promtool_would(prometheus_validator: Path) -> None:
     bad = (
         "# HELP pricewave_restarts Restarts.\n# TYPE pricewave_restarts counter\npricewave_restarts 1\n"
         "# HELP pricewave_lag_ms Lag.\n# TYPE pricewave_lag_ms gauge\npricewave_lag_ms 5\n"
-        "# HELP pricewave_up_total Up.\n# TYPE pricewave_up_total gauge\npricewave_up_total 1\n"
+        '# HELP pricewave_latency Lat.\n# TYPE pricewave_latency gauge\npricewave_latency{quantile="0.5"} 1\n'
     )
-    problems = prometheus_naming_problems(bad)
-    assert any("a counter's name ends in _total" in p for p in problems), problems
-    assert any("base units" in p for p in problems), problems
-    assert any("only counters end in _total" in p for p in problems), problems
+    problems = " | ".join(promlint_problems(prometheus_validator, bad))
+    assert 'counter metrics should have "_total" suffix' in problems, problems
+    assert "abbreviated units" in problems, problems
+    assert "quantile" in problems, problems
