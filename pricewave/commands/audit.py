@@ -18,23 +18,13 @@ Example:
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 from typing import Any
 
+from pricewave.commands.arguments import non_negative_float
 from pricewave.config import Settings
 from pricewave.errors import ConfigError
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -57,7 +47,7 @@ def register(subparsers: Any) -> None:
     reconcile.add_argument("--topic", help="default: the settings' prices topic")
     reconcile.add_argument(
         "--grace",
-        type=_non_negative,
+        type=non_negative_float,
         default=60.0,
         metavar="S",
         help="skip decisions made in the last S seconds: their checkpoint may not have committed yet "
@@ -67,8 +57,8 @@ def register(subparsers: Any) -> None:
     reconcile.set_defaults(handler=run_reconcile)
     prune = actions.add_parser("prune", help="enforce a size and an age cap on the decision log")
     prune.add_argument("--decision-log-dir", metavar="DIR", help="default: <state>/decision_log")
-    prune.add_argument("--max-mb", type=_non_negative, metavar="MB", help="keep at most MB of part files")
-    prune.add_argument("--max-age-h", type=_non_negative, metavar="H", help="delete part files older than H hours")
+    prune.add_argument("--max-mb", type=non_negative_float, metavar="MB", help="keep at most MB of part files")
+    prune.add_argument("--max-age-h", type=non_negative_float, metavar="H", help="delete part files older than H hours")
     prune.set_defaults(handler=run_prune)
 
 

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pricewave.commands.simulate import _positive_int
+from pricewave.commands.arguments import positive_int
 from pricewave.config import Settings
 
 
@@ -40,19 +40,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="where the report goes")
     parser.add_argument("--seed", type=int, default=0, metavar="K", help="the seed every run shares (default 0)")
     parser.add_argument(
-        "--events", type=_positive_int, default=30_000, metavar="N",
+        "--events", type=positive_int, default=30_000, metavar="N",
         help="length of the policy phase in events of the static run (default 30000)",
     )  # fmt: skip
     parser.add_argument(
-        "--warmup-events", type=_positive_int, default=60_000, metavar="N",
+        "--warmup-events", type=positive_int, default=60_000, metavar="N",
         help="events at explored prices before the policy phase; the training history (default 60000)",
     )  # fmt: skip
     parser.add_argument("--model", metavar="PATH", help="model directory or version (default: train one)")
     parser.add_argument(
-        "--interval", type=_positive_int, default=300, metavar="S", help="simulated seconds between re-pricings"
+        "--interval", type=positive_int, default=300, metavar="S", help="simulated seconds between re-pricings"
     )
-    parser.add_argument("--epochs", type=_positive_int, default=40, metavar="N", help="training epochs at most")
-    parser.add_argument("--patience", type=_positive_int, default=5, metavar="N", help="early-stopping patience")
+    parser.add_argument("--epochs", type=positive_int, default=40, metavar="N", help="training epochs at most")
+    parser.add_argument("--patience", type=positive_int, default=5, metavar="N", help="early-stopping patience")
     parser.add_argument("--price-points", action="store_true", help="snap prices to x.99 (default: whole cents)")
     parser.add_argument(
         "--through-pipeline", action="store_true",
@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
         "repo, the same model) for a shorter horizon and check that its margin agrees with the in-process run",
     )  # fmt: skip
     parser.add_argument(
-        "--pipeline-events", type=_positive_int, default=6000, metavar="N",
+        "--pipeline-events", type=positive_int, default=6000, metavar="N",
         help="messages the simulator sends through the pipeline (default 6000)",
     )  # fmt: skip
     parser.add_argument(

@@ -15,7 +15,7 @@ import argparse
 import json
 from typing import Any
 
-from pricewave.commands.simulate import _positive_int
+from pricewave.commands.arguments import positive_int
 from pricewave.config import Settings
 
 
@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("dataset", choices=["ta-feng"], help="the data set")
     parser.add_argument("--out", required=True, metavar="DIR", help="where report.json goes")
-    parser.add_argument("--limit", type=_positive_int, metavar="N", help="only the N products with most sales days")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="only the N products with most sales days")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     parser.set_defaults(handler=run)

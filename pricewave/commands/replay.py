@@ -12,37 +12,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
+from pricewave.commands.arguments import non_negative_float, non_negative_int, positive_float
 from pricewave.config import Settings
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
 
 
 def _replay_ta_feng(args: argparse.Namespace, settings: Settings) -> int:
@@ -87,16 +60,16 @@ def register(subparsers: Any) -> None:
     )
     ta_feng.add_argument(
         "--speedup",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=0.0,
         metavar="F",
         help="event-time seconds per wall second, e.g. 86400 = a day per second (default 0: as fast as possible)",
     )
     ta_feng.add_argument(
-        "--rate", type=_positive_float, default=None, metavar="N", help="send at most N events per second"
+        "--rate", type=positive_float, default=None, metavar="N", help="send at most N events per second"
     )
     ta_feng.add_argument(
-        "--limit", type=_non_negative_int, default=None, metavar="N", help="replay only the first N rows of the file"
+        "--limit", type=non_negative_int, default=None, metavar="N", help="replay only the first N rows of the file"
     )
     ta_feng.add_argument("--topic", metavar="T", help="target topic (default: settings.topics.clicks)")
     ta_feng.add_argument("--dlq-topic", metavar="T", help="dead-letter topic (default: settings.topics.dlq)")

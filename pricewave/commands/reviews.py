@@ -17,20 +17,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pricewave.commands.arguments import int_at_least, non_negative_float, open_share, positive_int
 from pricewave.config import Settings
 from pricewave.errors import ConfigError, DataError
 
 _CHUNK_ROWS = 256
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def _read_input(path: Path, column: str) -> Any:
@@ -126,36 +117,10 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _test_size(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a share in (0, 1), got {text!r}")
-    return value
-
-
 def _review_count(text: str) -> int:
-    from pricewave.sentiment import MIN_SAMPLE_REVIEWS
+    from pricewave.sentiment import MIN_SAMPLE_REVIEWS  # here: `pricewave --help` does not load torch
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < MIN_SAMPLE_REVIEWS:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= {MIN_SAMPLE_REVIEWS}, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+    return int_at_least(MIN_SAMPLE_REVIEWS)(text)
 
 
 def register(subparsers: Any) -> None:
@@ -180,9 +145,9 @@ def register(subparsers: Any) -> None:
     score.add_argument("--text-column", required=True, metavar="COL", help="name of the text column")
     score.add_argument("--out", required=True, metavar="FILE", help="CSV file to write")
     score.add_argument("--with-embedding", action="store_true", help="also write the 384-dim embedding as JSON")
-    score.add_argument("--batch-size", type=_positive_int, default=64, metavar="N", help="texts per forward pass")
+    score.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="texts per forward pass")
     score.add_argument(
-        "--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch (default: all cores)"
+        "--threads", type=positive_int, default=None, metavar="N", help="CPU threads for torch (default: all cores)"
     )
     score.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     score.set_defaults(handler=_score)
@@ -196,10 +161,10 @@ def register(subparsers: Any) -> None:
             "--reviews N does the same on a stratified sample of N reviews."
         ),
     )
-    train.add_argument("--test-size", type=_test_size, default=0.25, help="held-out share (default 0.25)")
+    train.add_argument("--test-size", type=open_share, default=0.25, help="held-out share (default 0.25)")
     train.add_argument("--seed", type=int, default=0, help="seed of the split and of the --reviews sample (default 0)")
     train.add_argument(
-        "--l2", type=_non_negative_float, default=None, help="L2 penalty (default: chosen by 5-fold cross-validation)"
+        "--l2", type=non_negative_float, default=None, help="L2 penalty (default: chosen by 5-fold cross-validation)"
     )
     train.add_argument(
         "--reviews",
@@ -208,9 +173,9 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="train and evaluate on a stratified sample of N of the 4,000 reviews (default: all); for a quick check",
     )
-    train.add_argument("--batch-size", type=_positive_int, default=64, metavar="N", help="texts per forward pass")
+    train.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="texts per forward pass")
     train.add_argument(
-        "--threads", type=_positive_int, default=None, metavar="N", help="CPU threads for torch (default: all cores)"
+        "--threads", type=positive_int, default=None, metavar="N", help="CPU threads for torch (default: all cores)"
     )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(handler=_train)

@@ -15,40 +15,11 @@ import argparse
 import json
 from typing import Any
 
+from pricewave.commands.arguments import positive_float, positive_int, share
 from pricewave.config import Settings
 from pricewave.errors import ConfigError
 
 _SHARES = ("out_of_order_share", "late_share", "duplicate_share", "malformed_share")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -84,7 +55,7 @@ def register(subparsers: Any) -> None:
     pacing = parser.add_mutually_exclusive_group()
     pacing.add_argument(
         "--speedup",
-        type=_positive_float,
+        type=positive_float,
         metavar="F",
         help="pace by the simulated clock, F times faster than the wall clock (default 1: wall speed, the "
         "scenario's own traffic). Above 1 event times run ahead of the wall clock: the job dead-letters "
@@ -92,20 +63,20 @@ def register(subparsers: Any) -> None:
     )
     pacing.add_argument(
         "--rate",
-        type=_positive_float,
+        type=positive_float,
         metavar="N",
         help="pace by messages instead: N per second (token bucket), the simulated clock running as fast as that "
         "makes it (load tests, backfills)",
     )
     parser.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         metavar="S",
         help="stop after S seconds: wall-clock seconds into Kafka, simulated seconds with --history-out",
     )
     parser.add_argument(
         "--max-events",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="stop after N messages (with --history-out: N clean events)",
     )
@@ -123,9 +94,9 @@ def register(subparsers: Any) -> None:
         metavar="DIR",
         help="write parquet history (events, shown prices, outcomes, catalog) to DIR instead of producing to Kafka",
     )
-    for share in _SHARES:
-        flag = "--" + share.replace("_", "-")
-        parser.add_argument(flag, type=_share, metavar="X", help=f"override the scenario's faults.{share} (0..1)")
+    for fault in _SHARES:
+        flag = "--" + fault.replace("_", "-")
+        parser.add_argument(flag, type=share, metavar="X", help=f"override the scenario's faults.{fault} (0..1)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     parser.set_defaults(handler=run)
@@ -167,7 +138,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from pricewave.simulator.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
-    overrides = {share: getattr(args, share) for share in _SHARES if getattr(args, share) is not None}
+    overrides = {fault: getattr(args, fault) for fault in _SHARES if getattr(args, fault) is not None}
     faults = None
     if overrides:
         merged = {**scenario.faults.model_dump(), **overrides}

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pricewave.commands.simulate import _positive_int
+from pricewave.commands.arguments import positive_int
 from pricewave.config import Settings
 
 
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
         "--scenario", default="small", metavar="NAME|FILE.yaml", help="scenario to simulate without --history"
     )
     parser.add_argument(
-        "--events", type=_positive_int, default=100_000, metavar="N", help="events to simulate (default 100000)"
+        "--events", type=positive_int, default=100_000, metavar="N", help="events to simulate (default 100000)"
     )
     parser.add_argument("--seed", type=int, default=0, metavar="K", help="seed of the simulation and the fit")
     parser.add_argument(
@@ -49,9 +49,9 @@ def register(subparsers: Any) -> None:
         "features are those of a market streaming on the live clock, as the quickstart's does)",
     )
     parser.add_argument("--out", metavar="DIR", help="model directory (default: <state>/<models.model_dir>)")
-    parser.add_argument("--epochs", type=_positive_int, default=40, metavar="N", help="most epochs (default 40)")
+    parser.add_argument("--epochs", type=positive_int, default=40, metavar="N", help="most epochs (default 40)")
     parser.add_argument(
-        "--patience", type=_positive_int, default=5, metavar="N", help="epochs without improvement (default 5)"
+        "--patience", type=positive_int, default=5, metavar="N", help="epochs without improvement (default 5)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
