@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from pricewave.config import Settings
-from pricewave.stack.process import child_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # jobs/, udfs/ and pricewave/ import from the repository root
@@ -181,15 +180,13 @@ def free_port() -> int:
 
 
 def applied_feature_repo(workdir: Path) -> Path:
-    """A copy of feature_repo/ (without data/) under ``workdir`` on which ``feast apply`` ran."""
+    """A copy of feature_repo/ (without data/) under ``workdir`` on which ``feast apply`` ran (SQLite)."""
+    from pricewave.config import load_settings
+    from pricewave.feature_store.store import apply_repo
+
     repo = workdir / "feature_repo"
     shutil.copytree(ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    feast = str(Path(sys.executable).with_name("feast"))
-    env = child_environment({"FEAST_FS_YAML_FILE_PATH": "feature_store.yaml"})
-    result = subprocess.run([feast, "apply"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        raise RuntimeError(f"feast apply failed: {result.stdout}{result.stderr}")
-    return repo
+    return apply_repo(repo, load_settings(), "sqlite", timeout_s=300)
 
 
 @contextlib.contextmanager

@@ -107,18 +107,12 @@ class _Plumbing:
     topics: list[str] = field(default_factory=list)
 
 
-def _apply_feature_repo(target: Path) -> Path:
-    """Copy ``feature_repo/`` (without data) to ``target`` and run the real ``feast apply`` on it."""
+def _apply_feature_repo(target: Path, settings: Settings) -> Path:
+    """Copy ``feature_repo/`` (without data) to ``target`` and run the real ``feast apply`` on it (SQLite)."""
+    from pricewave.feature_store.store import apply_repo
+
     shutil.copytree(REPO_ROOT / "feature_repo", target, ignore=shutil.ignore_patterns("data", "__pycache__"))
-    feast = str(Path(sys.executable).with_name("feast"))
-    result = subprocess.run(
-        [feast, "apply"], cwd=target, env=child_environment({"FEAST_FS_YAML_FILE_PATH": "feature_store.yaml"}),
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        raise StackError(f"feast apply on the evaluation's feature repo copy failed: {tail}")
-    return target
+    return apply_repo(target, settings, "sqlite")
 
 
 def _environment(settings: Settings) -> dict[str, str]:
@@ -250,7 +244,7 @@ def evaluate_through_pipeline(
     work = Path(tempfile.mkdtemp(prefix="pricewave-eval-pipeline-"))
     plumbing: _Plumbing | None = None
     try:
-        repo = Path(feature_repo) if feature_repo else _apply_feature_repo(work / "feature_repo")
+        repo = Path(feature_repo) if feature_repo else _apply_feature_repo(work / "feature_repo", settings)
         plumbing = _plumbing(settings, repo, model_dir)
         private = plumbing.settings
         sim = _PairedSimulator(scenario, private, seed=seed, faults=NO_FAULTS, review_texts=["(review)"])

@@ -37,7 +37,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -57,7 +56,7 @@ import yaml
 from tqdm import tqdm
 
 from pricewave.config import Settings
-from pricewave.errors import ConfigError, DataError, PricewaveError
+from pricewave.errors import ConfigError, DataError
 from pricewave.offline_features import sku_competition_frame, sku_demand_frame, sku_review_frame, user_session_frame
 from pricewave.pricing.artifact import save_artifact
 from pricewave.pricing.demand_model import DemandModel
@@ -303,20 +302,6 @@ def _repo_module(repo: Path, name: str) -> Any:
     return module
 
 
-def _apply_repo(repo: Path, settings: Settings) -> None:
-    from pricewave.commands.features import _feast_executable
-    from pricewave.feature_store.store import PROFILE_ENV, PROFILES, feast_environment
-
-    env = feast_environment(settings)
-    env[PROFILE_ENV] = str(repo / PROFILES["sqlite"])
-    completed = subprocess.run(
-        [_feast_executable(), "apply"], cwd=repo, env=env, capture_output=True, text=True, check=False
-    )
-    if completed.returncode != 0:
-        tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
-        raise PricewaveError(f"'feast apply' failed in {repo}: {' | '.join(tail)}")
-
-
 def prepare_feature_repo(frames: Mapping[str, pd.DataFrame], work_dir: str | Path, settings: Settings) -> Path:
     """Copy ``feature_repo/`` into ``work_dir``, write ``frames`` as its parquet batch sources, apply it.
 
@@ -345,7 +330,9 @@ def prepare_feature_repo(frames: Mapping[str, pd.DataFrame], work_dir: str | Pat
             raise DataError(f"rows for {view} lack columns {missing}")
         table_data = pa.Table.from_pandas(data[schema.names], schema=schema, preserve_index=False)
         pq.write_table(table_data, sources.DATA_DIR / f"{view}.parquet")
-    _apply_repo(repo, settings)
+    from pricewave.feature_store.store import apply_repo
+
+    apply_repo(repo, settings, "sqlite")
     return repo
 
 

@@ -10,15 +10,13 @@ Example:
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from pricewave.commands.price import add_store_arguments
 from pricewave.config import Settings
-from pricewave.errors import DataError, PricewaveError, StackError
+from pricewave.errors import DataError
 
 
 def register(subparsers: Any) -> None:
@@ -46,14 +44,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _feast_executable() -> str:
-    beside = Path(sys.executable).with_name("feast")
-    found = str(beside) if beside.exists() else shutil.which("feast")
-    if not found:
-        raise StackError("the 'feast' command is not installed: install pricewave's dependencies (feast[redis])")
-    return found
-
-
 def _feast_command(settings: Settings, repo: str | None, profile: str | None) -> tuple[Path, dict[str, str]]:
     """The repo to run ``feast`` in and its environment: the chosen profile, the Redis address and password."""
     from pricewave.feature_store.store import (
@@ -72,18 +62,20 @@ def _feast_command(settings: Settings, repo: str | None, profile: str | None) ->
 
 
 def apply(settings: Settings, repo: str | None, profile: str | None) -> int:
-    """Run ``feast apply`` for the repo with the profile; returns its exit code."""
-    repo_path, env = _feast_command(settings, repo, profile)
-    completed = subprocess.run([_feast_executable(), "apply"], cwd=repo_path, env=env, check=False)
-    if completed.returncode != 0:
-        raise PricewaveError(f"'feast apply' failed in {repo_path} (exit code {completed.returncode}); see above")
+    """Run ``feast apply`` for the repo with the profile, its output on the terminal; returns 0."""
+    from pricewave.feature_store.store import apply_repo
+
+    repo_path, _ = _feast_command(settings, repo, profile)  # a clear error for a bad repo or profile first
+    apply_repo(repo_path, settings, profile, show_output=True)
     return 0
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     """Run ``feast serve`` on the profile until it is stopped; returns its exit code."""
+    from pricewave.feature_store.store import feast_executable
+
     repo_path, env = _feast_command(settings, args.repo, args.profile)
-    command = [_feast_executable(), "serve", "--host", args.host, "--port", str(args.port)]
+    command = [feast_executable(), "serve", "--host", args.host, "--port", str(args.port)]
     print(f"feast serve on http://{args.host}:{args.port} ({env['FEAST_FS_YAML_FILE_PATH']})", flush=True)
     try:
         return subprocess.run(command, cwd=repo_path, env=env, check=False).returncode

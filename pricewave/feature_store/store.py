@@ -25,6 +25,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pricewave.config import REDIS_PASSWORD_ENV, Settings, load_settings, mask_secrets
-from pricewave.errors import ConfigError, StoreBusyError
+from pricewave.errors import ConfigError, PricewaveError, StackError, StoreBusyError
 from pricewave.feature_store.stores import StoreUnavailableError
 
 if TYPE_CHECKING:  # feast is heavy: imported when a store is opened
@@ -86,6 +89,51 @@ def feast_environment(settings: Settings, env: Mapping[str, str] | None = None) 
     merged[REDIS_PORT_ENV] = str(settings.redis.port)
     merged.setdefault(REDIS_PASSWORD_ENV, "")
     return merged
+
+
+def feast_executable() -> str:
+    """The ``feast`` command of this environment: beside the interpreter, else on ``PATH``."""
+    beside = Path(sys.executable).with_name("feast")
+    found = str(beside) if beside.exists() else shutil.which("feast")
+    if not found:
+        raise StackError("the 'feast' command is not installed: install pricewave's dependencies (feast[redis])")
+    return found
+
+
+def apply_repo(
+    repo: str | Path,
+    settings: Settings,
+    profile: str | None = None,
+    *,
+    show_output: bool = False,
+    timeout_s: float = 600,
+) -> Path:
+    """Run ``feast apply`` in ``repo`` with ``profile``: the one way pricewave applies a feature repo.
+
+    Args:
+        repo: The feature repo.
+        settings: Settings (the Redis address the yaml expands).
+        profile: ``"sqlite"``, ``"redis"`` or a yaml path; ``None``: the ``store_profile`` setting, else
+            ``$FEAST_FS_YAML_FILE_PATH``, else SQLite.
+        show_output: Let Feast print to the terminal (the CLI); otherwise its output is kept and the
+            last lines go into the error.
+        timeout_s: How long ``feast apply`` may take.
+
+    Returns:
+        The repo path.
+
+    Raises:
+        PricewaveError: ``feast apply`` failed.
+    """
+    repo_path = Path(repo).expanduser().resolve()
+    env = feast_environment(settings)
+    env[PROFILE_ENV] = str(profile_path(repo_path, profile or settings.store_profile or None))
+    completed = subprocess.run([feast_executable(), "apply"], cwd=repo_path, env=env, capture_output=not show_output,
+                               text=True, timeout=timeout_s, check=False)  # fmt: skip
+    if completed.returncode != 0:
+        tail = " | ".join((completed.stderr or completed.stdout or "").strip().splitlines()[-3:])
+        raise PricewaveError(f"'feast apply' failed in {repo_path}: {tail or 'see above'}")
+    return repo_path
 
 
 def _expand(text: str, env: Mapping[str, str]) -> str:
