@@ -63,7 +63,7 @@ def price_rows(skus: list[str], event_ms: int) -> pd.DataFrame:
 def write_rates(store: Any, n_batched: int, n_single: int, batch: int, repeats: int) -> dict[str, float]:
     """rows/s of FeatureWriter and of Feast's write_to_online_store, batched and one row per call."""
     from pricewave.feature_store import FeatureWriter
-    from pricewave.feature_store.writer import _utc
+    from pricewave.feature_store.writer import to_utc
 
     writer = FeatureWriter(store)
     skus = [f"SKU-{i:05d}" for i in range(n_batched)]
@@ -90,7 +90,7 @@ def write_rates(store: Any, n_batched: int, n_single: int, batch: int, repeats: 
 
     def feast_frame(rows: int) -> pd.DataFrame:
         frame = price_rows(skus[:rows], next_ms())
-        frame["event_time"] = _utc(frame["event_time"], "event_time", "sku_price")
+        frame["event_time"] = to_utc(frame["event_time"], "event_time", "sku_price")
         frame["decision_time"] = frame["decision_time"].astype("int64")
         return frame
 

@@ -105,7 +105,7 @@ def _to_frame(rows: Rows) -> pd.DataFrame:
     return pd.DataFrame(list(rows))
 
 
-def _utc(column: pd.Series, name: str, view: str) -> pd.Series:
+def to_utc(column: pd.Series, name: str, view: str) -> pd.Series:
     """Epoch milliseconds (ints), datetimes or ISO strings -> ``datetime64[ns, UTC]``."""
     try:
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
@@ -213,8 +213,8 @@ class FeatureWriter:
                 out[feature] = None
         for column in info.timestamp_columns:
             if column in frame.columns:
-                out[column] = _utc(frame[column], column, name)
-        out[info.event_time] = _utc(frame[info.event_time], info.event_time, name)
+                out[column] = to_utc(frame[column], column, name)
+        out[info.event_time] = to_utc(frame[info.event_time], info.event_time, name)
         if out[info.event_time].isna().any():
             raise DataError(f"{name}: {int(out[info.event_time].isna().sum())} row(s) have no {info.event_time!r}")
         if USER_KEY_COLUMN in info.join_keys:
