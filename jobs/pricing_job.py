@@ -35,6 +35,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyflink.common import Configuration
 from pyflink.table import EnvironmentSettings, PlanReference, StatementSet, TableEnvironment, TableResult
@@ -844,6 +845,56 @@ def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptio
     )
 
 
+def _prepare_planner_thread(t_env: TableEnvironment) -> None:
+    """Give the Java thread that serves this Python thread's next gateway call the planner's metadata provider.
+
+    Calcite keeps the provider in a thread-local, which Flink sets on the thread that builds a query
+    (FLINK-23020, unfixed). The Python gateway hands calls to whichever of its connections is free: after
+    another Python thread's call (a garbage-collected Java object is released from any thread) the next
+    ``execute()`` can land on a Java thread that never built a query, and planning fails with
+    ``NullPointerException: metadataHandlerProvider`` (seen in CI). Setting it here, one call before the
+    planning call from the same thread, puts it on that connection's thread.
+    """
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    jvm = gateway.jvm
+    loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()  # the planner's own class loader
+
+    def load(name: str) -> Any:
+        return jvm.java.lang.Class.forName(name, True, loader)
+
+    def static_call(class_name: str, method: str, *typed_args: tuple[str, Any]) -> Any:
+        types = gateway.new_array(jvm.java.lang.Class, len(typed_args))
+        values = gateway.new_array(jvm.java.lang.Object, len(typed_args))
+        for n, (type_name, value) in enumerate(typed_args):
+            types[n], values[n] = load(type_name), value
+        return load(class_name).getMethod(method, types).invoke(None, values)
+
+    calcite, flink = "org.apache.calcite.rel.metadata", "org.apache.flink.table.planner.plan.metadata"
+    provider = static_call(f"{flink}.FlinkDefaultRelMetadataProvider", "INSTANCE")
+    janino = static_call(f"{calcite}.JaninoRelMetadataProvider", "of", (f"{calcite}.RelMetadataProvider", provider))
+    load(f"{calcite}.RelMetadataQueryBase").getField("THREAD_PROVIDERS").get(None).set(janino)
+
+
+class PricingStatements(StatementSet):
+    """The job's INSERTs: a StatementSet whose planning does not depend on which gateway thread runs it."""
+
+    def __init__(self, statements: StatementSet, t_env: TableEnvironment) -> None:
+        super().__init__(statements._j_statement_set, t_env)
+        self._pricing_t_env = t_env
+
+    def execute(self) -> TableResult:
+        """Plan and submit the job (see :func:`_prepare_planner_thread`)."""
+        _prepare_planner_thread(self._pricing_t_env)
+        return super().execute()
+
+    def compile_plan(self) -> Any:
+        """Plan the job into a CompiledPlan (see :func:`_prepare_planner_thread`)."""
+        _prepare_planner_thread(self._pricing_t_env)
+        return super().compile_plan()
+
+
 def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOptions) -> StatementSet:
     """Declare every table and view and return the statement set that runs the job."""
     options.validate()
@@ -906,7 +957,7 @@ def build_pipeline(t_env: TableEnvironment, settings: Settings, options: JobOpti
         f"INSERT INTO `decision_log` SELECT {log_columns} FROM `all_decisions`",
     ):
         statements.add_insert_sql(insert)
-    return statements
+    return PricingStatements(statements, t_env)
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float, str | None]:

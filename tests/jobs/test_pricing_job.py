@@ -394,3 +394,20 @@ def test_sku_windows_reach_the_pricer_in_event_time_order_and_are_priced_once(jo
     upstream = execution[execution.index("price_sku(") :].split("\n\n", 1)[0]
     ordering = upstream.index("OverAggregate(partitionBy=[sku], orderBy=[window_time ASC]")
     assert ordering > upstream.index("TemporalJoin("), "the review join would emit windows out of order"
+
+
+def test_planning_works_from_a_gateway_thread_that_never_built_a_query(
+    settings: Settings, feature_repo_copy: Path
+) -> None:
+    """FLINK-23020: the gateway may run ``execute()`` on a Java thread other than the one that built the
+    queries (it did in CI, after another Python thread's call); planning must not depend on it."""
+    from pyflink.java_gateway import get_gateway
+
+    job_settings = settings.model_copy(update={"feature_repo": str(feature_repo_copy)})
+    options = bounded_options()
+    t_env = create_table_environment(job_settings, options)
+    statements = build_pipeline(t_env, job_settings, options)
+    client = get_gateway()._gateway_client
+    client.deque.append(client._create_connection())  # the next call runs on a fresh Java thread
+    plan = statements.compile_plan()  # NullPointerException: metadataHandlerProvider without the fix
+    assert "prices_sink" in plan.as_json_string()
