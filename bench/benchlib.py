@@ -179,6 +179,15 @@ def free_port() -> int:
 # -- private fixtures ------------------------------------------------------------------------
 
 
+def stop_process(process: subprocess.Popen[Any], timeout_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def applied_feature_repo(workdir: Path) -> Path:
     """A copy of feature_repo/ (without data/) under ``workdir`` on which ``feast apply`` ran (SQLite)."""
     from pricewave.config import load_settings
@@ -214,11 +223,7 @@ def redis_server(password: str = "bench-pw") -> Iterator[tuple[str, int, str]]:
                     time.sleep(0.05)
             yield "127.0.0.1", port, password
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process, timeout_s=10)
 
 
 def start_feast_serve(repo: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

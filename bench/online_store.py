@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -155,11 +154,7 @@ def read_latencies(store: Any, repo: Path, env: dict[str, str], n: int, warmup: 
 
         out["feast serve HTTP /get-online-features"] = timed_ms(http_read, n, warmup)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        benchlib.stop_process(process)
     return out
 
 

@@ -92,14 +92,6 @@ def start_pricewave_serve(repo: Path, profile: str, env: dict[str, str]) -> tupl
     return process, found.group(1)
 
 
-def stop(process: subprocess.Popen[Any]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def pricewave_request(url: str, skus: list[str], users: list[str]) -> Callable[[Any, random.Random], Any]:
     """A request to ``pricewave serve`` for a random (sku, raw shopper id)."""
 
@@ -218,8 +210,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                      benchlib.load_average()])  # fmt: skip
                         report[f"{profile} {server} c{count}"] = figures
             finally:
-                stop(ours)
-                stop(feast)
+                benchlib.stop_process(ours)
+                benchlib.stop_process(feast)
     print("one price per request, keep-alive clients on the same machine")
     benchlib.table(["store", "server", "clients", "requests", "req/s", "p50 ms", "p99 ms", "errors", "load avg"], rows)
     ratios = {}

@@ -882,16 +882,15 @@ class PricingStatements(StatementSet):
 
     def __init__(self, statements: StatementSet, t_env: TableEnvironment) -> None:
         super().__init__(statements._j_statement_set, t_env)
-        self._pricing_t_env = t_env
 
     def execute(self) -> TableResult:
         """Plan and submit the job (see :func:`_prepare_planner_thread`)."""
-        _prepare_planner_thread(self._pricing_t_env)
+        _prepare_planner_thread(self._t_env)
         return super().execute()
 
     def compile_plan(self) -> Any:
         """Plan the job into a CompiledPlan (see :func:`_prepare_planner_thread`)."""
-        _prepare_planner_thread(self._pricing_t_env)
+        _prepare_planner_thread(self._t_env)
         return super().compile_plan()
 
 

@@ -40,6 +40,38 @@ def is_user_key(value: str) -> bool:
     return bool(USER_KEY_PATTERN.match(value))
 
 
+def resolve_user_key(
+    user: str | None, user_key: str | None, secret: bytes, *, names: tuple[str, str] = ("user", "user_key")
+) -> str | None:
+    """The pseudonymous key to look a shopper up by: ``user`` hashed with ``secret``, or ``user_key``.
+
+    Args:
+        user: The shopper's raw id (hashed here, never passed on).
+        user_key: An already pseudonymous key.
+        secret: The user-key secret.
+        names: How the caller calls the two inputs, for the error (e.g. ``("--user", "--user-key")``).
+
+    Raises:
+        ConfigError: Both were given, or ``user_key`` is not a pseudonymous key.
+
+    Example:
+        >>> resolve_user_key(None, None, b"k") is None
+        True
+        >>> len(resolve_user_key("alice", None, b"k"))
+        32
+    """
+    from pricewave.errors import ConfigError
+
+    user_name, key_name = names
+    if user is not None and user_key is not None:
+        raise ConfigError(f"give either {user_name} (a raw id) or {key_name} (a pseudonymous key), not both")
+    if user is not None:
+        return pseudonymize_user(user, secret)
+    if user_key is not None and not is_user_key(user_key):
+        raise ConfigError(f"{key_name} must be a 32-hex pseudonymous key; pass a raw id with {user_name} instead")
+    return user_key
+
+
 # Field names that hold a user's identity: user_key, user_id, userId, raw_user_id, customer, email...
 RAW_ID_FIELD_PATTERN = re.compile(
     r"(?i)^(?:raw[_-]?)?(?:user|customer|client|shopper|member|buyer|visitor|account)"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,8 +38,8 @@ from pydantic import BaseModel, Field
 
 from pricewave.config import Settings
 from pricewave.errors import ConfigError, PricewaveError, StackError
-from pricewave.feature_store.reader import CHANNELS, PriceQuote, get_prices
-from pricewave.privacy import is_user_key, pseudonymize_user
+from pricewave.feature_store.reader import CHANNELS, Channel, PriceQuote, PriceSource, get_prices
+from pricewave.privacy import resolve_user_key
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 DEFAULT_PORT = 6570
 MAX_BATCH = 1000
 """The most items one ``POST /prices`` may ask for."""
-Channel = Literal["checkout_pricing", "app_pricing", "ads_bidding"]
-"""The channels as a type, for the OpenAPI docs: the same list as :data:`CHANNELS` (a test checks)."""
 
 
 class Quote(BaseModel):
@@ -56,7 +54,7 @@ class Quote(BaseModel):
 
     sku: str
     price: float | None = Field(description="the price to show; null when source is 'unavailable'")
-    source: Literal["offer", "sku", "base", "unavailable"] = Field(
+    source: PriceSource = Field(
         description="offer (personalized), sku (dynamic, for everyone), base (catalog list price) or unavailable"
     )
     personalized: bool = Field(description="disclosure flag: true when the price was personalized for this shopper")
@@ -118,27 +116,6 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
-
-
-def user_key_of(user: str | None, user_key: str | None, secret: bytes) -> str | None:
-    """The pseudonymous key to look up: ``user`` hashed with ``secret``, or ``user_key`` as given.
-
-    Raises:
-        ConfigError: Both were given, or ``user_key`` is not a pseudonymous key.
-
-    Example:
-        >>> user_key_of(None, None, b"k") is None
-        True
-        >>> len(user_key_of("alice", None, b"k"))
-        32
-    """
-    if user is not None and user_key is not None:
-        raise ConfigError("give either user (a raw id) or user_key (a pseudonymous key), not both")
-    if user is not None:
-        return pseudonymize_user(user, secret)
-    if user_key is not None and not is_user_key(user_key):
-        raise ConfigError("user_key must be a 32-hex pseudonymous key; pass a raw id as user instead")
-    return user_key
 
 
 def _quote(quote: PriceQuote) -> Quote:
@@ -217,7 +194,7 @@ def create_app(store: FeatureStore, settings: Settings, *, default_channel: str 
         channel: Annotated[Channel | None, Query(description="the sales channel (a Feast feature service)")] = None,
     ) -> Any:
         """The price to show for one sku (and shopper) on a channel."""
-        return serve("price", lambda: quoted([(sku, user_key_of(user, user_key, secret))], channel)[0])
+        return serve("price", lambda: quoted([(sku, resolve_user_key(user, user_key, secret))], channel)[0])
 
     @app.post(
         "/prices",
@@ -228,7 +205,7 @@ def create_app(store: FeatureStore, settings: Settings, *, default_channel: str 
         """The prices to show for up to 1,000 items, one quote per item in the order asked."""
 
         def answer() -> Quotes:
-            asked = [(item.sku, user_key_of(item.user, item.user_key, secret)) for item in batch.items]
+            asked = [(item.sku, resolve_user_key(item.user, item.user_key, secret)) for item in batch.items]
             return Quotes(quotes=quoted(asked, batch.channel))
 
         return serve("prices", answer)

@@ -14,8 +14,7 @@ import json
 from typing import Any
 
 from pricewave.config import Settings
-from pricewave.errors import ConfigError
-from pricewave.privacy import is_user_key, pseudonymize_user
+from pricewave.privacy import resolve_user_key
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,11 +80,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Handle ``pricewave price``."""
     from pricewave.feature_store import get_price, open_store
 
-    user_key = args.user_key
-    if user_key is not None and not is_user_key(user_key):
-        raise ConfigError("--user-key must be a 32-hex pseudonymous key; pass a raw id with --user instead")
-    if args.user is not None:
-        user_key = pseudonymize_user(args.user, settings.user_key_secret)
+    user_key = resolve_user_key(args.user, args.user_key, settings.user_key_secret, names=("--user", "--user-key"))
     store = open_store(settings, repo_path=args.repo, profile=args.profile)
     quote = get_price(store, args.sku, user_key=user_key, channel=args.channel)
     if args.json:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pricewave.errors import ConfigError
 from pricewave.feature_store.stores import ops_for
@@ -34,8 +34,10 @@ from pricewave.privacy import is_user_key
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-CHANNELS = ("checkout_pricing", "app_pricing", "ads_bidding")
-"""The sales channels: one Feast feature service each."""
+Channel = Literal["checkout_pricing", "app_pricing", "ads_bidding"]
+"""A sales channel: one Feast feature service each."""
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+"""The sales channels, in order."""
 PriceSource = Literal["offer", "sku", "base", "unavailable"]
 # (source, view, fields read), in fallback order.
 _CHAIN: tuple[tuple[PriceSource, str, tuple[str, ...]], ...] = (
@@ -167,9 +169,10 @@ def get_prices(
             for source, view, fields in _CHAIN
             if view in offered and fields[0] in offered[view] and (view != "user_offer" or with_user)
         ]
+        ttls = {view: _ttl(store, view) for _, view, _ in chain}  # once per batch, not per request
         for n, found in zip(positions, _read(store, chain, offered, [requests[n] for n in positions]), strict=True):
             sku, user_key = requests[n]
-            quotes[n] = _first_fresh(store, chain, found, sku, user_key, now)
+            quotes[n] = _first_fresh(chain, ttls, found, sku, user_key, now)
     return [quote for quote in quotes if quote is not None]
 
 
@@ -201,8 +204,8 @@ def _read(
 
 
 def _first_fresh(
-    store: FeatureStore,
     chain: Sequence[tuple[PriceSource, str, tuple[str, ...]]],
+    ttls: dict[str, timedelta | None],
     found: dict[str, tuple[Any, datetime | None]],
     sku: str,
     user_key: str | None,
@@ -213,7 +216,7 @@ def _first_fresh(
         price, when = found.get(f"{view}__{fields[0]}", (None, None))
         if price is None or when is None:
             continue
-        ttl = _ttl(store, view)
+        ttl = ttls[view]
         age = now - when
         if ttl is not None and age > ttl:
             continue
