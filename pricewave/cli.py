@@ -25,6 +25,7 @@ from pricewave.errors import PricewaveError
 COMMAND_MODULES = [
     "stack",
     "topics",
+    "kafka",
     "simulate",
     "replay",
     "validate",

@@ -47,6 +47,7 @@ from pyflink.table.udf import ScalarFunction, UserDefinedFunctionWrapper, udf
 from pricewave.config import REDIS_PASSWORD_ENV, Settings, secret_environment
 from pricewave.pricing.features import DEMAND_FEATURES
 from pricewave.schemas import check_event
+from udfs.metrics import DecisionMetrics, register_store_metrics
 
 DECISION_FIELDS = [
     ("decision_json", DataTypes.STRING()),
@@ -206,26 +207,6 @@ class _SettingsCarrier(ScalarFunction):
         return Settings.model_validate(self.settings_data)
 
 
-def register_store_metrics(function_context: object, what: str, outage: Any, writer: Any = None) -> None:
-    """Flink metrics of one worker's use of the online store, under ``pricewave.<what>``.
-
-    ``store_down`` (1 while the store does not answer), ``store_outages`` (outages seen),
-    ``store_failed_tries``; with a buffered writer also ``store_backlog_rows`` (rows kept for the
-    store, newest per key) and ``store_rows_dropped`` (rows given up). They are gauges read when
-    Flink reports (REST, Web UI, Prometheus), so an outage shows on the dashboards a team already has.
-    A ``function_context`` without metrics (a unit test's ``None``) registers nothing.
-    """
-    if not hasattr(function_context, "get_metric_group"):
-        return
-    group = function_context.get_metric_group().add_group("pricewave", what)
-    group.gauge("store_down", lambda: int(outage.down))
-    group.gauge("store_outages", lambda: int(outage.outages))
-    group.gauge("store_failed_tries", lambda: int(outage.failed_tries))
-    if writer is not None:
-        group.gauge("store_backlog_rows", lambda: int(writer.pending))
-        group.gauge("store_rows_dropped", lambda: int(writer.dropped))
-
-
 class _PricerBase(_SettingsCarrier):
     """Opens the online store and the policy once per worker; keeps a copy of the catalog."""
 
@@ -251,8 +232,19 @@ class _PricerBase(_SettingsCarrier):
         model_dir = settings.model_dir
         model_dir.mkdir(parents=True, exist_ok=True)
         guardrails = GuardrailPolicy(max_model_age_s=settings.models.max_age_s)
-        self.policy = PricingPolicy(ArtifactWatcher(model_dir), guardrails)
+        watcher = ArtifactWatcher(model_dir)
+        self.policy = PricingPolicy(watcher, guardrails)
         register_store_metrics(function_context, type(self).__name__, self.outage)
+        self.metrics = DecisionMetrics(
+            function_context, type(self).__name__, self.policy.artifact, lambda: watcher.load_failures
+        )
+
+    def _decide(self, frame: pd.DataFrame, now_ms: int) -> pd.DataFrame:
+        """The policy's decisions for ``frame``, counted in the pricer's Flink metrics."""
+        decided = self.policy.decide(frame)
+        if hasattr(self, "metrics"):  # a pricer used without open() (a unit test) counts nothing
+            self.metrics.record(decided, frame["event_time"].to_numpy(), now_ms)
+        return decided
 
     def _with_catalog(self, frame: pd.DataFrame) -> pd.DataFrame:
         context = self.catalog.lookup(frame["sku"].tolist())
@@ -291,14 +283,14 @@ class SkuPricer(_PricerBase):
         frame["user_key"] = None
         now_ms = int(time.time() * 1000)
         if frame.empty:
-            return decisions_frame("sku", frame, self.policy.decide(frame), now_ms)
+            return decisions_frame("sku", frame, self._decide(frame, now_ms), now_ms)
         # Step k prices the k-th window (in event time) of every sku in the batch.
         steps = frame.groupby("sku", sort=False)["event_time"].rank(method="first").to_numpy()
         parts = []
         for step in np.unique(steps):
             rows = frame[steps == step].copy()
             rows["last_published"] = self.history.latest_before(rows["sku"].tolist(), rows["event_time"].tolist())
-            decided = decisions_frame("sku", rows, self.policy.decide(rows), now_ms).set_axis(rows.index)
+            decided = decisions_frame("sku", rows, self._decide(rows, now_ms), now_ms).set_axis(rows.index)
             published = decided[decided["decision_json"].notna()]
             self.history.record(
                 published["sku"].tolist(), published["event_time"].tolist(), published["price"].tolist()
@@ -341,8 +333,8 @@ class OfferPricer(_PricerBase):
         frame = self._with_catalog(frame)
         frame["non_personalized_price"] = frame.pop("sku_price")
         frame["last_published"] = np.nan  # offers are per event: no rate limit between them
-        decided = self.policy.decide(frame)
-        return decisions_frame("offer", frame, decided, int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        return decisions_frame("offer", frame, self._decide(frame, now_ms), now_ms)
 
 
 def offer_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:

@@ -58,6 +58,46 @@ class _Writer:
         self.family(name, kind, help_text, [({}, value)])
 
 
+def _job_metrics(out: _Writer, metrics: Mapping[str, Mapping[str, float]]) -> None:
+    """The pricers' own Flink metrics (udfs/metrics.py, read from Flink's REST API), per pricer."""
+    pricers = {what: values for what, values in metrics.items() if "decisions" in values}
+    for name, help_text in (
+        ("decisions", "Price decisions the job's pricer made (Flink metric, this job attempt)."),
+        ("kill_switch", "Decisions the kill switch priced at base (Flink metric)."),
+        ("explored", "Decisions that showed an exploration price, propensity below 0.5 (Flink metric)."),
+        ("personalized", "Personalized offers (Flink metric)."),
+    ):
+        family = "pricewave_job_decisions_total" if name == "decisions" else f"pricewave_job_{name}_decisions_total"
+        out.family(family, "counter", help_text, [({"pricer": what}, v.get(name)) for what, v in pricers.items()])
+    out.family(
+        "pricewave_job_guardrail_hits_total",
+        "counter",
+        "Guardrail hits per rule (Flink metric).",
+        [
+            ({"pricer": what, "rule": name.split(".")[1]}, value)
+            for what, values in pricers.items()
+            for name, value in values.items()
+            if name.startswith("rule.") and name.endswith(".guardrail_hits")
+        ],
+    )
+    out.family(
+        "pricewave_job_event_to_decision_p99_seconds",
+        "gauge",
+        "p99 of decision time minus event time over a worker's recent decisions, worst worker (Flink metric).",
+        [({"pricer": what}, _seconds(v.get("event_to_decision_ms_p99"))) for what, v in pricers.items()],
+    )
+    out.family(
+        "pricewave_job_model_age_seconds",
+        "gauge",
+        "Age of the model the pricer serves, oldest worker (Flink metric; absent without a model).",
+        [
+            ({"pricer": what}, v.get("model_age_s"))
+            for what, v in pricers.items()
+            if v.get("model_age_s") is not None and v["model_age_s"] >= 0
+        ],
+    )
+
+
 def render_metrics(snapshot: Mapping[str, Any]) -> str:
     """Prometheus text for a :meth:`pricewave.monitor.core.Monitor.snapshot` (missing parts are skipped)."""
     out = _Writer()
@@ -220,6 +260,8 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
         "Wall clock minus the operator's watermark.",
         [({"operator": op["name"], "vertex": op["id"]}, _seconds(op.get("watermark_lag_ms"))) for op in operators],
     )
+
+    _job_metrics(out, flink.get("job_metrics") or {})
 
     freshness = snapshot.get("freshness") or {}
     out.family(

@@ -41,6 +41,81 @@ def watermark_ms(metrics: Sequence[dict[str, Any]]) -> int | None:
     return min(values) if values else None
 
 
+# The job's own metrics (udfs/metrics.py) that summarize a level, not a count: the worst subtask counts.
+GAUGES_BY_MAX = {
+    "event_to_decision_ms_p50",
+    "event_to_decision_ms_p99",
+    "event_to_decision_ms_max",
+    "model_age_s",
+    "store_down",
+}
+JOB_METRIC_GROUP = ".pricewave."
+
+
+def job_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The job's ``pricewave.<what>.<name>`` metrics from Flink's aggregated subtask metrics.
+
+    ``rows`` is what ``/jobs/<job>/vertices/<vertex>/subtasks/metrics?get=...&agg=sum,max`` returns.
+    Counters sum over subtasks; the level gauges in ``GAUGES_BY_MAX`` take the highest subtask.
+
+    Example:
+        >>> job_metrics([{"id": "PythonCalc[9].pricewave.SkuPricer.decisions", "sum": 7.0, "max": 4.0},
+        ...              {"id": "PythonCalc[9].pricewave.SkuPricer.rule.floor.guardrail_hits", "sum": 2.0},
+        ...              {"id": "PythonCalc[9].pricewave.SkuPricer.model_age_s", "sum": 20.0, "max": 11.0}])
+        {'SkuPricer': {'decisions': 7.0, 'rule.floor.guardrail_hits': 2.0, 'model_age_s': 11.0}}
+    """
+    found: dict[str, dict[str, float]] = {}
+    for row in rows:
+        metric_id = str(row.get("id", ""))
+        if JOB_METRIC_GROUP not in metric_id:
+            continue
+        what, _, name = metric_id.split(JOB_METRIC_GROUP, 1)[1].partition(".")
+        value = row.get("max" if name in GAUGES_BY_MAX else "sum")
+        if not name or value is None:
+            continue
+        found.setdefault(what, {})[name] = float(value)
+    return found
+
+
+def pricing_figures(metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The pricers' business figures (all pricers together) from :func:`job_metrics`.
+
+    Example:
+        >>> figures = pricing_figures({"SkuPricer": {"decisions": 8, "kill_switch": 2, "explored": 0,
+        ...                                          "personalized": 0, "rule.floor.guardrail_hits": 3}})
+        >>> figures["decisions"], figures["kill_switch_share"], figures["guardrail_hits"]
+        (8, 0.25, {'floor': 3})
+    """
+    pricers = {what: values for what, values in metrics.items() if "decisions" in values}
+    decisions = int(sum(values["decisions"] for values in pricers.values()))
+
+    def total(name: str) -> int:
+        return int(sum(values.get(name, 0) for values in pricers.values()))
+
+    def share(name: str) -> float | None:
+        return None if decisions == 0 else round(total(name) / decisions, 4)
+
+    hits: dict[str, int] = {}
+    for values in pricers.values():
+        for name, value in values.items():
+            if name.startswith("rule.") and name.endswith(".guardrail_hits") and value:
+                rule = name.removeprefix("rule.").removesuffix(".guardrail_hits")
+                hits[rule] = hits.get(rule, 0) + int(value)
+    ages = [values["model_age_s"] for values in pricers.values() if values.get("model_age_s", -1) >= 0]
+    lags = [values["event_to_decision_ms_p99"] for values in pricers.values() if "event_to_decision_ms_p99" in values]
+    return {
+        "decisions": decisions,
+        "by_pricer": {what: int(values["decisions"]) for what, values in sorted(pricers.items())},
+        "kill_switch_share": share("kill_switch"),
+        "exploration_share": share("explored"),
+        "personalized_share": share("personalized"),
+        "guardrail_hits": dict(sorted(hits.items(), key=lambda item: -item[1])),
+        "model_age_s": max(ages) if ages else None,
+        "event_to_decision_p99_ms": max(lags) if lags else None,
+        "model_load_failures": total("model_load_failures"),
+    }
+
+
 class FlinkHealth:
     """Job state, restarts, checkpoints, backpressure, records and watermarks from Flink's REST API.
 
@@ -93,8 +168,12 @@ class FlinkHealth:
             pass
         operators = []
         running = details.get("state") == "RUNNING"
+        own_metrics: dict[str, dict[str, float]] = {}
         for vertex in details.get("vertices", []):
             operators.append(self._operator(job_id, vertex, now, running=running))
+            if running:
+                for what, values in self._job_metrics(job_id, str(vertex["id"])).items():
+                    own_metrics.setdefault(what, {}).update(values)
         return {
             "job": {
                 "id": job_id,
@@ -107,7 +186,21 @@ class FlinkHealth:
             },
             "checkpoints": self._checkpoints(job_id),
             "operators": operators,
+            # The job's own metrics, as Flink reports them (REST here; the Prometheus reporter too).
+            "job_metrics": own_metrics,
+            "pricing": pricing_figures(own_metrics) if own_metrics else None,
         }
+
+    def _job_metrics(self, job_id: str, vertex_id: str) -> dict[str, dict[str, float]]:
+        """One vertex's ``pricewave.*`` metrics, aggregated over its subtasks ({} when there are none)."""
+        path = f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics"
+        try:
+            ids = [str(row["id"]) for row in self._get(path) if JOB_METRIC_GROUP in str(row.get("id", ""))]
+            if not ids:
+                return {}
+            return job_metrics(self._get(f"{path}?get={','.join(ids)}&agg=sum,max"))
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return {}
 
     def _checkpoints(self, job_id: str) -> dict[str, Any]:
         try:

@@ -40,7 +40,9 @@ def is_alive(pid: int, marker: str) -> bool:
         return False
     # A zombie (state Z) has exited; its parent just has not reaped it yet.
     state = stat.rsplit(")", 1)[-1].split()[0]
-    return state != "Z" and marker in cmdline
+    # An empty command line: the process is inside execve (Flink's scripts exec their JVM), so the
+    # start-up wait must not take it for dead.
+    return state != "Z" and (marker in cmdline or not cmdline.strip())
 
 
 def running_pid(pid_file: Path, marker: str) -> int | None:

@@ -47,7 +47,7 @@ from tests.conftest import build_go_tool
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 DOCKER = ROOT / "deploy" / "docker"
-MANIFESTS = ("flink-deployment.yaml", "kafka.yaml", "redis.yaml", "network-policies.yaml")
+MANIFESTS = ("flink-deployment.yaml", "kafka.yaml", "redis.yaml", "network-policies.yaml", "monitor.yaml")
 OPERATOR_API = ("org.apache.flink", "flink-kubernetes-operator-api", "1.10.0")
 FLINK_2_VERSIONS = ["v2_0", "v2_1", "v2_2"]
 MAVEN_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
@@ -145,6 +145,7 @@ def test_strimzi_and_core_resources_match_their_published_schemas(node_validator
     core = [doc for doc in documents("flink-deployment.yaml") if doc["kind"] != "FlinkDeployment"]
     assert {doc["kind"] for doc in core} == {"ConfigMap", "PersistentVolumeClaim"}
     docs = documents("kafka.yaml") + documents("redis.yaml") + documents("network-policies.yaml") + core + pods
+    docs += documents("monitor.yaml")
     results = node_validate(node_validator, docs)
     assert [r for r in results if not r["ok"]] == []
     assert len(results) == len(docs)
@@ -684,6 +685,16 @@ FLINK_POD_LABEL = "pricewave-flink"
 """``app.kubernetes.io/name`` of the JobManager's and TaskManagers' pods (the FlinkDeployment's podTemplate)."""
 
 
+def _monitor() -> dict[str, Any]:
+    """The dashboard's Deployment (monitor.yaml)."""
+    (deployment,) = [doc for doc in documents("monitor.yaml") if doc["kind"] == "Deployment"]
+    return deployment
+
+
+def _monitor_pod_labels() -> dict[str, str]:
+    return dict(_monitor()["spec"]["template"]["metadata"]["labels"])
+
+
 def _kafka_cluster() -> dict[str, Any]:
     (kafka,) = [doc for doc in documents("kafka.yaml") if doc["kind"] == "Kafka"]
     return kafka
@@ -707,10 +718,12 @@ def test_kafka_serves_clients_over_tls_with_scram_and_a_certificate_from_a_secre
         assert listener["authentication"]["type"] == "scram-sha-512", listener["name"]
         chain = listener["configuration"]["brokerCertChainAndKey"]
         assert chain == {"secretName": "pricewave-kafka-tls", "certificate": "tls.crt", "key": "tls.key"}
-        # Strimzi turns these into the listener's NetworkPolicy: the job's pods, nobody else
+        # Strimzi turns these into the listener's NetworkPolicy: the job's pods and the dashboard, nobody else
         peers = listener["networkPolicyPeers"]
         assert peers and all(set(peer) == {"podSelector"} for peer in peers), peers
-        assert all(_selected(peer["podSelector"], _flink_pod_labels()) for peer in peers)
+        flink, monitor = _flink_pod_labels(), _monitor_pod_labels()
+        selects = [(_selected(p["podSelector"], flink), _selected(p["podSelector"], monitor)) for p in peers]
+        assert selects == [(True, False), (False, True)], peers
     (user,) = [doc for doc in documents("kafka.yaml") if doc["kind"] == "KafkaUser"]
     assert user["spec"]["authentication"]["type"] == "scram-sha-512"
     assert user["metadata"]["labels"]["strimzi.io/cluster"] == _kafka_cluster()["metadata"]["name"]
@@ -765,6 +778,7 @@ def _workloads() -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
     (pool,) = [doc for doc in documents("kafka.yaml") if doc["kind"] == "KafkaNodePool"]
     pool_template = pool["spec"]["template"]
     operators = _kafka_cluster()["spec"]["entityOperator"]["template"]
+    monitor = _monitor()["spec"]["template"]["spec"]
 
     def contexts(pod: dict[str, Any]) -> list[dict[str, Any]]:
         return [c.get("securityContext") or {} for c in pod.get("initContainers", []) + pod["containers"]]
@@ -778,6 +792,7 @@ def _workloads() -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
             operators["pod"]["securityContext"],
             [operators[name]["securityContext"] for name in ("topicOperatorContainer", "userOperatorContainer")],
         ),
+        "monitor": (monitor.get("securityContext") or {}, contexts(monitor)),
     }
 
 
@@ -800,6 +815,7 @@ def test_every_workload_runs_as_non_root_without_capabilities() -> None:
     # uid 0 nowhere; the Flink image's user, the Redis image's user
     assert workloads["taskmanager"][0]["runAsUser"] == workloads["jobmanager"][0]["runAsUser"] == 9999
     assert workloads["redis"][0]["runAsUser"] == workloads["redis"][0]["fsGroup"] == 999
+    assert workloads["monitor"][0]["runAsUser"] == 9999
     for doc in [doc for name in MANIFESTS for doc in documents(name)]:
         for node in _walk(doc):
             assert node.get("runAsUser") != 0 and not node.get("hostNetwork") and not node.get("hostPID")
@@ -843,7 +859,10 @@ def test_network_policies_deny_by_default_and_allow_only_the_needed_flows() -> N
     assert not _selected(redis_policy["podSelector"], flink_labels)
     (rule,) = redis_policy["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
-    assert [_selected(peer["podSelector"], flink_labels) for peer in rule["from"]] == [True]
+    monitor_labels = _monitor_pod_labels()
+    readers = [(_selected(peer["podSelector"], flink_labels), _selected(peer["podSelector"], monitor_labels))
+               for peer in rule["from"]]  # fmt: skip
+    assert readers == [(True, False), (False, True)]  # the job's pods, the dashboard
     assert redis_policy["policyTypes"] == ["Ingress", "Egress"] and redis_policy["egress"] == []
 
     # Flink: each other (any port), the operator on REST only, Prometheus on the metrics port only
@@ -859,7 +878,22 @@ def test_network_policies_deny_by_default_and_allow_only_the_needed_flows() -> N
             ports[name] = [port["port"] for port in rule.get("ports", [])]
     rest_port = int(flink_deployment()["spec"]["flinkConfiguration"].get("rest.port", 8081))
     metrics_port = int(flink_deployment()["spec"]["flinkConfiguration"]["metrics.reporter.prom.port"])
-    assert ports == {FLINK_POD_LABEL: [], "flink-kubernetes-operator": [rest_port], "prometheus": [metrics_port]}
+    assert ports == {
+        FLINK_POD_LABEL: [],
+        "flink-kubernetes-operator": [rest_port],
+        "pricewave-monitor": [rest_port],
+        "prometheus": [metrics_port],
+    }
+
+    # the dashboard: Prometheus on its HTTP port only (people reach it with kubectl port-forward)
+    monitor_policy = policies["pricewave-monitor"]
+    assert _selected(monitor_policy["podSelector"], _monitor_pod_labels())
+    assert not _selected(monitor_policy["podSelector"], flink_labels)
+    (rule,) = monitor_policy["ingress"]
+    (container,) = _monitor()["spec"]["template"]["spec"]["containers"]
+    (http,) = container["ports"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": http["containerPort"]}]
+    assert [peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for peer in rule["from"]] == ["prometheus"]
     # no policy anywhere opens a pod to every source
     for spec in policies.values():
         for rule in spec.get("ingress", []):
@@ -898,3 +932,42 @@ def test_compose_publishes_every_port_on_loopback_unless_told_otherwise(
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert {port["host_ip"] for service in services.values() for port in service.get("ports") or []} == {"0.0.0.0"}
+
+
+def test_the_monitor_runs_beside_the_job_on_its_settings_secrets_and_volumes() -> None:
+    from pricewave.config import load_settings
+
+    deployment = _monitor()
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["command"]
+    assert command[:2] == ["/opt/venv/bin/pricewave", "monitor"]
+    port = int(command[command.index("--port") + 1])
+    assert command[command.index("--host") + 1] == "0.0.0.0" and container["ports"][0]["containerPort"] == port
+    (service,) = [doc for doc in documents("monitor.yaml") if doc["kind"] == "Service"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"] == _monitor_pod_labels()
+    job_args = flink_deployment()["spec"]["job"]["args"]
+    assert command[command.index("--group") + 1] == job_args[job_args.index("--group-id") + 1]  # the job's group
+    # the same ConfigMap as the job; Flink's REST API is the Service the operator creates, <name>-rest
+    assert container["envFrom"] == [{"configMapRef": {"name": "pricewave-settings"}}]
+    env = {e["name"]: e for e in container["env"]}
+    rest_host = env["PRICEWAVE_FLINK__REST_HOST"]["value"]
+    assert rest_host.split(".")[0] == f"{flink_deployment()['metadata']['name']}-rest"
+    configured = {k: v for k, v in _k8s_configmap().items() if k != "PRICEWAVE_KAFKA_USERNAME"}
+    configured |= {name: env[name]["value"] for name in ("PRICEWAVE_FLINK__REST_HOST", "PRICEWAVE_FLINK__REST_PORT")}
+    settings = load_settings(env=configured)
+    assert settings.flink.rest_port == int(flink_deployment()["spec"]["flinkConfiguration"].get("rest.port", 8081))
+    # secrets by reference only, and only those it needs (no user-key secret: it pseudonymizes nothing)
+    secrets = {name: e["valueFrom"]["secretKeyRef"]["name"] for name, e in env.items() if "valueFrom" in e}
+    assert secrets == {"PRICEWAVE_REDIS_PASSWORD": "pricewave-redis", "PRICEWAVE_KAFKA_PASSWORD": "pricewave-app"}
+    # the Kafka CA where the setting says, the shared volume (models, Feast registry) read-only
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    ca = mounts[str(Path(settings.kafka.ssl_ca_location).parent)]
+    assert ca["readOnly"] is True and volumes[ca["name"]]["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    shared = mounts["/var/lib/pricewave"]
+    assert shared["readOnly"] is True and volumes[shared["name"]]["persistentVolumeClaim"] == {
+        "claimName": "pricewave-shared",
+        "readOnly": True,
+    }
+    assert str(settings.model_dir).startswith("/var/lib/pricewave/") and pod["automountServiceAccountToken"] is False

@@ -48,7 +48,9 @@ def rules(prometheus_validator: Path) -> dict[str, Any]:
 
 def test_the_alert_rules_cover_what_an_operator_is_paged_for(rules: dict[str, Any]) -> None:
     reads = {name: set(rule["metrics"]) for name, rule in rules.items()}
-    assert "pricewave_price_fallback_share" in reads["PricewaveKillSwitchShareHigh"]  # kill-switch share
+    # kill-switch share, from the pricers' own Flink metrics
+    kill_switch = {"pricewave_job_kill_switch_decisions_total", "pricewave_job_decisions_total"}
+    assert reads["PricewaveKillSwitchShareHigh"] == kill_switch
     assert reads["PricewaveDeadLetterRateHigh"] == {"pricewave_topic_records_per_second"}  # dead-letter rate
     assert "pricewave_consumer_lag" in reads["PricewaveConsumerLagHigh"]  # lag
     assert "pricewave_model_age_seconds" in reads["PricewaveModelAgingOut"]  # model age
@@ -68,7 +70,7 @@ def test_a_broken_rule_file_is_refused(prometheus_validator: Path, tmp_path: Pat
     text = ALERTS.read_text()
     summary = "{{ $value | humanizePercentage }} of recent"
     for broken, says in (
-        (text.replace("expr: pricewave_price_fallback_share > 0.2", "expr: pricewave_price_fallback_share >"), "parse"),
+        (text.replace("[10m])) > 0.2", "[10m])) >"), "parse"),
         (text.replace("for: 10m", "for: ten minutes", 1), "ten minutes"),
         (text.replace(summary, summary.replace("humanizePercentage", "nosuchfunction")), "nosuchfunction"),
     ):
@@ -104,6 +106,8 @@ def test_the_dashboard_queries_parse_and_read_exported_metrics(prometheus_valida
         "pricewave_model_age_seconds",  # model age
         "pricewave_flink_checkpoints_failed_total",  # checkpoint failures
         "pricewave_price_exploration_share",
+        "pricewave_job_kill_switch_decisions_total",  # the same, from the job's Flink metrics
+        "pricewave_job_guardrail_hits_total",
         "pricewave_price_request_duration_seconds_bucket",  # the price API
     ):
         assert metric in everything, metric

@@ -20,6 +20,7 @@ import requests
 from pricewave.config import load_settings
 from pricewave.feature_store import get_price, open_store
 from pricewave.kafka_io import make_consumer
+from pricewave.pricing.guardrails import GUARDRAIL_NAMES
 from tests.journeys.conftest import (
     REPO,
     active_pricing_jobs,
@@ -123,10 +124,9 @@ def test_redis_holds_the_jobs_latest_offer_for_a_shopper(submitted: dict[str, st
     assert fields["personalized"].startswith("yes") is bool(offer["personalized"]), (fields, offer)  # disclosure
 
 
-@pytest.fixture
-def feast_server(submitted: dict[str, str]) -> Iterator[str]:
-    """``feast serve`` on the Redis profile, started by the guide's command."""
-    command = guide_command(r"pricewave features serve --profile redis").split()
+def documented_server(pattern: str, url: str, health_path: str) -> Iterator[str]:
+    """Start the guide's command matching ``pattern`` as a user would; yield ``url`` once it answers."""
+    command = guide_command(pattern).split()
     process = subprocess.Popen(
         [str(REPO / command[0]), *command[1:]],
         cwd=REPO,
@@ -134,20 +134,25 @@ def feast_server(submitted: dict[str, str]) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = "http://127.0.0.1:6566"
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
             try:
-                requests.get(f"{url}/health", timeout=2)
+                requests.get(f"{url}{health_path}", timeout=2)
                 break
             except requests.RequestException:
-                assert process.poll() is None, "feast serve exited"
+                assert process.poll() is None, f"{' '.join(command)} exited"
                 time.sleep(1)
         yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def feast_server(submitted: dict[str, str]) -> Iterator[str]:
+    """``feast serve`` on the Redis profile, started by the guide's command."""
+    yield from documented_server(r"pricewave features serve --profile redis", "http://127.0.0.1:6566", "/health")
 
 
 def test_feast_serve_returns_the_same_sku_price_over_http(feast_server: str, submitted: dict[str, str]) -> None:
@@ -161,3 +166,48 @@ def test_feast_serve_returns_the_same_sku_price_over_http(feast_server: str, sub
     assert cli["source"] == "sku"
     assert float(values["price"]) == pytest.approx(float(cli["price"])), (values, cli)
     assert values["model_version"] == cli["model"]
+
+
+@pytest.fixture
+def monitor_url(submitted: dict[str, str]) -> Iterator[str]:
+    """The dashboard, started by the guide's ``pricewave monitor`` command."""
+    yield from documented_server(r"pricewave monitor", "http://127.0.0.1:8050", "/healthz")
+
+
+def test_the_dashboard_shows_the_pricers_business_metrics_from_flink(
+    monitor_url: str, submitted: dict[str, str]
+) -> None:
+    """The kill-switch, exploration and guardrail figures come from the job's own Flink metrics."""
+    deadline = time.monotonic() + 90
+    flink: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        flink = requests.get(f"{monitor_url}/api/snapshot", timeout=10).json()["flink"]
+        pricing = flink.get("pricing") or {}
+        if flink.get("job", {}).get("id") == submitted["job_id"] and len(pricing.get("by_pricer", {})) == 2:
+            break
+        time.sleep(3)
+    pricing = flink.get("pricing") or {}
+    assert set(pricing.get("by_pricer", {})) == {"SkuPricer", "OfferPricer"}, flink.get("job_metrics")
+    assert all(count > 0 for count in pricing["by_pricer"].values()), pricing
+    assert pricing["decisions"] == sum(pricing["by_pricer"].values())
+    # The journey trained a model before submitting: the model prices, the kill switch does not.
+    assert pricing["model_age_s"] is not None and 0 <= pricing["model_age_s"] < 3600, pricing
+    assert pricing["kill_switch_share"] is not None and pricing["kill_switch_share"] < 1, pricing
+    assert 0 <= pricing["exploration_share"] <= 1 and 0 <= pricing["personalized_share"] <= 1, pricing
+    # Guardrail hits are counted per rule (the ``rule`` group) and add up over the rules.
+    sku_metrics = flink["job_metrics"]["SkuPricer"]
+    hits = {name: value for name, value in sku_metrics.items() if name.endswith(".guardrail_hits")}
+    assert hits and set(hits) <= {f"rule.{rule}.guardrail_hits" for rule in GUARDRAIL_NAMES}, " ".join(
+        sorted(sku_metrics)
+    )
+    assert sum(pricing["guardrail_hits"].values()) > 0, pricing
+    assert sku_metrics["event_to_decision_ms_p99"] > 0, sku_metrics
+
+
+def test_kafkas_own_consumer_groups_tool_shows_the_jobs_group(submitted: dict[str, str]) -> None:
+    """The guide's ``pricewave kafka consumer-groups`` line: the job's group, its input topics and their lag."""
+    done = run_documented(guide_command(r"pricewave kafka consumer-groups"), timeout_s=180)
+    settings = load_settings(env={})
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("pricewave-pricing ")]
+    assert {row[1] for row in rows} >= {settings.topics.clicks}, done.stdout
+    assert all(row[5].isdigit() or row[5] == "-" for row in rows), done.stdout  # the LAG column

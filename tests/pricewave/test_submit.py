@@ -10,12 +10,14 @@ upgrade that restores the job from its savepoint. Valid clicks must come out as 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pricewave import cli
@@ -57,8 +59,11 @@ def fresh_taskmanagers(kafka_stack: Settings, flink_cluster: Settings) -> Settin
     """
     from pricewave import stack
 
+    # With Flink's Prometheus reporter on (ports 9250-9260), as an operator runs it: the live job's
+    # test reads the pricers' own metrics from it.
+    reporting = kafka_stack.stack.model_copy(update={"flink_prometheus": True})
     stack.down(kafka_stack, ["flink"])
-    stack.up(kafka_stack, ["flink"])
+    stack.up(kafka_stack.model_copy(update={"stack": reporting}), ["flink"])
     return flink_cluster
 
 
@@ -231,6 +236,47 @@ def test_a_live_job_on_the_cluster_prices_every_view(
     assert any(p["kind"] == "sku" and p["sku"] == "A1" for p in prices), f"{prices[:3]}\n{progress}"
     assert sum(p["kind"] == "offer" for p in prices) >= 50, progress  # (nearly) one per view
     assert all(p["price"] >= 10.0 * 1.05 for p in prices)  # the margin floor holds
+
+    # What Prometheus scrapes from Flink's own reporter: the pricers' business metrics of this job.
+    reported = reported_pricer_metrics(job_id, until=lambda found: found.get(("OfferPricer", "decisions"), 0) >= 50)
+    assert reported.get(("OfferPricer", "decisions"), 0) >= 50, sorted(reported)
+    assert reported.get(("SkuPricer", "decisions"), 0) >= 1, sorted(reported)
+    assert any(name.startswith("rule_guardrail_hits{") for _, name in reported), sorted(reported)  # hits per rule
+    assert reported[("OfferPricer", "event_to_decision_ms_p99")] > 0
+    assert 0 <= reported[("OfferPricer", "kill_switch")] <= reported[("OfferPricer", "decisions")]
+    assert reported[("OfferPricer", "model_age_s")] >= -1  # -1: no model, the kill switch prices
+
+
+PRICER_SAMPLE = re.compile(r"^flink_taskmanager_job_task_operator_pricewave_(\w+)\{([^}]*)\} (\S+)$", re.M)
+
+
+def reported_pricer_metrics(
+    job_id: str, until: Callable[[dict[tuple[str, str], float]], bool], timeout_s: float = 90
+) -> dict[tuple[str, str], float]:
+    """The job's ``pricewave`` metrics as the TaskManagers' Prometheus reporters expose them, summed
+    over subtasks: ``(pricer, name)`` -> value, with a ``rule`` label kept in the name."""
+    found: dict[tuple[str, str], float] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = {}
+        for port in range(9250, 9261):
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except requests.RequestException:
+                continue
+            for name, label_text, value in PRICER_SAMPLE.findall(text):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
+                if labels.get("job_id") != job_id:
+                    continue
+                key = (labels["pricewave"], f"{name}{{rule={labels['rule']}}}" if "rule" in labels else name)
+                # Counters add up over subtasks; a level (a latency, the model's age) is the worst one.
+                level = name.startswith("event_to_decision") or name == "model_age_s"
+                number = float(value)
+                found[key] = max(found.get(key, number), number) if level else found.get(key, 0.0) + number
+        if until(found):
+            break
+        time.sleep(2)
+    return found
 
 
 def test_dry_run_prints_the_flink_run_command(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:

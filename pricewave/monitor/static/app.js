@@ -144,6 +144,11 @@ function render(snap) {
   text("job-restarts", f.job ? fmt(f.job.restarts) : "-");
   const cp = f.checkpoints || {};
   text("cp-counts", cp.available ? `${fmt(cp.completed)} / ${fmt(cp.failed)}` : "-");
+  const jp = f.pricing || {};
+  text("job-decisions", f.pricing ? fmt(jp.decisions) : "-");
+  text("job-kill-switch", f.pricing ? pct(jp.kill_switch_share) : "-");
+  text("job-explored", f.pricing ? pct(jp.exploration_share) : "-");
+  text("job-decision-p99", f.pricing ? ms(jp.event_to_decision_p99_ms) : "-");
   text("cp-last", cp.last ? `#${cp.last.id} at ${when(cp.last.time)}, ${ms(cp.last.duration_ms)}` : "-");
   rows("operators", f.operators || [], (op) => [
     [op.name], [fmt(op.parallelism), "num"], [fmt(op.records_in_per_s, 1), "num"], [fmt(op.records_out_per_s, 1), "num"],

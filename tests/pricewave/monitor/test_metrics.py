@@ -50,6 +50,21 @@ SNAPSHOT = {
                 "watermark_lag_ms": 1500,
             },
         ],
+        # As FlinkHealth reads the job's own metrics (udfs/metrics.py) from Flink's REST API.
+        "job_metrics": {
+            "SkuPricer": {
+                "decisions": 40.0,
+                "kill_switch": 4.0,
+                "explored": 6.0,
+                "personalized": 0.0,
+                "rule.floor.guardrail_hits": 3.0,
+                "event_to_decision_ms_p99": 5200.0,
+                "model_age_s": 3600.0,
+                "store_down": 0.0,
+            },
+            "OfferPricer": {"decisions": 60.0, "kill_switch": 0.0, "personalized": 45.0, "model_age_s": -1.0},
+            "push_decisions": {"store_down": 1.0},
+        },
     },
     "freshness": {"views": [{"view": "sku_price", "age_s": 12.0}]},
 }
@@ -67,6 +82,19 @@ def test_durations_are_in_seconds() -> None:
     assert "pricewave_flink_last_checkpoint_duration_seconds 0.25" in lines
     assert 'pricewave_flink_operator_watermark_lag_seconds{operator="Source: clicks",vertex="v1"} 1.5' in lines
     assert "pricewave_flink_job_restarts_total 1" in lines
+    assert 'pricewave_job_event_to_decision_p99_seconds{pricer="SkuPricer"} 5.2' in lines
+
+
+def test_the_pricers_flink_metrics_are_exported_per_pricer_and_rule() -> None:
+    lines = set(render_metrics(SNAPSHOT).splitlines())
+    assert 'pricewave_job_decisions_total{pricer="OfferPricer"} 60' in lines
+    assert 'pricewave_job_kill_switch_decisions_total{pricer="SkuPricer"} 4' in lines
+    assert 'pricewave_job_personalized_decisions_total{pricer="OfferPricer"} 45' in lines
+    assert 'pricewave_job_guardrail_hits_total{pricer="SkuPricer",rule="floor"} 3' in lines
+    assert 'pricewave_job_model_age_seconds{pricer="SkuPricer"} 3600' in lines
+    no_model = 'pricewave_job_model_age_seconds{pricer="OfferPricer"}'
+    assert not any(line.startswith(no_model) for line in lines)
+    assert not any('pricer="push_decisions"' in line for line in lines)  # a store writer is not a pricer
 
 
 def test_the_lint_finds_what_promtool_would(prometheus_validator: Path) -> None:
