@@ -13,9 +13,12 @@ repository (override the directory with ``PRICEWAVE_SCHEMAS_DIR``). The same fil
 
 Schema conventions: an integer field with ``"x-unit": "epoch-millis"`` is a timestamp (between
 2000-01-01 and one day after now); an array of numbers is a float array; a nullable field has
-``"type": [<type>, "null"]``; ``"additionalProperties": false`` everywhere (an unknown field is an
-error). Integers are strict: ``1.0`` is not an integer and ``true`` is neither an integer nor a
-number.
+``"type": [<type>, "null"]``. Each schema declares its compatibility policy, ``"x-compatibility"``
+(:data:`COMPATIBILITY_POLICIES`): ``"full"`` for the input topics a shop's producers write (a
+reader ignores fields it does not know, ``"additionalProperties": true``, so a producer may move to
+a newer version before or after the job), ``"backward"`` for what pricewave writes itself (an
+unknown field is an error, ``"additionalProperties": false``). Integers are strict: ``1.0`` is not
+an integer and ``true`` is neither an integer nor a number.
 
 A rejected record's reason starts with a stable code, then the field, then details:
 ``missing_field: sku``, ``out_of_range: price=-1.0 must be > 0``. :func:`reason_key` reduces a
@@ -97,8 +100,27 @@ _REASON = re.compile(r"^([a-z_]+)(?::\s*([A-Za-z0-9_]+))?")
 _MAX_NESTING = 32
 _SCALAR_TYPES = ("string", "integer", "number", "boolean")
 _TOP_KEYWORDS = frozenset(
-    {"$schema", "$id", "title", "description", "type", "additionalProperties", "required", "properties", "examples"}
+    {
+        "$schema",
+        "$id",
+        "title",
+        "description",
+        "type",
+        "additionalProperties",
+        "x-compatibility",
+        "required",
+        "properties",
+        "examples",
+    }
 )
+COMPATIBILITY_POLICIES = {"full": True, "backward": False}
+"""``x-compatibility`` -> the ``additionalProperties`` it goes with.
+
+* ``full``: readers of ``v<N>`` accept ``v<N+1>`` records (they ignore the fields they do not know)
+  and readers of ``v<N+1>`` accept ``v<N>`` records (new fields are optional). For the input topics:
+  a shop's producers and the pricing job upgrade in either order.
+* ``backward``: readers of ``v<N+1>`` accept ``v<N>`` records; an unknown field is an error, which
+  catches pricewave's own mistakes in what it writes. Consumers upgrade before producers."""
 _FIELD_KEYWORDS = frozenset(
     {
         "type",
@@ -183,6 +205,16 @@ class EventSchema:
     def id(self) -> str:
         """The schema's ``$id``, e.g. ``"pricewave/click_event/v1"``."""
         return str(self.json["$id"])
+
+    @property
+    def compatibility(self) -> str:
+        """The schema's compatibility policy (``"full"`` or ``"backward"``, see ``COMPATIBILITY_POLICIES``)."""
+        return str(self.json["x-compatibility"])
+
+    @property
+    def ignores_unknown_fields(self) -> bool:
+        """Whether a reader accepts (and drops) fields the schema does not declare."""
+        return bool(self.json["additionalProperties"])
 
     @property
     def field_names(self) -> list[str]:
@@ -324,8 +356,16 @@ def _build_schema(path: Path, name: str, version: int, document: Any) -> EventSc
     for key in ("title", "description"):
         if not isinstance(document.get(key), str) or not document[key]:
             raise _fail(path, f'needs a non-empty "{key}"')
-    if document.get("type") != "object" or document.get("additionalProperties") is not False:
-        raise _fail(path, 'must have "type": "object" and "additionalProperties": false')
+    policy = document.get("x-compatibility")
+    if policy not in COMPATIBILITY_POLICIES:
+        raise _fail(path, f'needs "x-compatibility": one of {sorted(COMPATIBILITY_POLICIES)}, not {policy!r}')
+    allows_unknown = COMPATIBILITY_POLICIES[policy]
+    if document.get("type") != "object" or document.get("additionalProperties") is not allows_unknown:
+        raise _fail(
+            path,
+            f'must have "type": "object" and "additionalProperties": {str(allows_unknown).lower()} '
+            f'("x-compatibility": "{policy}")',
+        )
     properties = document.get("properties")
     if not isinstance(properties, dict) or not properties:
         raise _fail(path, 'needs a non-empty "properties" object')
@@ -678,6 +718,7 @@ class _Compiled:
             (spec.name, spec.required, _field_check(spec, properties[spec.name])) for spec in schema.fields
         )
         self.names = frozenset(spec.name for spec in schema.fields)
+        self.strict = not schema.ignores_unknown_fields
 
     def reason(self, record: Any, now_ms: int | None) -> str | None:
         if not isinstance(record, dict):
@@ -695,7 +736,7 @@ class _Compiled:
             reason = check(value, now_ms)
             if reason is not None:
                 return reason
-        if not self.names.issuperset(record):
+        if self.strict and not self.names.issuperset(record):
             unknown = sorted((key for key in record if key not in self.names), key=str)
             return f"unknown_field: {_unknown_field_name(unknown[0])}"
         return None
@@ -715,7 +756,8 @@ def validate_record(
 
     Fields are checked in schema order; the first problem found is reported. Within a field the
     order is: type, finiteness, range or timestamp window, length, enum, pattern. Unknown fields
-    are reported after all declared fields.
+    are reported after all declared fields, under the ``backward`` policy only (a ``full`` schema's
+    reader ignores them).
 
     Args:
         name: The schema name.
@@ -805,7 +847,8 @@ def parse_event(
         version: The schema version (default: the latest).
 
     Returns:
-        The decoded record.
+        The decoded record: its declared fields only (fields a ``full`` schema's reader does not
+        know are dropped here, so they travel no further than the reader).
 
     Raises:
         InvalidEvent: The bytes are not a valid event; ``reason`` says why.
@@ -843,7 +886,11 @@ def check_event(
     value, reason = _decode_reason(raw)
     if reason is None:
         reason = compiled.reason(value, now_ms)
-    return (None, reason) if reason is not None else (value, None)
+    if reason is not None:
+        return None, reason
+    if not compiled.strict and not compiled.names.issuperset(value):
+        value = {key: field for key, field in value.items() if key in compiled.names}
+    return value, None
 
 
 def reason_key(reason: str) -> str:
@@ -892,6 +939,8 @@ def compatibility_problems(old: EventSchema, new: EventSchema) -> list[str]:
         )
     for field in sorted(old_required - new_required):
         problems.append(f"field {field!r} became optional")
+    if old.compatibility != new.compatibility:
+        problems.append(f"the compatibility policy changed from {old.compatibility!r} to {new.compatibility!r}")
     return problems
 
 

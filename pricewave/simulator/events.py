@@ -88,8 +88,6 @@ def malformed_bytes(name: EventName, record: dict[str, Any], kind: MalformedKind
         return json.dumps(bad, separators=(",", ":"), allow_nan=True).encode("utf-8")
     elif kind == "negative_price":
         bad[field] = -abs(bad[field]) if name != "review" else -rng.randint(0, 5)
-    elif kind == "unknown_field":
-        bad[rng.choice(["coupon", "raw_user_id", "debug", "price_cents"])] = "x"
     elif kind == "bad_timestamp":
         bad["event_time"] = rng.choice(_BAD_TIMESTAMPS)
     elif kind == "non_utf8":

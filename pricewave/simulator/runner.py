@@ -55,6 +55,7 @@ _SEARCH_WORDS = ("best", "cheap", "organic", "gift", "deal", "premium", "new")
 
 # Heap entry kinds, in tie-break order at equal times.
 _REPLENISH, _COMPETITOR, _REVIEW, _ARRIVAL, _STEP = range(5)
+_NEVER_MS = 100 * 365 * 24 * 3_600_000  # a gap this long is past the end of any run
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,8 @@ class Simulator:
 
     @staticmethod
     def _exp_ms(rng: random.Random, rate_per_ms: float) -> int:
-        return max(1, int(rng.expovariate(rate_per_ms)))
+        # A rate so small its gap overflows (e.g. 1e-311 updates/hour) means "never": a century.
+        return max(1, int(min(rng.expovariate(rate_per_ms), _NEVER_MS)))
 
     def _arrival_rate_per_ms(self, t_ms: int) -> float:
         return self.scenario.users.sessions_per_hour * self.market.traffic_multiplier(t_ms) / HOUR_MS

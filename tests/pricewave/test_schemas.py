@@ -86,7 +86,11 @@ def test_event_schema_files_follow_the_conventions(name: str) -> None:
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert document["$id"] == f"pricewave/{name}/v{schema.version}"
     assert document["title"] and document["description"]
-    assert document["type"] == "object" and document["additionalProperties"] is False
+    assert document["type"] == "object"
+    # The input topics a shop's producers write are fully compatible (readers ignore unknown fields);
+    # what pricewave writes is backward compatible only (an unknown field is its own bug).
+    policy = "full" if name in ("click_event", "competitor_price", "review") else "backward"
+    assert (schema.compatibility, document["additionalProperties"]) == (policy, policy == "full")
     assert all(prop["description"] for prop in document["properties"].values())
     assert "event_time" in document["properties"] or name == "dead_letter"
     for spec in schema.fields:
@@ -192,9 +196,9 @@ def test_overflowing_numbers_are_rejected() -> None:
     ("name", "record", "reason"),
     [
         ("click_event", {k: v for k, v in CLICK.items() if k != "sku"}, "missing_field: sku"),
-        ("click_event", with_(CLICK, foo=1), "unknown_field: foo"),
-        ("click_event", with_(CLICK, foo=1, bar=2), "unknown_field: bar"),
-        ("click_event", with_(CLICK, **{"bad key\n": 1}), "unknown_field: 'bad key\\n'"),
+        ("price_decision", with_(DECISION, foo=1), "unknown_field: foo"),
+        ("price_decision", with_(DECISION, foo=1, bar=2), "unknown_field: bar"),
+        ("price_decision", with_(DECISION, **{"bad key\n": 1}), "unknown_field: 'bad key\\n'"),
         (
             "competitor_price",
             with_(load_schema("competitor_price").json["examples"][0], price="9.99"),
@@ -288,7 +292,11 @@ def test_fields_are_checked_in_schema_order() -> None:
     record["sku"] = "SKU-1"
     assert reason_for("click_event", record) == "out_of_range: price_seen=-1 must be > 0"
     record["price_seen"] = 1
-    assert reason_for("click_event", record) == "unknown_field: foo"
+    assert reason_for("click_event", record) is None  # a fully compatible input ignores unknown fields
+    strict = with_(DECISION, decision_id="", foo=1)
+    assert reason_for("price_decision", strict) == "too_short: decision_id length 0 < 1"
+    strict["decision_id"] = "d-1"
+    assert reason_for("price_decision", strict) == "unknown_field: foo"
 
 
 def test_reasons_are_short_single_lines() -> None:
@@ -464,7 +472,7 @@ def mutated(
 
 def applicable(schema: EventSchema, code: str) -> bool:
     if code in ("missing_field", "unknown_field"):
-        return code == "unknown_field" or any(f.required for f in schema.fields)
+        return not schema.ignores_unknown_fields if code == "unknown_field" else any(f.required for f in schema.fields)
     return any(bad_values(f, schema.json["properties"][f.name], code) is not None for f in schema.fields)
 
 
@@ -552,7 +560,14 @@ def test_each_version_only_adds_optional_fields(name: str) -> None:
         assert compatibility_problems(load_schema(name, old), load_schema(name, new)) == []
 
 
-def _write(directory: Path, name: str, version: int, properties: dict[str, Any], required: list[str]) -> None:
+def _write(
+    directory: Path,
+    name: str,
+    version: int,
+    properties: dict[str, Any],
+    required: list[str],
+    policy: str = "backward",
+) -> None:
     folder = directory / name
     folder.mkdir(parents=True, exist_ok=True)
     document = {
@@ -561,7 +576,8 @@ def _write(directory: Path, name: str, version: int, properties: dict[str, Any],
         "title": name,
         "description": f"{name} v{version}",
         "type": "object",
-        "additionalProperties": False,
+        "additionalProperties": policy == "full",
+        "x-compatibility": policy,
         "required": required,
         "properties": properties,
     }
@@ -602,6 +618,31 @@ def test_compatibility_problems_detects_breaking_changes(
     assert compatibility_problems(load_schema("thing", 1), load_schema("thing", 2)) == problems
 
 
+def test_a_policy_change_is_a_breaking_change(schema_dir: Path) -> None:
+    _write(schema_dir, "thing", 1, {"id": ID}, ["id"], policy="full")
+    _write(schema_dir, "thing", 2, {"id": ID}, ["id"], policy="backward")
+    problems = compatibility_problems(load_schema("thing", 1), load_schema("thing", 2))
+    assert problems == ["the compatibility policy changed from 'full' to 'backward'"]
+
+
+@pytest.mark.parametrize("policy", ["full", "backward"])
+def test_readers_across_versions_follow_the_policy(schema_dir: Path, policy: str) -> None:
+    """v1 and v2 (one optional field added) read each other's records as the policy promises."""
+    note = {"type": "string", "maxLength": 4, "description": "new in v2"}
+    _write(schema_dir, "thing", 1, {"id": ID}, ["id"], policy=policy)
+    _write(schema_dir, "thing", 2, {"id": ID, "note": note}, ["id"], policy=policy)
+    assert compatibility_problems(load_schema("thing", 1), load_schema("thing", 2)) == []
+    v1_record, v2_record = b'{"id": "a"}', b'{"id": "a", "note": "hi"}'
+    assert check_event("thing", v1_record, version=2) == ({"id": "a"}, None)  # backward: a v2 reader reads v1
+    forward = check_event("thing", v2_record, version=1)  # forward: a v1 reader reads v2 ...
+    if policy == "full":  # ... under full only, keeping the fields it knows
+        assert forward == ({"id": "a"}, None)
+    else:
+        assert forward == (None, "unknown_field: note")
+    # what a v2 reader checks still holds for the new field, whatever reads it
+    assert check_event("thing", b'{"id": "a", "note": "too long"}', version=2)[1] == "too_long: note length 8 > 4"
+
+
 # ------------------------------------------------------------------------------------------
 # Loading errors
 
@@ -625,7 +666,9 @@ def test_latest_version_is_the_highest_number(schema_dir: Path) -> None:
         ("bad_id", ("thing", None), '"$id" must be "pricewave/thing/v1"'),
         ("unsupported", ("thing", None), "unsupported keywords ['format']"),
         ("no_description", ("thing", None), "field 'id' needs a \"description\""),
-        ("open", ("thing", None), '"additionalProperties": false'),
+        ("open", ("thing", None), '"additionalProperties": false ("x-compatibility": "backward")'),
+        ("closed_full", ("thing", None), '"additionalProperties": true ("x-compatibility": "full")'),
+        ("no_policy", ("thing", None), "needs \"x-compatibility\": one of ['backward', 'full'], not None"),
         ("bad_timestamp", ("thing", None), "a timestamp may only declare"),
     ],
 )
@@ -642,6 +685,7 @@ def test_malformed_schemas_raise_schema_error(
         "description": "d",
         "type": "object",
         "additionalProperties": False,
+        "x-compatibility": "backward",
         "required": [],
         "properties": {"id": dict(ID)},
     }
@@ -659,6 +703,10 @@ def test_malformed_schemas_raise_schema_error(
             del document["properties"]["id"]["description"]
         elif setup == "open":
             document["additionalProperties"] = True
+        elif setup == "closed_full":
+            document["x-compatibility"] = "full"
+        elif setup == "no_policy":
+            del document["x-compatibility"]
         elif setup == "bad_timestamp":
             document["properties"]["t"] = {
                 "type": "integer",

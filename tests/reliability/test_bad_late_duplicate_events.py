@@ -136,7 +136,8 @@ def bad_value(role: str, good: dict[str, Any], k: int, rng: random.Random) -> by
         lambda: b"null",
         lambda: b"{}",
         lambda: _json({k2: v for k2, v in rec.items() if k2 != "sku"}),  # missing field
-        lambda: _json({**rec, "raw_user_id": "fuzz-user-1"}),  # unknown field
+        # (An unknown field alone is no fault: the input schemas are fully compatible.)
+        lambda: _json({**rec, "raw_user_id": "fuzz-user-1", value_field: None}),  # a raw id beside a null value
         lambda: _json({**rec, value_field: str(rec[value_field])}),  # wrong type
         lambda: _json({**rec, "event_time": str(rec["event_time"])}),
         lambda: _json({**rec, "sku": 12345}),

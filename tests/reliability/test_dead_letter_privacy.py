@@ -53,8 +53,10 @@ def leaky_records() -> list[bytes]:
     cut = encode_json(click(4, "dlp-user-44"))
     return [
         raw_key,
-        encode_json({**good, "user_id": "dlp-user-2"}),  # an extra field named like a raw id
-        encode_json({**good, "raw_user_id": "dlp-user-3", "customerId": 40417}),
+        # extra fields named like a raw id, in records rejected for another reason (an extra field
+        # alone is accepted: the input schemas are fully compatible, and the job drops it)
+        encode_json({**good, "user_id": "dlp-user-2", "price_seen": -1}),
+        encode_json({**good, "raw_user_id": "dlp-user-3", "customerId": 40417, "channel": "fax"}),
         cut[: cut.index(b"dlp-user-44") + 10],  # truncated inside the id: "dlp-user-4" is left
         encode_json(click(5, "dlp-user-5"))[:-20],  # truncated after the id
         b"\xe9" + encode_json(click(6, "dlp-user-6")),  # not UTF-8
@@ -112,8 +114,10 @@ def test_dead_letters_of_a_buggy_producer_hold_no_raw_user_id(
     offsets: dict[int, bytes] = {}
     futures: list[tuple[bytes | None, Any]] = []
     for n in range(20):  # a normal stream around the leaky records
-        value = encode_json(click(100 + n, pseudonymize_user(f"dlp-user-{n}", SECRET.encode())))
-        futures.append((None, producer.send(settings.topics.clicks, value, key=b"k")))
+        good = click(100 + n, pseudonymize_user(f"dlp-user-{n}", SECRET.encode()))
+        if n % 5 == 0:  # valid, with a raw id in a field the schema does not know: accepted, the field dropped
+            good["user_id"] = f"dlp-user-{200 + n}"
+        futures.append((None, producer.send(settings.topics.clicks, encode_json(good), key=b"k")))
         if n < len(leaky):
             futures.append((leaky[n], producer.send(settings.topics.clicks, leaky[n], key=b"k")))
     producer.flush()
@@ -127,6 +131,13 @@ def test_dead_letters_of_a_buggy_producer_hold_no_raw_user_id(
     options = bounded_options(decision_log_dir=str(tmp_path / "decisions"))
     t_env = create_table_environment(settings, options)
     build_pipeline(t_env, settings, options).execute().wait()
+
+    # The accepted records' extra raw ids went no further than the job's reader.
+    prices = read_topic(settings, settings.topics.prices)
+    assert all(find_raw_ids(RAW_ID, r.value or b"") == [] for r in prices)
+    for path in (tmp_path / "decisions").rglob("*"):
+        if path.is_file():
+            assert find_raw_ids(RAW_ID, path.read_bytes()) == [], path
 
     records = read_topic(settings, settings.topics.dlq, read_committed=False)
     letters = {json.loads(r.value)["offset"]: json.loads(r.value) for r in records}

@@ -67,7 +67,6 @@ def test_malformed_classes_hit_the_intended_checks() -> None:
         "non_utf8": "bad_encoding",
         "oversize": "too_large",
         "missing_field": "missing_field",
-        "unknown_field": "unknown_field",
         "negative_price": "out_of_range",
         "wrong_type": "wrong_type",
     }

@@ -301,3 +301,13 @@ def test_settings_topics_route_events(tmp_path: Path) -> None:
     custom: Settings = SETTINGS.model_copy(update={"topics": topics})
     sim = Simulator(SMALL, custom, seed=1, review_texts=TEXTS)
     assert [sim.topic_for(n) for n in ("click_event", "competitor_price", "review")] == ["c1", "c2", "c3"]
+
+
+def test_a_vanishing_rate_means_never_not_an_overflow() -> None:
+    """A rate so small that its exponential gap overflows (Hypothesis found 2.2e-311 competitor
+    updates per hour) schedules the next event a century away instead of crashing the run."""
+    import random
+
+    gap = Simulator._exp_ms(random.Random(0), 2.225073858507e-311 / 3_600_000)
+    assert gap == 100 * 365 * 24 * 3_600_000
+    assert Simulator._exp_ms(random.Random(0), 1.0) >= 1
