@@ -21,6 +21,7 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, UserDefinedFunctionWrapper, udf
 
 from pricewave.schemas import DEFAULT_INPUT_CLOCK_SKEW_S, check_event, load_schema
+from udfs.metrics import metric_group
 
 
 class EventValidator(ScalarFunction):
@@ -45,8 +46,9 @@ class EventValidator(ScalarFunction):
         # Flink metrics (REST, Web UI, Prometheus): records this check rejects. The job asks it
         # for no late verdict (that comes after it, per partition); dead letters and late ones
         # are counted where they are routed (DeadLetterPseudonymizer).
-        group = function_context.get_metric_group().add_group("pricewave", self.schema_name)  # type: ignore[attr-defined]
-        self.rejected_counter = group.counter("invalid")
+        group = metric_group(function_context, self.schema_name)
+        if group is not None:
+            self.rejected_counter = group.counter("invalid")
 
     def reasons(self, raw: pd.Series, late: pd.Series | None = None, unstamped: pd.Series | None = None) -> pd.Series:
         """The reason for each raw value (None when valid and on time)."""
@@ -84,10 +86,11 @@ class DeadLetterPseudonymizer(ScalarFunction):
 
     def open(self, function_context: object) -> None:
         # Flink metrics: every dead letter, the late ones among them, and those with raw ids replaced.
-        group = function_context.get_metric_group().add_group("pricewave", "dead_letter")  # type: ignore[attr-defined]
-        self.pseudonymized_counter = group.counter("pseudonymized")
-        self.dead_lettered_counter = group.counter("dead_lettered")
-        self.late_counter = group.counter("late")
+        group = metric_group(function_context, "dead_letter")
+        if group is not None:
+            self.pseudonymized_counter = group.counter("pseudonymized")
+            self.dead_lettered_counter = group.counter("dead_lettered")
+            self.late_counter = group.counter("late")
 
     def pseudonymize(self, raw: pd.Series) -> pd.DataFrame:
         """The bytes to keep and the replaced fields (comma-separated, None when none) per value."""

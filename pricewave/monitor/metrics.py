@@ -15,6 +15,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pricewave.monitor.sources import guardrail_rule, pricer_metrics
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BACKPRESSURE_LEVELS = {"ok": 0, "low": 1, "high": 2}
 
@@ -60,7 +62,7 @@ class _Writer:
 
 def _job_metrics(out: _Writer, metrics: Mapping[str, Mapping[str, float]]) -> None:
     """The pricers' own Flink metrics (udfs/metrics.py, read from Flink's REST API), per pricer."""
-    pricers = {what: values for what, values in metrics.items() if "decisions" in values}
+    pricers = pricer_metrics(metrics)
     for name, help_text in (
         ("decisions", "Price decisions the job's pricer made (Flink metric, this job attempt)."),
         ("kill_switch", "Decisions the kill switch priced at base (Flink metric)."),
@@ -74,10 +76,10 @@ def _job_metrics(out: _Writer, metrics: Mapping[str, Mapping[str, float]]) -> No
         "counter",
         "Guardrail hits per rule (Flink metric).",
         [
-            ({"pricer": what, "rule": name.split(".")[1]}, value)
+            ({"pricer": what, "rule": rule}, value)
             for what, values in pricers.items()
             for name, value in values.items()
-            if name.startswith("rule.") and name.endswith(".guardrail_hits")
+            if (rule := guardrail_rule(name)) is not None
         ],
     )
     out.family(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import requests
@@ -77,6 +77,23 @@ def job_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return found
 
 
+def pricer_metrics(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, Mapping[str, float]]:
+    """The pricers' part of :func:`job_metrics` (the groups that count ``decisions``)."""
+    return {what: values for what, values in metrics.items() if "decisions" in values}
+
+
+def guardrail_rule(name: str) -> str | None:
+    """The rule of a ``rule.<rule>.guardrail_hits`` metric name, else None.
+
+    Example:
+        >>> guardrail_rule("rule.floor.guardrail_hits"), guardrail_rule("decisions")
+        ('floor', None)
+    """
+    if name.startswith("rule.") and name.endswith(".guardrail_hits"):
+        return name.removeprefix("rule.").removesuffix(".guardrail_hits")
+    return None
+
+
 def pricing_figures(metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
     """The pricers' business figures (all pricers together) from :func:`job_metrics`.
 
@@ -86,7 +103,7 @@ def pricing_figures(metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
         >>> figures["decisions"], figures["kill_switch_share"], figures["guardrail_hits"]
         (8, 0.25, {'floor': 3})
     """
-    pricers = {what: values for what, values in metrics.items() if "decisions" in values}
+    pricers = pricer_metrics(metrics)
     decisions = int(sum(values["decisions"] for values in pricers.values()))
 
     def total(name: str) -> int:
@@ -98,8 +115,8 @@ def pricing_figures(metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
     hits: dict[str, int] = {}
     for values in pricers.values():
         for name, value in values.items():
-            if name.startswith("rule.") and name.endswith(".guardrail_hits") and value:
-                rule = name.removeprefix("rule.").removesuffix(".guardrail_hits")
+            rule = guardrail_rule(name)
+            if rule is not None and value:
                 hits[rule] = hits.get(rule, 0) + int(value)
     ages = [values["model_age_s"] for values in pricers.values() if values.get("model_age_s", -1) >= 0]
     lags = [values["event_to_decision_ms_p99"] for values in pricers.values() if "event_to_decision_ms_p99" in values]

@@ -26,6 +26,7 @@ from pricewave.config import Settings
 from pricewave.errors import ConfigError
 from pricewave.kafka_io import flink_security_properties
 from pricewave.stack.jars import kafka_classpath
+from pricewave.stack.kafka import raise_missing_java
 
 
 @dataclass(frozen=True)
@@ -106,13 +107,11 @@ def run_tool(settings: Settings, tool: str, args: Sequence[str]) -> int:
     """Run a console tool in the foreground (stdin, stdout and stderr are the caller's); its exit code.
 
     Raises:
-        ConfigError: Unknown tool, no ``java``, or a security setting that is incomplete.
-        StackError: The jars cannot be resolved (Maven missing or offline).
+        ConfigError: Unknown tool, or a security setting that is incomplete.
+        StackError: No ``java``, or the jars cannot be resolved (Maven missing or offline).
     """
-    if tool not in TOOLS:
-        raise ConfigError(f"unknown Kafka tool {tool!r}: choose one of {', '.join(TOOLS)}")
     if shutil.which("java") is None:
-        raise ConfigError("java is not installed: install OpenJDK 17 (apt-get install openjdk-17-jdk-headless)")
+        raise_missing_java()
     security = flink_security_properties(settings)
     with tempfile.TemporaryDirectory(prefix="pricewave-kafka-") as folder:
         log_config = Path(folder) / "log4j2.properties"
