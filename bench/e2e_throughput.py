@@ -8,7 +8,7 @@ the job bounded (``scan.bounded.mode=latest-offset``) from the earliest offsets:
 
 * **validation only**: sources → validation pandas UDF → dead-letter sink (the job's own DDL
   functions, without windows, pricing and sinks);
-* **full job**: :func:`jobs.pricing_job.build_pipeline` unchanged: validation, dedup, HOP windows,
+* **full job**: :func:`pricewave.job.build_pipeline` unchanged: validation, dedup, HOP windows,
   competition, the pricing pandas UDF, the exactly-once ``prices`` topic, online-store pushes and
   the decision log.
 
@@ -80,14 +80,8 @@ def prepare(
 
 def validation_only(t_env: Any, settings: Settings, options: Any) -> Any:
     """Sources → validation UDF → dead-letter sink, built from the job's own functions."""
-    from jobs.pricing_job import (
-        INPUT_SCHEMAS,
-        checked_view,
-        dead_letter_ddl,
-        dead_letter_insert,
-        register_udfs,
-        source_ddl,
-    )
+    from pricewave.job import register_udfs
+    from pricewave.job.sources import INPUT_SCHEMAS, checked_view, dead_letter_ddl, dead_letter_insert, source_ddl
 
     options.validate()
     register_udfs(t_env, settings, options)
@@ -191,7 +185,7 @@ def run_minicluster(
     settings: Settings, variant: str, total: int, parallelism: int, workdir: Path, python_workers: str = "loopback"
 ) -> dict[str, Any]:
     """One bounded job on a MiniCluster in this process, sampled through its REST endpoint."""
-    from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
+    from pricewave.job import JobOptions, build_pipeline, create_table_environment
 
     port = benchlib.free_port()
     options = JobOptions(

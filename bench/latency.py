@@ -240,8 +240,8 @@ def run_config(
     python_workers: str = "loopback",
     review_share: float = 0.0,
 ) -> dict[str, Any]:
-    from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
     from pricewave.feature_store import FeatureWriter, open_store
+    from pricewave.job import JobOptions, build_pipeline, create_table_environment
 
     bundle_size, bundle_ms = BUNDLES[name]
     port = benchlib.free_port()

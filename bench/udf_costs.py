@@ -89,8 +89,8 @@ def sku_windows(market: benchlib.SyntheticMarket, rng: np.random.Generator) -> p
 
 def measure(settings: Settings, batches: int) -> dict[str, float]:
     """Rows/s of each UDF's ``eval`` on 1,000-row batches."""
-    from jobs.pricing_job import USER_SESSION_COLUMNS
     from pricewave.feature_store import FeatureWriter, open_store
+    from pricewave.job.sinks import USER_SESSION_COLUMNS
     from pricewave.privacy import pseudonymize_user
     from udfs.pricing import SKU_WINDOW_FEATURES, DecisionPush, FeaturePush, OfferPricer, SkuPricer
     from udfs.validation import EventValidator

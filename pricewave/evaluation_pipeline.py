@@ -61,7 +61,7 @@ _JOB_SCRIPT = textwrap.dedent(
     """
     import sys, uuid
     sys.path.insert(0, {root!r})
-    from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment
+    from pricewave.job import JobOptions, build_pipeline, create_table_environment
     from pricewave.config import load_settings
 
     settings = load_settings()

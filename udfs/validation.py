@@ -29,7 +29,7 @@ class EventValidator(ScalarFunction):
 
     The schema's reason comes first; a valid record the source gave no event time (further ahead of
     the job's clock than ``max_clock_skew_s``) gets :meth:`unstamped_reason`. The job judges
-    lateness after this check, per partition (:func:`jobs.pricing_job.checked_view`);
+    lateness after this check, per partition (:func:`pricewave.job.sources.checked_view`);
     :meth:`reasons` also takes a late flag, for callers outside the job.
     """
 

@@ -302,7 +302,7 @@ def test_flink_deployment_runs_the_pricing_job_with_savepoint_upgrades() -> None
     assert flink_options[:2] == ["-pyclientexec", "/opt/venv/bin/python"]
     user_args = args[script + 1 :]
     assert all(not arg.startswith("-py") for arg in user_args)
-    from jobs.pricing_job import parse_args
+    from pricewave.job import parse_args
 
     _, options, *_ = parse_args(user_args)  # the job accepts its flags
     assert options.parallelism == job["parallelism"]

@@ -34,8 +34,8 @@ import requests
 import yaml
 from kafka.consumer.fetcher import ConsumerRecord
 
-from jobs.pricing_job import JobOptions
 from pricewave.config import Settings, load_settings
+from pricewave.job import JobOptions
 from pricewave.kafka_io import make_consumer
 from pricewave.stack.flink import FlinkService
 from pricewave.stack.kafka import KafkaService

@@ -39,8 +39,9 @@ import pandas as pd
 import pytest
 import requests
 
-from jobs.pricing_job import build_pipeline, create_table_environment, record_skew_reason
 from pricewave.config import Settings
+from pricewave.job import build_pipeline, create_table_environment
+from pricewave.job.sources import record_skew_reason
 from pricewave.kafka_io import encode_json, make_producer
 from pricewave.privacy import pseudonymize_raw_ids, pseudonymize_user
 from pricewave.schemas import check_event

@@ -28,18 +28,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from jobs.pricing_job import (
-    JobOptions,
-    build_pipeline,
-    checked_view,
-    create_table_environment,
-    dead_letter_ddl,
-    dead_letter_insert,
-    record_skew_reason,
-    register_udfs,
-    source_ddl,
-)
 from pricewave.config import Settings
+from pricewave.job import JobOptions, build_pipeline, create_table_environment, register_udfs
+from pricewave.job.sources import checked_view, dead_letter_ddl, dead_letter_insert, record_skew_reason, source_ddl
 from pricewave.kafka_io import encode_json, make_producer
 from pricewave.privacy import pseudonymize_user
 from pricewave.schemas import check_event

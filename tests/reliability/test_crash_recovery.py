@@ -51,8 +51,8 @@ from typing import Any
 
 import pytest
 
-from jobs.pricing_job import JobOptions
 from pricewave.config import Settings
+from pricewave.job import JobOptions
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import load_scenario
 from pricewave.submit import cancel_job, cluster_for, job_details
@@ -190,7 +190,7 @@ def submit_run(env: CrashEnv, settings: Settings, name: str) -> str:
     the REST endpoint; ``flink run`` itself was not used because it could not start the job when this
     was written (RELIABILITY.md: ``pipeline.jars`` under ``flink run -py``, since fixed).
     """
-    from jobs.pricing_job import build_pipeline, create_table_environment
+    from pricewave.job import build_pipeline, create_table_environment
     from pricewave.submit import build_job_archive, flink_python_jar
 
     cluster = env.stack.settings.flink

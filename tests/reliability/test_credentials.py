@@ -184,8 +184,8 @@ def test_pricing_job_runs_against_the_scram_broker(
     """The Flink job's Kafka tables (sources, dead letters, exactly-once prices) log in with SCRAM too."""
     import shutil
 
-    from jobs.pricing_job import build_pipeline, create_table_environment
     from pricewave.feature_store import FeatureWriter, open_store
+    from pricewave.job import build_pipeline, create_table_environment
     from pricewave.simulator.runner import Simulator
     from pricewave.simulator.scenario import FaultsSpec, load_scenario
 

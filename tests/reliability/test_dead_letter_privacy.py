@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from jobs.pricing_job import build_pipeline, create_table_environment
 from pricewave.config import USER_KEY_SECRET_ENV, Settings
+from pricewave.job import build_pipeline, create_table_environment
 from pricewave.kafka_io import encode_json, make_producer
 from pricewave.privacy import pseudonymize_raw_ids, pseudonymize_user
 from pricewave.schemas import check_event, validate_record

@@ -27,8 +27,9 @@ import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import InvalidTransactionTimeoutError, KafkaError
 
-from jobs.pricing_job import JobOptions, build_pipeline, create_table_environment, prices_sink_ddl
 from pricewave.config import Settings
+from pricewave.job import JobOptions, build_pipeline, create_table_environment
+from pricewave.job.sinks import prices_sink_ddl
 from pricewave.kafka_io import encode_json, make_admin, make_producer
 from pricewave.privacy import pseudonymize_user
 from tests.reliability.harness import T0, bounded_options, decision_log_rows, fresh_topics, read_topic

@@ -191,7 +191,7 @@ def submit_direct(args: list[str]) -> str:
     The job's own argument parser and pipeline, what ``pricewave submit`` ships (the code zip,
     PyFlink's jar) and the cluster's address, through its REST endpoint, as test_crash_recovery does.
     """
-    from jobs.pricing_job import build_pipeline, create_table_environment, parse_args
+    from pricewave.job import build_pipeline, create_table_environment, parse_args
 
     settings, options, _duration, _plan = parse_args(args)
     cluster = settings.flink

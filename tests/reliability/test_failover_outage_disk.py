@@ -47,8 +47,8 @@ from typing import Any
 
 import pytest
 
-from jobs.pricing_job import JobOptions
 from pricewave.config import Settings
+from pricewave.job import JobOptions
 from pricewave.simulator.runner import Simulator, live_clock_start
 from pricewave.simulator.scenario import FaultsSpec, load_scenario
 from pricewave.stack.kafka import KafkaService
@@ -177,7 +177,7 @@ class Feeder:
 
 def submit(env: FailoverEnv, settings: Settings, name: str, **changes: Any) -> str:
     """Submit the live job to the private cluster (the job zip and PyFlink's jar, through REST)."""
-    from jobs.pricing_job import build_pipeline, create_table_environment
+    from pricewave.job import build_pipeline, create_table_environment
     from pricewave.submit import build_job_archive, flink_python_jar
 
     cluster = env.stack.settings.flink

@@ -219,7 +219,8 @@ def test_every_personalized_offer_carries_the_disclosure_flag(pricing_settings: 
 
 
 def test_protected_attributes_never_reach_a_model_input(tmp_path: Path) -> None:
-    from jobs.pricing_job import INPUT_SCHEMAS, SKU_COMPETITION_COLUMNS, SKU_DEMAND_COLUMNS
+    from pricewave.job.sinks import SKU_COMPETITION_COLUMNS, SKU_DEMAND_COLUMNS
+    from pricewave.job.sources import INPUT_SCHEMAS
     from pricewave.pricing.features import FEATURE_NAMES, assert_no_protected_inputs, feature_spec
     from pricewave.schemas import load_schema
     from pricewave.simulator.runner import Simulator

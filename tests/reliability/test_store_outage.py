@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 import requests
 
-from jobs.pricing_job import build_pipeline, create_table_environment
 from pricewave.config import Settings
+from pricewave.job import build_pipeline, create_table_environment
 from pricewave.kafka_io import encode_json, make_producer
 from pricewave.privacy import pseudonymize_user
 from pricewave.stack.redis import RedisService

@@ -185,8 +185,8 @@ def test_pricing_job_reads_and_writes_through_the_tls_listener(
     tls_broker: Settings, applied_feature_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Flink job's Kafka tables (sources, dead letters, exactly-once prices) over SASL_SSL."""
-    from jobs.pricing_job import build_pipeline, create_table_environment
     from pricewave.feature_store import FeatureWriter, open_store
+    from pricewave.job import build_pipeline, create_table_environment
     from pricewave.simulator.runner import Simulator
     from pricewave.simulator.scenario import FaultsSpec, load_scenario
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.pricing_job import JobOptions, decision_log_ddl, parse_args
 from pricewave.config import Settings
 from pricewave.errors import ConfigError
+from pricewave.job import JobOptions, parse_args
+from pricewave.job.sinks import decision_log_ddl
 
 
 def test_defaults_tolerate_failed_checkpoints_within_the_transaction_timeout() -> None:

@@ -15,15 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs.pricing_job import (
-    _PYTHON_WORKER_MODE_VARIABLE,
-    JobOptions,
-    build_pipeline,
-    create_table_environment,
-    source_ddl,
-)
 from pricewave.config import Settings
 from pricewave.errors import ConfigError
+from pricewave.job import JobOptions, build_pipeline, create_table_environment
+from pricewave.job.environment import PYTHON_WORKER_MODE_VARIABLE
+from pricewave.job.sources import source_ddl
 from pricewave.kafka_io import encode_json, ensure_topics, make_producer
 from pricewave.privacy import pseudonymize_user
 from tests.conftest import consume_all
@@ -262,7 +258,7 @@ def test_out_of_order_input_gives_the_same_windows_as_ordered_input(
 
 def test_compiled_plan_is_written_once_then_executed_from_file(job_settings: Settings, tmp_path: Path) -> None:
     """A compiled plan pins operator identities across upgrades; the second run executes the file."""
-    from jobs.pricing_job import run_statements
+    from pricewave.job import run_statements
 
     plan = tmp_path / "plan.json"
     producer = make_producer(job_settings)
@@ -303,7 +299,7 @@ def test_a_record_from_a_clock_running_ahead_is_dead_lettered_without_moving_the
     # Accepted, it would have moved the watermark 10 minutes past the stream: the 20 clicks after it late.
     assert [d["reason"] for d in dead] == ["bad_timestamp: event_time more than 300 s ahead of the job's clock"]
     assert json.loads(base64.b64decode(dead[0]["raw_b64"]))["event_id"] == "e500"
-    assert _PYTHON_WORKER_MODE_VARIABLE not in os.environ  # set only while the environment is created
+    assert PYTHON_WORKER_MODE_VARIABLE not in os.environ  # set only while the environment is created
 
 
 def test_python_worker_mode_and_clock_skew_are_validated() -> None:

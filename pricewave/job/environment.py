@@ -1,0 +1,177 @@
+"""The job's TableEnvironment: its configuration, the UDFs the SQL calls, and a planner workaround."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pyflink.common import Configuration
+from pyflink.java_gateway import get_gateway
+from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment, TableResult
+
+from pricewave.config import Settings
+from pricewave.job.options import JobOptions
+from pricewave.job.sinks import (
+    REVIEW_SUMMARY_COLUMNS,
+    SKU_COMPETITION_COLUMNS,
+    SKU_DEMAND_COLUMNS,
+    USER_SESSION_COLUMNS,
+)
+from pricewave.job.sources import INPUT_SCHEMAS
+from pricewave.job.sql import millis
+from pricewave.stack.jars import flink_connector_jars
+from udfs.pricing import decision_push_udf, feature_push_udf, offer_pricer_udf, sku_pricer_udf
+from udfs.review_embedding import review_sentiment_udf, review_summary_udaf
+from udfs.validation import dead_letter_pseudonymizer_udf, validator_udf
+
+# PyFlink reads this variable when a TableEnvironment is created (no configuration key exists).
+PYTHON_WORKER_MODE_VARIABLE = "_python_worker_execution_mode"
+
+
+@contextlib.contextmanager
+def python_worker_mode(mode: str) -> Iterator[None]:
+    """Create a TableEnvironment inside this to get ``process`` workers on a MiniCluster."""
+    if mode != "process":
+        yield  # PyFlink's default: loopback when local, processes on a cluster
+        return
+    previous = os.environ.get(PYTHON_WORKER_MODE_VARIABLE)
+    os.environ[PYTHON_WORKER_MODE_VARIABLE] = "process"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(PYTHON_WORKER_MODE_VARIABLE, None)
+        else:
+            os.environ[PYTHON_WORKER_MODE_VARIABLE] = previous
+
+
+def create_table_environment(settings: Settings, options: JobOptions) -> TableEnvironment:
+    """A streaming TableEnvironment configured for the job.
+
+    Embedded (``python jobs/pricing_job.py``) it runs on a MiniCluster; under ``flink run`` the
+    client's configuration (cluster address, detached mode, ``-p``) is the base and this adds to it.
+    """
+    config = Configuration()
+    config.set_string("pipeline.name", "pricewave-pricing")
+    config.set_string("execution.checkpointing.interval", f"{millis(options.checkpoint_interval_s)} ms")
+    config.set_string("execution.checkpointing.mode", "EXACTLY_ONCE")
+    # Aligned checkpoints: unaligned ones hung this job at the end of a bounded input, the tasks of
+    # the sku -> versions -> offers -> sinks diamond idle or backpressured and a checkpoint never
+    # completing (the sinks' forward inputs are always aligned, the hash edges before them were
+    # not; RELIABILITY.md §1).
+    config.set_string("execution.checkpointing.unaligned.enabled", "false")
+    # Checkpoint failures (full disk, expiry) are reported (REST checkpoint stats, the monitor)
+    # and tolerated up to a bound, instead of failing the job into a restart loop.
+    config.set_string("execution.checkpointing.tolerable-failed-checkpoints", str(options.tolerable_failed_checkpoints))
+    # Keep the latest checkpoint when the job is cancelled or fails for good (Flink's default,
+    # NO_EXTERNALIZED_CHECKPOINTS, deletes it then): `pricewave submit --from-checkpoint latest`
+    # resumes from it, e.g. after the JobManager of a cluster without HA was lost.
+    config.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+    config.set_string("restart-strategy.type", options.restart_strategy)
+    if options.parallelism is not None:
+        config.set_string("parallelism.default", str(options.parallelism))
+    config.set_string("python.fn-execution.bundle.size", str(options.bundle_size))
+    config.set_string("python.fn-execution.bundle.time", str(options.bundle_time_ms))
+    config.set_string("python.fn-execution.arrow.batch.size", str(options.arrow_batch_size))
+    config.set_string("python.executable", sys.executable)
+    config.set_string("python.client.executable", sys.executable)
+    if options.source_idle_timeout_s is not None:
+        config.set_string("table.exec.source.idle-timeout", f"{millis(options.source_idle_timeout_s)} ms")
+    config.set_string("table.local-time-zone", "UTC")
+    # A view read by several inserts (sku_demand feeds pricing and its store push) is planned once
+    # with every column any reader needs, instead of once per reader with its own pruned columns.
+    config.set_string("table.optimizer.reuse-optimize-block-with-digest-enabled", "true")
+    for key, value in options.extra_config.items():
+        config.set_string(key, value)
+    environment = EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build()
+    with python_worker_mode(options.python_workers):
+        t_env = TableEnvironment.create(environment)
+    # Connector jars ship with the job through pipeline.jars, one way only (never also in lib/).
+    # Append: under `flink run -py` the list already holds PyFlink's runtime jar.
+    table_config = t_env.get_config()
+    # The client may hand the list over in YAML form ("[file:/a.jar]"): parse it as PyFlink does.
+    existing = [str(jar) for jar in Configuration.parse_list_value(table_config.get("pipeline.jars", "") or "")]
+    ours = [path.as_uri() for path in flink_connector_jars(settings)]
+    table_config.set("pipeline.jars", ";".join(existing + [jar for jar in ours if jar not in existing]))
+    # Checkpoints on the filesystem unless the cluster names a place: kept in JobManager memory they
+    # are capped at 5 MiB and the job fails once its window state outgrows that.
+    if options.checkpoint_dir:
+        table_config.set("execution.checkpointing.dir", Path(options.checkpoint_dir).resolve().as_uri())
+    if not table_config.get("execution.checkpointing.dir", ""):
+        table_config.set("execution.checkpointing.dir", settings.path("flink", "checkpoints").as_uri())
+    return t_env
+
+
+def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptions) -> None:
+    """Register the pandas UDFs the SQL calls."""
+    for schema in INPUT_SCHEMAS.values():
+        t_env.create_temporary_function(f"validate_{schema}", validator_udf(schema, options.max_clock_skew_s))
+    t_env.create_temporary_function("pseudonymize_dead_letter", dead_letter_pseudonymizer_udf(settings.user_key_secret))
+    t_env.create_temporary_function("price_sku", sku_pricer_udf(settings))
+    t_env.create_temporary_function("price_offer", offer_pricer_udf(settings))
+    t_env.create_temporary_function("review_sentiment", review_sentiment_udf(settings))
+    t_env.create_temporary_function("review_summary", review_summary_udaf())
+    t_env.create_temporary_function(
+        "push_user_session", feature_push_udf(settings, "user_session", USER_SESSION_COLUMNS)
+    )
+    t_env.create_temporary_function(
+        "push_sku_review_summary", feature_push_udf(settings, "sku_review_summary", REVIEW_SUMMARY_COLUMNS)
+    )
+    t_env.create_temporary_function("push_decisions", decision_push_udf(settings))
+    t_env.create_temporary_function(
+        "push_sku_demand", feature_push_udf(settings, "sku_demand", (*SKU_DEMAND_COLUMNS, "event_time"))
+    )
+    t_env.create_temporary_function(
+        "push_sku_competition", feature_push_udf(settings, "sku_competition", (*SKU_COMPETITION_COLUMNS, "event_time"))
+    )
+
+
+def prepare_planner_thread(t_env: TableEnvironment) -> None:
+    """Give the Java thread that serves this Python thread's next gateway call the planner's metadata provider.
+
+    Calcite keeps the provider in a thread-local, which Flink sets on the thread that builds a query
+    (FLINK-23020, unfixed). The Python gateway hands calls to whichever of its connections is free: after
+    another Python thread's call (a garbage-collected Java object is released from any thread) the next
+    ``execute()`` can land on a Java thread that never built a query, and planning fails with
+    ``NullPointerException: metadataHandlerProvider`` (seen in CI). Setting it here, one call before the
+    planning call from the same thread, puts it on that connection's thread.
+    """
+    gateway = get_gateway()
+    jvm = gateway.jvm
+    loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()  # the planner's own class loader
+
+    def load(name: str) -> Any:
+        return jvm.java.lang.Class.forName(name, True, loader)
+
+    def static_call(class_name: str, method: str, *typed_args: tuple[str, Any]) -> Any:
+        types = gateway.new_array(jvm.java.lang.Class, len(typed_args))
+        values = gateway.new_array(jvm.java.lang.Object, len(typed_args))
+        for n, (type_name, value) in enumerate(typed_args):
+            types[n], values[n] = load(type_name), value
+        return load(class_name).getMethod(method, types).invoke(None, values)
+
+    calcite, flink = "org.apache.calcite.rel.metadata", "org.apache.flink.table.planner.plan.metadata"
+    provider = static_call(f"{flink}.FlinkDefaultRelMetadataProvider", "INSTANCE")
+    janino = static_call(f"{calcite}.JaninoRelMetadataProvider", "of", (f"{calcite}.RelMetadataProvider", provider))
+    load(f"{calcite}.RelMetadataQueryBase").getField("THREAD_PROVIDERS").get(None).set(janino)
+
+
+class PricingStatements(StatementSet):
+    """The job's INSERTs: a StatementSet whose planning does not depend on which gateway thread runs it."""
+
+    def __init__(self, statements: StatementSet, t_env: TableEnvironment) -> None:
+        super().__init__(statements._j_statement_set, t_env)
+
+    def execute(self) -> TableResult:
+        """Plan and submit the job (see :func:`prepare_planner_thread`)."""
+        prepare_planner_thread(self._t_env)
+        return super().execute()
+
+    def compile_plan(self) -> Any:
+        """Plan the job into a CompiledPlan (see :func:`prepare_planner_thread`)."""
+        prepare_planner_thread(self._t_env)
+        return super().compile_plan()
