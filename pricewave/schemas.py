@@ -6,9 +6,9 @@ repository (override the directory with ``PRICEWAVE_SCHEMAS_DIR``). The same fil
 * Python validation of records and raw Kafka values (:func:`validate_record`,
   :func:`parse_event`, :func:`check_event`), by a checker compiled once per schema that agrees
   with :mod:`jsonschema` and is fast enough for every record;
-* Flink SQL column types, a validity predicate and a reason expression for the streaming job
-  (:func:`flink_row_type`, :func:`flink_ddl_columns`, :func:`flink_sql_predicate`,
-  :func:`flink_sql_reason`);
+* Flink SQL column types for the streaming job's tables (:func:`flink_row_type`,
+  :func:`flink_ddl_columns`); the job validates records with :func:`check_event` itself, in a
+  pandas UDF (:mod:`udfs.validation`), so Python and Flink can never disagree;
 * Feast field types (:func:`feast_fields`).
 
 Schema conventions: an integer field with ``"x-unit": "epoch-millis"`` is a timestamp (between
@@ -22,7 +22,7 @@ an integer and ``true`` is neither an integer nor a number.
 
 A rejected record's reason starts with a stable code, then the field, then details:
 ``missing_field: sku``, ``out_of_range: price=-1.0 must be > 0``. :func:`reason_key` reduces a
-reason to ``code: field`` (what :func:`flink_sql_reason` returns).
+reason to ``code: field`` (what the monitor and the tests group reasons by).
 
 Example:
     >>> from pricewave.schemas import check_event, flink_row_type, load_schema, reason_key
@@ -689,13 +689,6 @@ def _python_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.ASCII)
 
 
-def _java_pattern(pattern: str) -> str:
-    # Java's '$' also matches before a final line terminator; '\z' is the very end.
-    if pattern.endswith("$") and not pattern.endswith("\\$"):
-        pattern = pattern[:-1] + r"\z"
-    return pattern
-
-
 def _field_check(spec: FieldSpec, prop: dict[str, Any]) -> _Check:
     if spec.is_array:
         return _array_check(spec.name, prop, spec)
@@ -896,8 +889,6 @@ def check_event(
 def reason_key(reason: str) -> str:
     """Reduce a reason to its stable part: ``code: field`` (or ``code`` for a record-level code).
 
-    This is what :func:`flink_sql_reason` produces, so Python and Flink reasons compare equal.
-
     Example:
         >>> reason_key("out_of_range: price=-1.0 must be > 0"), reason_key("too_large: 70000 bytes > 65536")
         ('out_of_range: price', 'too_large')
@@ -992,16 +983,6 @@ def _quote(identifier: str) -> str:
     return "`" + identifier.replace("`", "``") + "`"
 
 
-def _literal(value: Any) -> str:
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return str(value) if _INT32[0] <= value <= _INT32[1] else f"CAST({value} AS BIGINT)"
-    return repr(float(value))
-
-
 def flink_ddl_columns(name: str, *, version: int | None = None) -> str:
     """The column list of a ``CREATE TABLE`` for a schema, one quoted column per line.
 
@@ -1015,99 +996,6 @@ def flink_ddl_columns(name: str, *, version: int | None = None) -> str:
           `event_time` BIGINT
     """
     return ",\n".join(f"  {_quote(column)} {sql_type}" for column, sql_type in flink_row_type(name, version=version))
-
-
-_MAX_DOUBLE = "1.7976931348623157E308"
-_NOW_MS_SQL = "UNIX_TIMESTAMP() * 1000"
-
-
-def _sql_checks(schema: EventSchema, column_prefix: str) -> list[tuple[str, str]]:
-    """(reason key, SQL condition that holds when the check passes) in Python's checking order.
-
-    Only what a typed row can show is checked: types, unknown fields, array items and object
-    contents are the deserializer's business, and a null in a nullable field is never missing.
-    Each condition is TRUE or FALSE, never NULL.
-    """
-    checks: list[tuple[str, str]] = []
-    properties = schema.json["properties"]
-    for spec in schema.fields:
-        prop = properties[spec.name]
-        column = column_prefix + _quote(spec.name)
-        name = spec.name
-        present = f"{column} IS NULL OR "
-        if spec.required and not spec.nullable:
-            checks.append((f"missing_field: {name}", f"{column} IS NOT NULL"))
-        if spec.is_array:
-            if "minItems" in prop:
-                checks.append((f"too_short: {name}", f"({present}CARDINALITY({column}) >= {prop['minItems']})"))
-            if "maxItems" in prop:
-                checks.append((f"too_long: {name}", f"({present}CARDINALITY({column}) <= {prop['maxItems']})"))
-            continue
-        if spec.json_type == "number":
-            checks.append(
-                (f"not_finite: {name}", f"({present}({column} >= -{_MAX_DOUBLE} AND {column} <= {_MAX_DOUBLE}))")
-            )
-        if spec.is_timestamp:
-            window = f"{column} >= {_literal(MIN_EVENT_TIME_MS)} AND {column} <= {_NOW_MS_SQL} + {MAX_FUTURE_SKEW_MS}"
-            checks.append((f"bad_timestamp: {name}", f"({present}({window}))"))
-        elif spec.json_type in ("number", "integer"):
-            low, high = _limits(prop)
-            type_limits = _INT32 if _flink_type(spec, prop) == "INT" else _INT64
-            terms = []
-            if low is not None and not (spec.json_type == "integer" and low == (type_limits[0], False)):
-                terms.append(f"{column} {'>' if low[1] else '>='} {_literal(low[0])}")
-            if high is not None and not (spec.json_type == "integer" and high == (type_limits[1], False)):
-                terms.append(f"{column} {'<' if high[1] else '<='} {_literal(high[0])}")
-            if terms:
-                checks.append((f"out_of_range: {name}", f"({present}({' AND '.join(terms)}))"))
-        elif spec.json_type == "string":
-            if prop.get("minLength", 0) > 0:
-                checks.append((f"too_short: {name}", f"({present}CHAR_LENGTH({column}) >= {prop['minLength']})"))
-            if "maxLength" in prop:
-                checks.append((f"too_long: {name}", f"({present}CHAR_LENGTH({column}) <= {prop['maxLength']})"))
-            if "enum" in prop:
-                values = ", ".join(_literal(v) for v in prop["enum"])
-                checks.append((f"bad_enum: {name}", f"({present}{column} IN ({values}))"))
-            if "pattern" in prop:
-                regex = _literal(_java_pattern(prop["pattern"]))
-                checks.append((f"bad_pattern: {name}", f"({present}REGEXP({column}, {regex}))"))
-    return checks
-
-
-def flink_sql_predicate(name: str, column_prefix: str = "", *, version: int | None = None) -> str:
-    """A Flink SQL boolean expression that is TRUE exactly when a typed row passes the schema's checks.
-
-    Compiled from the schema: required fields NOT NULL, enums ``IN (...)``, numeric ranges,
-    ``CHAR_LENGTH`` limits, ``REGEXP`` patterns (Java regex, anchored at the very end), finite
-    doubles, and timestamps between 2000-01-01 and ``UNIX_TIMESTAMP() * 1000`` plus ``MAX_FUTURE_SKEW_MS``.
-    For Java-side validation in the streaming job, e.g. ``WHERE <predicate>``.
-
-    Args:
-        name: The schema name.
-        column_prefix: Prepended to every (backquoted) column, e.g. ``"t."``.
-        version: The schema version (default: the latest).
-
-    Example:
-        >>> flink_sql_predicate("review").splitlines()[0]
-        '`review_id` IS NOT NULL'
-    """
-    checks = _sql_checks(load_schema(name, version), column_prefix)
-    return "\nAND ".join(condition for _, condition in checks)
-
-
-def flink_sql_reason(name: str, column_prefix: str = "", *, version: int | None = None) -> str:
-    """A Flink SQL ``CASE`` expression giving the first failing check's reason key, or NULL.
-
-    The keys are :func:`reason_key` of the reason Python gives for the same record, e.g.
-    ``'missing_field: sku'`` or ``'out_of_range: price'``, checked in the same order.
-
-    Example:
-        >>> flink_sql_reason("review").splitlines()[1]
-        "  WHEN NOT (`review_id` IS NOT NULL) THEN 'missing_field: review_id'"
-    """
-    checks = _sql_checks(load_schema(name, version), column_prefix)
-    whens = "\n".join(f"  WHEN NOT ({condition}) THEN {_literal(key)}" for key, condition in checks)
-    return f"CASE\n{whens}\n  ELSE CAST(NULL AS STRING)\nEND"
 
 
 # --------------------------------------------------------------------------------------------

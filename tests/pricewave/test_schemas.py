@@ -30,8 +30,6 @@ from pricewave.schemas import (
     feast_fields,
     flink_ddl_columns,
     flink_row_type,
-    flink_sql_predicate,
-    flink_sql_reason,
     load_schema,
     parse_event,
     reason_key,
@@ -729,7 +727,7 @@ def test_override_directory_is_used(schema_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# Flink and Feast mappings (the SQL itself runs in test_schemas_flink.py)
+# Flink and Feast mappings (the job plans the Flink DDL in tests/pricewave/job/)
 
 
 def test_flink_row_types() -> None:
@@ -760,26 +758,6 @@ def test_float_arrays_map_to_float(schema_dir: Path) -> None:
     _write(schema_dir, "thing", 1, {"vector": vector}, ["vector"])
     assert flink_row_type("thing") == [("vector", "ARRAY<FLOAT>")]
     assert str(feast_fields("thing")[0].dtype) == "Array(Float32)"
-
-
-def test_flink_sql_covers_every_field_check() -> None:
-    predicate = flink_sql_predicate("click_event", column_prefix="t.")
-    reason = flink_sql_reason("click_event", column_prefix="t.")
-    assert "t.`sku` IS NOT NULL" in predicate
-    assert "REGEXP(t.`sku`, '^[A-Za-z0-9_.-]{1,64}\\z')" in predicate
-    assert "t.`event_type` IN ('view', 'click', 'search', 'add_to_cart', 'purchase')" in predicate
-    assert "CHAR_LENGTH(t.`query`) <= 256" in predicate
-    assert f"UNIX_TIMESTAMP() * 1000 + {MAX_FUTURE_SKEW_MS}" in predicate
-    assert "t.`quantity` IS NOT NULL" not in predicate  # optional
-    for key in [
-        "missing_field: sku",
-        "bad_pattern: user_key",
-        "out_of_range: price_seen",
-        "bad_timestamp: event_time",
-        "not_finite: price_seen",
-    ]:
-        assert f"THEN '{key}'" in reason
-    assert reason.count("WHEN") == predicate.count("\nAND ") + 1
 
 
 def test_feast_fields() -> None:
