@@ -19,7 +19,7 @@ window still open (all 60 slides of the 1-h HOP window at once): that tail is re
 is not part of the sustained rate. Per-vertex ``busyTimeMsPerSecond`` and
 ``backPressuredTimeMsPerSecond`` (mean over the samples while input flowed; max over subtasks)
 show which operator bounds it. ``--cluster`` submits to the standalone cluster through
-:func:`pricewave.submit.submit` instead of a MiniCluster.
+:func:`pricewave.flink.submit` instead of a MiniCluster.
 
 Usage::
 
@@ -232,10 +232,10 @@ def run_minicluster(
 
 
 def run_cluster(settings: Settings, variant: str, total: int, parallelism: int, workdir: Path) -> dict[str, Any]:
-    """The full job on the standalone cluster (``pricewave.submit``), sampled through its REST API."""
+    """The full job on the standalone cluster (``pricewave.flink``), sampled through its REST API."""
     import yaml
 
-    from pricewave.submit import cancel_job, cluster_for, submit
+    from pricewave.flink import cancel_job, cluster_for, submit
 
     if variant != "full":
         return {"variant": variant, "error": "--cluster runs the full job only"}
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--parallelism", type=int, default=2, help="job parallelism (default 2: one per core)")
     parser.add_argument("--variants", default=None, help="comma list of validation,full (default both; tiny: full)")
-    parser.add_argument("--cluster", action="store_true", help="submit to the standalone cluster (pricewave.submit)")
+    parser.add_argument("--cluster", action="store_true", help="submit to the standalone cluster (pricewave.flink)")
     parser.add_argument(
         "--python-workers",
         choices=("loopback", "process"),

@@ -1,7 +1,7 @@
 """Review-embedding throughput on the CPU: reviews/s by batch size, and the cost of a cache hit.
 
-Embeds real Amazon Fine Foods reviews (:func:`pricewave.datasets.load_reviews`) with
-:class:`pricewave.embedding.ReviewEmbedder` on the CPU, once as written (truncated at 128
+Embeds real Amazon Fine Foods reviews (:func:`pricewave.data.datasets.load_reviews`) with
+:class:`pricewave.reviews.embedding.ReviewEmbedder` on the CPU, once as written (truncated at 128
 tokens) and once as *short* reviews (each review's first 24 words, the DESIGN.md target of
 >= 100 short reviews/s). Each batch size calls ``embed`` with that many new texts per call, the
 way a Flink Arrow batch arrives; the cache is off for these rows. The last line times texts
@@ -19,26 +19,16 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
+import benchlib
 import numpy as np
 import torch
 import transformers
 
-from pricewave.datasets import load_reviews
-from pricewave.embedding import ReviewEmbedder
+from pricewave.data.datasets import load_reviews
+from pricewave.reviews.embedding import ReviewEmbedder
 
 SHORT_WORDS = 24
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def reviews_per_second(embedder: ReviewEmbedder, texts: list[str], batch: int) -> float:
@@ -87,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     tokens = embedder._tokenizer(full, truncation=True, max_length=embedder.max_length)["input_ids"]
     short_tokens = embedder._tokenizer(short, truncation=True, max_length=embedder.max_length)["input_ids"]
 
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    print(f"machine: {benchlib.cpu_model()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
     print(
         f"versions: python {platform.python_version()}, torch {torch.__version__}, "
         f"transformers {transformers.__version__}, numpy {np.__version__}"

@@ -820,7 +820,7 @@ def evaluate_ta_feng(
         The report: MAE / RMSE of the model and of the per-product-mean baseline on the held-out
         month, and the share of products with a negative estimated elasticity.
     """
-    from pricewave.datasets import TA_FENG_MODEL_COLUMNS, load_ta_feng
+    from pricewave.data.datasets import TA_FENG_MODEL_COLUMNS, load_ta_feng
 
     assert_no_protected_inputs(TA_FENG_DESIGN_COLUMNS)
     raw = load_ta_feng(settings, progress=progress)

@@ -564,7 +564,7 @@ def fit_demand_model(
         model.load_state_dict(best_state)
     model.eval()
 
-    from pricewave.sentiment import roc_auc
+    from pricewave.reviews.sentiment import roc_auc
 
     val_p = predict(val_rows).numpy().astype(np.float64)
     train_p = predict(train_rows).numpy().astype(np.float64)

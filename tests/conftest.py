@@ -19,7 +19,7 @@ import pytest
 import redis
 from kafka.consumer.fetcher import ConsumerRecord
 
-from pricewave import stack
+from pricewave import flink, stack
 from pricewave.config import Settings, load_settings
 from pricewave.kafka_io import ensure_topics, make_admin, make_consumer
 from pricewave.stack.process import child_environment
@@ -76,6 +76,22 @@ def flink_cluster(settings: Settings) -> Settings:
     return settings
 
 
+TOPIC_ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
+
+
+def delete_topics_quietly(settings: Settings, names: list[str]) -> None:
+    """Delete test topics, best effort: a leftover test topic harms nothing."""
+    if not names:
+        return
+    admin = make_admin(settings)
+    try:
+        admin.delete_topics(names)
+    except Exception:
+        pass
+    finally:
+        admin.close()
+
+
 @pytest.fixture
 def fresh_topic(kafka_stack: Settings, request: pytest.FixtureRequest) -> Iterator[str]:
     """A newly created topic with a unique name; deleted after the test."""
@@ -83,13 +99,27 @@ def fresh_topic(kafka_stack: Settings, request: pytest.FixtureRequest) -> Iterat
     name = f"test-{stem}-{uuid.uuid4().hex[:8]}"
     ensure_topics(kafka_stack, [name])
     yield name
-    admin = make_admin(kafka_stack)
-    try:
-        admin.delete_topics([name])
-    except Exception:  # best effort: a leftover test topic harms nothing
-        pass
-    finally:
-        admin.close()
+    delete_topics_quietly(kafka_stack, [name])
+
+
+@pytest.fixture
+def fresh_topic_settings(kafka_stack: Settings) -> Iterator[Callable[..., Settings]]:
+    """Make settings whose topics are new, uniquely named topics, one per role; deleted after the test.
+
+    Call it as ``fresh_topic_settings("test-monitor")`` (topics ``test-monitor-<role>-<suffix>``, one
+    partition each), or with ``partitions=None`` for the settings' own partition count.
+    """
+    created: list[str] = []
+
+    def make(prefix: str, *, partitions: int | None = 1) -> Settings:
+        suffix = uuid.uuid4().hex[:8]
+        names = {role: f"{prefix}-{role.replace('_', '-')}-{suffix}" for role in TOPIC_ROLES}
+        ensure_topics(kafka_stack, names.values(), partitions=partitions)
+        created.extend(names.values())
+        return kafka_stack.model_copy(update={"topics": kafka_stack.topics.model_copy(update=names)})
+
+    yield make
+    delete_topics_quietly(kafka_stack, created)
 
 
 def train_small_model(work: Path, settings: Settings) -> Path:
@@ -333,3 +363,21 @@ def promlint_problems(validator: Path, exposition: str) -> list[str]:
     result = subprocess.run([str(validator), "metrics"], input=exposition, capture_output=True, text=True,
                             timeout=60, check=False)  # fmt: skip
     return result.stderr.splitlines() if result.returncode else []
+
+
+def restored_from(cluster: flink.Cluster, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """The job's ``checkpoints.latest.restored`` (the savepoint or checkpoint it resumed from), once reported.
+
+    Raises:
+        AssertionError: The job ended, or reported nothing within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = flink.rest_json(cluster, "GET", f"/jobs/{job_id}/checkpoints", job_id=job_id)
+        restored = (stats.get("latest") or {}).get("restored")
+        if restored:
+            return dict(restored)
+        if flink.job_details(cluster, job_id).get("state") in ("FINISHED", "FAILED", "CANCELED"):
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} reports no restored checkpoint")

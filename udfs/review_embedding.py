@@ -1,6 +1,6 @@
 """Vectorized (pandas, Arrow-batched) PyFlink UDF: review text -> (sentiment, embedding).
 
-Each Python worker builds one :class:`pricewave.embedding.ReviewEmbedder` and loads the trained
+Each Python worker builds one :class:`pricewave.reviews.embedding.ReviewEmbedder` and loads the trained
 sentiment head once, in ``open()``; a module-level cache shares them between every UDF instance
 in that worker. Train the head before starting the job (``pricewave reviews train-sentiment``):
 a worker that finds none trains it itself, which embeds 4,000 reviews (minutes on a CPU).
@@ -31,8 +31,8 @@ from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, UserDefinedScalarFunctionWrapper, udf
 
 from pricewave.config import Settings, load_settings
-from pricewave.embedding import ReviewEmbedder, embedder_from_settings
-from pricewave.sentiment import SentimentHead, load_or_train_sentiment_head
+from pricewave.reviews.embedding import ReviewEmbedder, embedder_from_settings
+from pricewave.reviews.sentiment import SentimentHead, load_or_train_sentiment_head
 
 RESULT_TYPE = DataTypes.ROW(
     [

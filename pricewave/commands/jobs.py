@@ -1,6 +1,6 @@
 """``pricewave submit | jobs | stop | upgrade``: the pricing job on a Flink cluster.
 
-``submit`` runs Flink's own ``flink run --detached`` (see :mod:`pricewave.submit`); the others use
+``submit`` runs Flink's own ``flink run --detached`` (see :mod:`pricewave.flink`); the others use
 the JobManager's REST API. Every command defaults to the local stack's cluster (``--cluster URL``
 for another one).
 """
@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pricewave import submit as flink_jobs
+from pricewave import flink as flink_jobs
 from pricewave.config import Settings
 from pricewave.errors import ConfigError
 

@@ -136,7 +136,7 @@ def start_job(settings: Settings, parallelism: int, timeout_s: float) -> str:
     Returns:
         The job id.
     """
-    from pricewave import submit as flink_jobs
+    from pricewave import flink as flink_jobs
 
     cluster = flink_jobs.cluster_for(settings)
     for job in flink_jobs.list_jobs(cluster):

@@ -20,7 +20,7 @@ from pricewave.config import Settings
 
 def _replay_ta_feng(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so `pricewave --help` does not load pandas.
-    from pricewave.replay import replay_ta_feng
+    from pricewave.data.replay import replay_ta_feng
 
     topic = args.topic or settings.topics.clicks
     dlq_topic = args.dlq_topic or settings.topics.dlq

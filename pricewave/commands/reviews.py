@@ -54,8 +54,8 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from pricewave.embedding import embedder_from_settings
-    from pricewave.sentiment import load_or_train_sentiment_head
+    from pricewave.reviews.embedding import embedder_from_settings
+    from pricewave.reviews.sentiment import load_or_train_sentiment_head
 
     source = Path(args.input)
     target = Path(args.out)
@@ -94,8 +94,8 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
-    from pricewave.embedding import embedder_from_settings
-    from pricewave.sentiment import sentiment_head_path, train_sentiment_head
+    from pricewave.reviews.embedding import embedder_from_settings
+    from pricewave.reviews.sentiment import sentiment_head_path, train_sentiment_head
 
     _set_threads(args.threads)
     embedder = embedder_from_settings(settings, batch_size=args.batch_size)
@@ -118,7 +118,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _review_count(text: str) -> int:
-    from pricewave.sentiment import MIN_SAMPLE_REVIEWS  # here: `pricewave --help` does not load torch
+    from pricewave.reviews.sentiment import MIN_SAMPLE_REVIEWS  # here: `pricewave --help` does not load torch
 
     return int_at_least(MIN_SAMPLE_REVIEWS)(text)
 

@@ -67,8 +67,8 @@ class ReviewTexts:
 
     @classmethod
     def from_dataset(cls) -> ReviewTexts:
-        """The 4,000 real Amazon Fine Foods reviews of :func:`pricewave.datasets.load_reviews`."""
-        from pricewave.datasets import load_reviews
+        """The 4,000 real Amazon Fine Foods reviews of :func:`pricewave.data.datasets.load_reviews`."""
+        from pricewave.data.datasets import load_reviews
 
         frame = load_reviews()
         return cls(
@@ -199,7 +199,7 @@ class Simulator:
         faults: Overrides ``scenario.faults`` (shares of late, out-of-order, duplicated, malformed).
         pricebook: The prices to show; default an empty book (list prices) with the scenario's offer TTL.
         review_texts: Texts for reviews: a :class:`ReviewTexts`, a plain list used for every rating,
-            or None for the real Amazon Fine Foods reviews (:func:`pricewave.datasets.load_reviews`).
+            or None for the real Amazon Fine Foods reviews (:func:`pricewave.data.datasets.load_reviews`).
         run_id: Goes into every id (default: a hash of scenario name and seed).
         track_oracle: Also sum the oracle's expected margin per view (for ``summary.regret``).
         clock_start_ms: Start the simulated clock here (epoch ms) instead of the scenario's

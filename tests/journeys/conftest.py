@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pricewave import submit as flink_jobs
+from pricewave import flink as flink_jobs
 from pricewave.config import load_settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -84,8 +84,8 @@ def test_printing_paths_show_no_secret(
 ) -> None:
     from jobs import pricing_job
     from pricewave.feature_store.degraded import _one_line
+    from pricewave.flink.submission import failure_summary
     from pricewave.stack.process import tail
-    from pricewave.submit import _failure_summary
 
     jaas = flink_security_properties(sasl_settings())["sasl.jaas.config"]
     # A CLI error that echoes what it was given (here a config path that holds a secret).
@@ -108,7 +108,7 @@ def test_printing_paths_show_no_secret(
     assert_no_secret(tail(log), "a quoted log tail")
     # flink run's output summarized in a JobError.
     output = f"Caused by: org.apache.flink.table.api.ValidationException: bad option sasl.jaas.config={jaas}"
-    assert_no_secret(_failure_summary(output), "flink run's failure summary")
+    assert_no_secret(failure_summary(output), "flink run's failure summary")
     # An online-store failure as the degraded mode logs it.
     connection = f"127.0.0.1:6379,password={secrets[REDIS_PASSWORD_ENV]}"
     assert_no_secret(_one_line(ValueError(f"could not connect with {connection}")), "a store outage line")

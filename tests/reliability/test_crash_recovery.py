@@ -52,10 +52,10 @@ from typing import Any
 import pytest
 
 from pricewave.config import Settings
+from pricewave.flink import cancel_job, cluster_for, job_details
 from pricewave.job import JobOptions
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import load_scenario
-from pricewave.submit import cancel_job, cluster_for, job_details
 from tests.conftest import train_small_model
 from tests.reliability.harness import (
     PrivateStack,
@@ -157,7 +157,7 @@ def run_settings(env: CrashEnv, name: str, store: str = "sqlite") -> Settings:
     state.mkdir()
     (state / "jars").symlink_to(stack.path("jars").resolve())
     # Submit with the cluster's own client configuration (as `pricewave submit` does for the local
-    # stack): the conf that pricewave.submit generates for another cluster lacks env.java.opts.all,
+    # stack): the conf that pricewave.flink generates for another cluster lacks env.java.opts.all,
     # and `flink run` on Java 17 then fails (InaccessibleObjectException; see RELIABILITY.md).
     (state / "flink").mkdir()
     (state / "flink" / "conf").symlink_to(stack.path("flink", "conf"))
@@ -190,8 +190,8 @@ def submit_run(env: CrashEnv, settings: Settings, name: str) -> str:
     the REST endpoint; ``flink run`` itself was not used because it could not start the job when this
     was written (RELIABILITY.md: ``pipeline.jars`` under ``flink run -py``, since fixed).
     """
+    from pricewave.flink import build_job_archive, flink_python_jar
     from pricewave.job import build_pipeline, create_table_environment
-    from pricewave.submit import build_job_archive, flink_python_jar
 
     cluster = env.stack.settings.flink
     options = JobOptions(

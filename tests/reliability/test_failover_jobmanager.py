@@ -47,12 +47,12 @@ from typing import Any
 import pytest
 
 from pricewave import cli
-from pricewave import submit as flink_jobs
+from pricewave import flink as flink_jobs
 from pricewave.config import Settings, load_settings
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import FaultsSpec, load_scenario
 from pricewave.stack.process import is_alive, running_pid
-from tests.conftest import train_small_model
+from tests.conftest import restored_from, train_small_model
 from tests.reliability.harness import (
     PrivateStack,
     _descendants,
@@ -297,20 +297,6 @@ def wait_checkpoint_and_output(
     raise AssertionError(f"job {job_id} did not checkpoint and write {records} prices within {timeout_s} s")
 
 
-def restored_from(cluster: flink_jobs.Cluster, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
-    """The job's ``checkpoints.latest.restored`` (what it resumed from), once reported."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stats = flink_jobs._rest_json(cluster, "GET", f"/jobs/{job_id}/checkpoints", job_id=job_id)
-        restored = (stats.get("latest") or {}).get("restored")
-        if restored:
-            return dict(restored)
-        if flink_jobs.job_details(cluster, job_id).get("state") in ("FINISHED", "FAILED", "CANCELED"):
-            break
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} reports no restored checkpoint")
-
-
 def wait_consumed(stack: PrivateStack, settings: Settings, group: str, job_id: str, timeout_s: float = 300) -> None:
     """Wait until the job's consumer group has committed the end of every input topic (the source
     commits its offsets on checkpoints) and three more checkpoints completed after that."""
@@ -430,8 +416,8 @@ REPLAY_ROWS = 150
 
 def ta_feng_catalog(settings: Settings, rows: int) -> list[dict[str, Any]]:
     """Catalog rows for the skus of the first ``rows`` Ta Feng rows (the pricers need a base price)."""
-    from pricewave.datasets import load_ta_feng
-    from pricewave.replay import ta_feng_event_frame
+    from pricewave.data.datasets import load_ta_feng
+    from pricewave.data.replay import ta_feng_event_frame
 
     events = ta_feng_event_frame(load_ta_feng(settings, limit=rows, progress=False), settings.user_key_secret)
     first = int(events["event_time"].min())
@@ -512,7 +498,7 @@ def counts(env: FailoverEnv, monitor: Any, settings: Settings, skus: list[str]) 
 def test_replaying_the_same_input_twice_leaves_the_downstream_counts_unchanged(
     failover_env: FailoverEnv, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pricewave.datasets import ta_feng_zip
+    from pricewave.data.datasets import ta_feng_zip
     from pricewave.feature_store import FeatureWriter, open_store
     from pricewave.kafka_io import ensure_topics
     from pricewave.monitor import Monitor

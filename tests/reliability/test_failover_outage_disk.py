@@ -48,11 +48,11 @@ from typing import Any
 import pytest
 
 from pricewave.config import Settings
+from pricewave.flink import cancel_job, cluster_for
 from pricewave.job import JobOptions
 from pricewave.simulator.runner import Simulator, live_clock_start
 from pricewave.simulator.scenario import FaultsSpec, load_scenario
 from pricewave.stack.kafka import KafkaService
-from pricewave.submit import cancel_job, cluster_for
 from tests.reliability.harness import (
     PrivateStack,
     decision_log_rows,
@@ -177,8 +177,8 @@ class Feeder:
 
 def submit(env: FailoverEnv, settings: Settings, name: str, **changes: Any) -> str:
     """Submit the live job to the private cluster (the job zip and PyFlink's jar, through REST)."""
+    from pricewave.flink import build_job_archive, flink_python_jar
     from pricewave.job import build_pipeline, create_table_environment
-    from pricewave.submit import build_job_archive, flink_python_jar
 
     cluster = env.stack.settings.flink
     fields: dict[str, Any] = dict(

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from pricewave.config import Settings, load_settings
-from pricewave.embedding import ReviewEmbedder
-from pricewave.sentiment import SentimentHead, sentiment_head_path
+from pricewave.reviews.embedding import ReviewEmbedder
+from pricewave.reviews.sentiment import SentimentHead, sentiment_head_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from pricewave.config import Settings, load_settings
-from pricewave.embedding import EMBEDDING_DIM, model_fingerprint, packaged_model_path
-from pricewave.sentiment import SentimentHead, sentiment_head_path
+from pricewave.reviews.embedding import EMBEDDING_DIM, model_fingerprint, packaged_model_path
+from pricewave.reviews.sentiment import SentimentHead, sentiment_head_path
 from pricewave.stack.process import child_environment
 from tests.conftest import SENTIMENT_SAMPLE_MIN_AUC, SENTIMENT_SAMPLE_REVIEWS
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import time
@@ -23,6 +22,7 @@ from pricewave.job.sources import source_ddl
 from pricewave.kafka_io import encode_json, ensure_topics, make_producer
 from pricewave.privacy import pseudonymize_user
 from tests.conftest import consume_all
+from tests.reliability.harness import bounded_options
 
 pytestmark = pytest.mark.integration
 
@@ -59,21 +59,6 @@ def write_catalog_row(settings: Settings, sku: str) -> None:
 
     row = {"sku": sku, "base_price": 10.0, "cost": 6.0, "map_price": None, "ceiling_price": 15.0}
     FeatureWriter(open_store(settings)).write("sku_catalog", [{**row, "category": "snacks", "event_time": T0}])
-
-
-def bounded_options() -> JobOptions:
-    return JobOptions(
-        group_id=f"test-{uuid.uuid4().hex[:8]}",
-        starting_offsets="earliest-offset",
-        bounded=True,
-        watermark_emit_strategy="on-event",
-        restart_strategy="none",
-        parallelism=1,
-        out_of_orderness_s=5,
-        window_slide_s=60,
-        short_horizon_s=120,
-        long_horizon_s=600,
-    )
 
 
 def test_bad_and_late_records_go_to_the_dead_letter_topic_and_windows_count_exactly(job_settings: Settings) -> None:
@@ -250,7 +235,7 @@ def test_out_of_order_input_gives_the_same_windows_as_ordered_input(
             producer.send(settings.topics.clicks, encode_json(record))
         producer.flush()
         # ...and the bound is 90 s, so no shuffled event is late.
-        options = JobOptions(**{**bounded_options().__dict__, "out_of_orderness_s": 90})
+        options = bounded_options(out_of_orderness_s=90)
         results.append(_collect_demand(settings, options))
     assert results[0], "no window fired"
     assert results[0] == results[1]
@@ -291,7 +276,7 @@ def test_a_record_from_a_clock_running_ahead_is_dead_lettered_without_moving_the
         producer.send(job_settings.topics.clicks, encode_json(record))
     producer.flush()
 
-    options = dataclasses.replace(bounded_options(), python_workers="process")
+    options = bounded_options(python_workers="process")
     t_env = create_table_environment(job_settings, options)
     build_pipeline(t_env, job_settings, options).execute().wait()
 
@@ -337,7 +322,7 @@ def test_each_offer_meets_the_sku_price_of_its_minute_when_windows_fire_together
     producer.flush()
     # A minute of out-of-orderness keeps the watermark before the first window's end until the input
     # ends: then both windows (ending at 60 s and 120 s) fire on the same, final watermark.
-    options = JobOptions(**{**bounded_options().__dict__, "out_of_orderness_s": 60})
+    options = bounded_options(out_of_orderness_s=60)
     t_env = create_table_environment(job_settings, options)
     build_pipeline(t_env, job_settings, options)
     with t_env.execute_sql("SELECT sku, event_time, features_json FROM offer_decisions").collect() as rows:

@@ -11,15 +11,14 @@ import os
 import shutil
 import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pricewave.config import Settings
-from pricewave.kafka_io import encode_json, ensure_topics, make_admin, make_producer
+from pricewave.kafka_io import encode_json, make_producer
 from pricewave.monitor import Monitor, make_server
 
 pytestmark = pytest.mark.integration
@@ -37,12 +36,10 @@ DOCS_SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "monitor.png"
 
 
 @pytest.fixture
-def flowing(kafka_stack: Settings) -> Iterator[Settings]:
+def flowing(fresh_topic_settings: Callable[..., Settings]) -> Iterator[Settings]:
     """Fresh topics with price decisions, competitor quotes and dead letters flowing into them."""
-    suffix = uuid.uuid4().hex[:8]
-    names = {role: f"test-dashboard-{role.replace('_', '-')}-{suffix}" for role in ROLES}
-    ensure_topics(kafka_stack, names.values(), partitions=1)
-    settings = kafka_stack.model_copy(update={"topics": kafka_stack.topics.model_copy(update=names)})
+    settings = fresh_topic_settings("test-dashboard")
+    names = {role: getattr(settings.topics, role) for role in ROLES}
     stop = threading.Event()
 
     def produce() -> None:
@@ -79,13 +76,6 @@ def flowing(kafka_stack: Settings) -> Iterator[Settings]:
     yield settings
     stop.set()
     thread.join(timeout=10)
-    admin = make_admin(kafka_stack)
-    try:
-        admin.delete_topics(list(names.values()))
-    except Exception:  # best effort: leftover test topics harm nothing
-        pass
-    finally:
-        admin.close()
 
 
 @pytest.fixture

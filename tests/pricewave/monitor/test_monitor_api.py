@@ -12,7 +12,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from pricewave.config import Settings
-from pricewave.kafka_io import encode_json, ensure_topics, make_admin, make_producer
+from pricewave.kafka_io import encode_json, make_producer
 from pricewave.monitor import Monitor, make_server
 
 pytestmark = pytest.mark.integration
@@ -31,19 +31,9 @@ ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
 
 
 @pytest.fixture
-def monitor_settings(kafka_stack: Settings) -> Iterator[Settings]:
+def monitor_settings(fresh_topic_settings: Callable[..., Settings]) -> Settings:
     """Settings naming five fresh single-partition topics."""
-    suffix = uuid.uuid4().hex[:8]
-    names = {role: f"test-monitor-{role.replace('_', '-')}-{suffix}" for role in ROLES}
-    ensure_topics(kafka_stack, names.values(), partitions=1)
-    yield kafka_stack.model_copy(update={"topics": kafka_stack.topics.model_copy(update=names)})
-    admin = make_admin(kafka_stack)
-    try:
-        admin.delete_topics(list(names.values()))
-    except Exception:  # best effort: leftover test topics harm nothing
-        pass
-    finally:
-        admin.close()
+    return fresh_topic_settings("test-monitor")
 
 
 def decision(n: int) -> dict[str, Any]:

@@ -9,14 +9,13 @@ decision once.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pricewave.config import Settings
-from pricewave.kafka_io import encode_json, ensure_topics, make_admin, make_producer
+from pricewave.kafka_io import encode_json, make_producer
 from pricewave.monitor import Monitor
 from tests.pricewave.monitor.test_tally_redelivery import decision
 
@@ -26,18 +25,8 @@ ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
 
 
 @pytest.fixture
-def monitor_settings(kafka_stack: Settings) -> Iterator[Settings]:
-    suffix = uuid.uuid4().hex[:8]
-    names = {role: f"test-reconnect-{role.replace('_', '-')}-{suffix}" for role in ROLES}
-    ensure_topics(kafka_stack, names.values(), partitions=1)
-    yield kafka_stack.model_copy(update={"topics": kafka_stack.topics.model_copy(update=names)})
-    admin = make_admin(kafka_stack)
-    try:
-        admin.delete_topics(list(names.values()))
-    except Exception:  # best effort: leftover test topics harm nothing
-        pass
-    finally:
-        admin.close()
+def monitor_settings(fresh_topic_settings: Callable[..., Settings]) -> Settings:
+    return fresh_topic_settings("test-reconnect")
 
 
 def produce(settings: Settings, records: list[dict[str, Any]]) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from pricewave.errors import DataError
 from pricewave.pricing.features import (
+    DEMAND_FEATURES,
     EMBEDDING_DIM,
     FEATURE_NAMES,
     REQUIRED_COLUMNS,
@@ -20,6 +21,7 @@ from pricewave.pricing.features import (
     is_protected,
 )
 from pricewave.privacy import PROTECTED_ATTRIBUTES
+from pricewave.schemas import load_schema
 
 T0 = 1_735_689_600_000  # 2025-01-01 00:00 UTC, a Wednesday
 
@@ -51,15 +53,9 @@ def col(x: np.ndarray, name: str) -> np.ndarray:
 
 def test_feature_names_are_ordered_unique_and_in_the_spec() -> None:
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
-    assert FEATURE_NAMES[:7] == (
-        "views_5m",
-        "carts_5m",
-        "purchases_5m",
-        "conversion_5m",
-        "views_1h",
-        "purchases_1h",
-        "conversion_1h",
-    )
+    # The demand features lead, and the stream computes each of them: a column of the sku_demand view.
+    assert FEATURE_NAMES[: len(DEMAND_FEATURES)] == DEMAND_FEATURES
+    assert set(DEMAND_FEATURES) <= set(load_schema("sku_demand").field_names)
     assert FEATURE_NAMES[-5:] == ("hour_sin", "hour_cos", "dow_sin", "dow_cos", "is_holiday")
     assert feature_spec()["feature_names"] == list(FEATURE_NAMES)
     assert feature_spec()["embedding_dim"] == EMBEDDING_DIM

@@ -1,4 +1,4 @@
-"""Tests for pricewave.replay and ``pricewave replay``."""
+"""Tests for pricewave.data.replay and ``pricewave replay``."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ from kafka.errors import KafkaError
 
 from pricewave import kafka_io
 from pricewave.config import Settings
-from pricewave.datasets import load_ta_feng
-from pricewave.errors import ConfigError
-from pricewave.privacy import is_user_key, pseudonymize_user
-from pricewave.replay import (
+from pricewave.data.datasets import load_ta_feng
+from pricewave.data.replay import (
     ITEM_SPACING_MS,
     STORE_CLOSES_MS,
     STORE_OPENS_MS,
@@ -30,12 +28,14 @@ from pricewave.replay import (
     replay_ta_feng,
     ta_feng_click_events,
 )
+from pricewave.errors import ConfigError
+from pricewave.privacy import is_user_key, pseudonymize_user
 from pricewave.schemas import InvalidEvent, validate_record
 from pricewave.stack.process import child_environment
 from tests.conftest import consume_all
 
 SECRET = b"test-secret"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PRICEWAVE = REPO / ".venv" / "bin" / "pricewave"
 
 # Distinctive stand-ins for the protected values, so a leak cannot hide behind a coincidence.

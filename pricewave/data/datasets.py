@@ -11,7 +11,7 @@
 raw frame (for audits), but models and events take :data:`TA_FENG_MODEL_COLUMNS` only.
 
 Example:
-    >>> from pricewave.datasets import load_reviews
+    >>> from pricewave.data.datasets import load_reviews
     >>> reviews = load_reviews()
     >>> len(reviews), list(reviews.columns)
     (4000, ['product', 'text', 'label'])

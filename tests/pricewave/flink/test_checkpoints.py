@@ -13,7 +13,7 @@ import pytest
 
 from pricewave import cli
 from pricewave.config import load_settings
-from pricewave.submit import JobError, latest_checkpoint, resolve_checkpoint
+from pricewave.flink import JobError, latest_checkpoint, resolve_checkpoint
 
 JOB_A = "a" * 32
 JOB_B = "b" * 32

@@ -21,10 +21,10 @@ import requests
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pricewave import cli
-from pricewave import submit as flink_jobs
+from pricewave import flink as flink_jobs
 from pricewave.config import Settings, load_settings
-from pricewave.kafka_io import encode_json, ensure_topics, make_admin, make_producer
-from tests.conftest import consume_all, job_progress
+from pricewave.kafka_io import encode_json, make_producer
+from tests.conftest import consume_all, job_progress, restored_from
 
 pytestmark = pytest.mark.integration
 
@@ -69,28 +69,22 @@ def fresh_taskmanagers(kafka_stack: Settings, flink_cluster: Settings) -> Settin
 
 @pytest.fixture
 def job_settings(
-    kafka_stack: Settings, fresh_taskmanagers: Settings, feature_repo_copy: object, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
+    fresh_topic_settings: Callable[..., Settings],
+    fresh_taskmanagers: Settings,
+    feature_repo_copy: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
     """Settings (and environment, for the flink run client) naming five fresh topics and a private
     applied feature repo holding a catalog."""
     from pricewave.feature_store import FeatureWriter, open_store
 
-    suffix = uuid.uuid4().hex[:8]
-    names = {role: f"test-submit-{role.replace('_', '-')}-{suffix}" for role in ROLES}
-    for role, name in names.items():
-        monkeypatch.setenv(f"PRICEWAVE_TOPICS__{role.upper()}", name)
+    topics = fresh_topic_settings("test-submit", partitions=None).topics
+    for role in ROLES:
+        monkeypatch.setenv(f"PRICEWAVE_TOPICS__{role.upper()}", getattr(topics, role))
     monkeypatch.setenv("PRICEWAVE_FEATURE_REPO", str(feature_repo_copy))
     settings = load_settings()
     FeatureWriter(open_store(settings)).write("sku_catalog", [CATALOG_ROW])
-    ensure_topics(settings, names.values())
-    yield settings
-    admin = make_admin(settings)
-    try:
-        admin.delete_topics(list(names.values()))
-    except Exception:  # best effort: leftover test topics harm nothing
-        pass
-    finally:
-        admin.close()
+    return settings
 
 
 @pytest.fixture
@@ -146,18 +140,6 @@ def submit_running(
     submitted_jobs.append(job_id)
     flink_jobs.wait_for_state(flink_jobs.cluster_for(settings), job_id, ["RUNNING"], timeout_s=180)
     return job_id, out
-
-
-def restored_from(cluster: flink_jobs.Cluster, job_id: str, timeout_s: float = 60) -> dict[str, object]:
-    """The job's ``checkpoints.latest.restored`` (what it restored from), once reported."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stats = flink_jobs._rest_json(cluster, "GET", f"/jobs/{job_id}/checkpoints", job_id=job_id)
-        restored = (stats.get("latest") or {}).get("restored")
-        if restored:
-            return dict(restored)
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} reports no restored checkpoint")
 
 
 def test_submit_jobs_upgrade_from_savepoint_and_stop(
@@ -331,7 +313,7 @@ def test_dry_run_pins_the_store_profile_repo_and_models_and_hides_secrets(
     assert "secret" not in out
 
 
-REPO_FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
+REPO_FEATURE_REPO = Path(__file__).resolve().parents[3] / "feature_repo"
 
 
 def test_the_udfs_carry_pinned_settings_and_the_redis_password_to_a_bare_worker(

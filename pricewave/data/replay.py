@@ -21,7 +21,7 @@ from a hash of its *pseudonymous* key and the day (a hash of the raw id would le
 the event times test guesses of customer ids), and its items follow one second apart.
 
 Raw customer ids, ``age_group`` and ``pin_code`` never leave the process: events and
-dead letters are built from the pseudonymous key and :data:`~pricewave.datasets.TA_FENG_MODEL_COLUMNS`
+dead letters are built from the pseudonymous key and :data:`~pricewave.data.datasets.TA_FENG_MODEL_COLUMNS`
 only. A row that fails ``validate_record("click_event", ...)`` is not dropped: it goes to the
 dead-letter topic with the reason and the encoded candidate event as its raw bytes (the raw CSV
 line would carry the protected attributes).
@@ -54,7 +54,7 @@ from tqdm import tqdm
 
 from pricewave import kafka_io
 from pricewave.config import Settings
-from pricewave.datasets import load_ta_feng
+from pricewave.data.datasets import load_ta_feng
 from pricewave.errors import ConfigError, StackError
 from pricewave.privacy import pseudonymize_user
 from pricewave.schemas import InvalidEvent, validate_record
@@ -86,7 +86,7 @@ def _basket_offset_ms(user_key: str, day: str) -> int:
 
 
 def ta_feng_event_frame(frame: pd.DataFrame, secret: bytes) -> pd.DataFrame:
-    """Map Ta Feng rows (as :func:`~pricewave.datasets.load_ta_feng` returns) to event columns.
+    """Map Ta Feng rows (as :func:`~pricewave.data.datasets.load_ta_feng` returns) to event columns.
 
     Args:
         frame: Ta Feng rows; the index is taken as the file row (``event_id``).

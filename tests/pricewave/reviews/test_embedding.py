@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pricewave.config import load_settings
-from pricewave.embedding import (
+from pricewave.reviews.embedding import (
     EMBEDDING_DIM,
     EmbeddingModelError,
     ReviewEmbedder,

@@ -1,13 +1,13 @@
 """Review sentiment: an L2-regularized logistic regression on MiniLM review embeddings.
 
-The head is trained on 4,000 real Amazon Fine Foods reviews (:func:`pricewave.datasets.load_reviews`,
+The head is trained on 4,000 real Amazon Fine Foods reviews (:func:`pricewave.data.datasets.load_reviews`,
 label 1 = 'great') with Newton's method (full batch, float64, numpy), evaluated on a stratified
 held-out split, and saved as JSON next to its metrics and the embedding model's fingerprint.
 :meth:`SentimentHead.score` maps the probability of a great review to ``2p - 1`` in ``[-1, 1]``.
 
 Example:
     >>> import numpy as np
-    >>> from pricewave.sentiment import SentimentHead, roc_auc
+    >>> from pricewave.reviews.sentiment import SentimentHead, roc_auc
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(200, 4)); y = (x[:, 0] > 0).astype(int)
     >>> head = SentimentHead(l2=0.1).fit(x, y)
@@ -19,7 +19,7 @@ Example:
     With the real model and data (embeds 4,000 reviews on first use, then cached)::
 
         from pricewave.config import load_settings
-        from pricewave.embedding import embedder_from_settings
+        from pricewave.reviews.embedding import embedder_from_settings
         settings = load_settings()
         head = load_or_train_sentiment_head(settings, embedder_from_settings(settings))
 """
@@ -42,7 +42,7 @@ from pricewave.errors import ConfigError, PricewaveError
 
 if TYPE_CHECKING:
     from pricewave.config import Settings
-    from pricewave.embedding import ReviewEmbedder
+    from pricewave.reviews.embedding import ReviewEmbedder
 
 HEAD_FORMAT = "pricewave.sentiment_head/1"
 DEFAULT_L2 = 1.0
@@ -432,7 +432,7 @@ def train_sentiment_head(
     Raises:
         ConfigError: ``reviews`` is below :data:`MIN_SAMPLE_REVIEWS` or above the number of reviews.
     """
-    from pricewave.datasets import load_reviews
+    from pricewave.data.datasets import load_reviews
 
     frame = load_reviews()
     if reviews is not None:
@@ -465,7 +465,7 @@ def train_sentiment_head(
     return head, metrics
 
 
-PACKAGED_HEAD_PATH = Path(__file__).resolve().parent / "models" / "sentiment_head.json"
+PACKAGED_HEAD_PATH = Path(__file__).resolve().parents[1] / "models" / "sentiment_head.json"
 """A head trained on the packaged real reviews, shipped so that scoring works out of the box."""
 
 

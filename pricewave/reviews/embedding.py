@@ -7,7 +7,7 @@ product is a cosine similarity. A bounded LRU cache keyed by the SHA-256 of each
 repeated review is embedded once per process.
 
 Example:
-    >>> from pricewave.embedding import ReviewEmbedder
+    >>> from pricewave.reviews.embedding import ReviewEmbedder
     >>> embedder = ReviewEmbedder(device="cpu")
     >>> vectors = embedder.embed(["Great coffee, will buy again!", ""])
     >>> vectors.shape, str(vectors.dtype)
