@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up pricewave's environment in .venv/ (idempotent, fast when the caches are warm).
 #   - checks for the JDK and Maven the local stack needs first (jars are resolved by `pricewave stack up`);
-#   - Python 3.11 virtual environment with the exact versions of requirements-dev.lock (the same as CI
+#   - Python 3.11 (CI's; 3.12 works too, PRICEWAVE_PYTHON=python3.12 picks it) virtual environment
+#     with the exact versions of requirements-dev.lock (the same as CI
 #     and, for the runtime part, requirements.lock, the image), then the project itself, editable,
 #     via uv (uv's cache in ~/.cache/uv makes a re-install a matter of seconds).
 #   bash deploy/local/setup.sh lock    re-resolves both lock files from pyproject.toml (`make lock`).
@@ -9,13 +10,25 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 say() { echo "[setup] $*"; }
 
+# PyFlink 2.2 supports Python 3.9-3.12; pricewave is tested on 3.11 (CI) and 3.12 (README, "Python 3.12").
+supported='import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))'
 python_bin=""
-for candidate in python3.11 python3; do
-  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-    python_bin=$(command -v "$candidate"); break
-  fi
-done
-[ -n "$python_bin" ] || { echo "[setup] error: Python 3.11 is required (python3.11 not found)" >&2; exit 1; }
+if [ -n "${PRICEWAVE_PYTHON:-}" ]; then
+  command -v "$PRICEWAVE_PYTHON" >/dev/null 2>&1 && "$PRICEWAVE_PYTHON" -c "$supported" \
+    || { echo "[setup] error: PRICEWAVE_PYTHON=$PRICEWAVE_PYTHON is not a Python 3.11 or 3.12 interpreter" >&2; exit 1; }
+  python_bin=$(command -v "$PRICEWAVE_PYTHON")
+else
+  for candidate in python3.11 python3.12 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "$supported"; then
+      python_bin=$(command -v "$candidate"); break
+    fi
+  done
+fi
+[ -n "$python_bin" ] || { echo "[setup] error: Python 3.11 or 3.12 is required (python3.11 not found): apt-get install python3.11" >&2; exit 1; }
+python_version=$("$python_bin" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$python_version" ]; then
+  echo "[setup] error: .venv is Python $(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'), not $python_version: remove .venv to switch" >&2; exit 1
+fi
 
 # Before the multi-GB download: the local stack cannot run without them.
 for tool in java mvn; do
@@ -28,8 +41,8 @@ else
   # A distribution's Python is often "externally managed" (PEP 668) and refuses a pip install:
   # uv goes into the project's own virtual environment instead, made with the standard library.
   if [ ! -x .venv/bin/python ]; then
-    say "creating .venv (Python 3.11) ..."
-    "$python_bin" -m venv .venv || { echo "[setup] error: 'python3.11 -m venv' failed: apt-get install python3-venv" >&2; exit 1; }
+    say "creating .venv (Python $python_version) ..."
+    "$python_bin" -m venv .venv || { echo "[setup] error: 'python$python_version -m venv' failed: apt-get install python$python_version-venv" >&2; exit 1; }
   fi
   if ! .venv/bin/python -m uv --version >/dev/null 2>&1; then
     say "installing uv (fast, cached Python installs) into .venv with pip ..."
@@ -39,7 +52,8 @@ else
 fi
 
 if [ "${1:-}" = "lock" ]; then
-  # Universal (any OS, markers kept) for Python 3.11; the dev lock keeps the runtime lock's versions.
+  # Universal (any OS, markers kept) from Python 3.11 up (requires-python: 3.11 and 3.12); the dev lock
+  # keeps the runtime lock's versions.
   compile=(pip compile pyproject.toml --universal --python-version 3.11 --no-annotate -q --custom-compile-command "make lock")
   uv "${compile[@]}" -o requirements.lock
   uv "${compile[@]}" --extra dev -c requirements.lock -o requirements-dev.lock
@@ -49,7 +63,7 @@ fi
 
 stamp=".venv/.pricewave-installed-$(cat pyproject.toml requirements-dev.lock | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  [ -x .venv/bin/python ] || { say "creating .venv (Python 3.11) ..."; uv venv -q --seed --python "$python_bin" .venv; }
+  [ -x .venv/bin/python ] || { say "creating .venv (Python $python_version) ..."; uv venv -q --seed --python "$python_bin" .venv; }
   say "installing the $(grep -c '==' requirements-dev.lock) locked packages of requirements-dev.lock into .venv (the first run downloads torch with its CUDA libraries, flink and feast: 6.8 GB installed, 3.1 GB of it CUDA) ..."
   uv pip install --python .venv/bin/python -r requirements-dev.lock
   uv pip install --python .venv/bin/python --no-deps -e '.[dev]'
