@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -321,27 +321,34 @@ def _shape(*values: Any) -> tuple[int, ...]:
     return tuple(np.broadcast_shapes(*shapes)) if shapes else ()
 
 
-def feasible_interval(
-    policy: GuardrailPolicy,
-    *,
-    cost: Any,
-    base_price: Any,
-    map_price: Any = None,
-    ceiling: Any = None,
-    last_published: Any = None,
-    non_personalized_price: Any = None,
-    is_offer: Any = False,
-) -> FeasibleInterval:
+class PriceLimits(TypedDict, total=False):
+    """What bounds a price besides the candidate, as array-likes that broadcast together (NaN = not given).
+
+    The keyword arguments of :func:`feasible_interval` and :func:`apply_guardrails_vectorized`;
+    each means what the argument of the same name of :func:`apply_guardrails` means.
+    """
+
+    cost: Required[Any]
+    base_price: Required[Any]
+    map_price: Any
+    ceiling: Any
+    last_published: Any
+    non_personalized_price: Any
+    is_offer: Any
+
+
+def feasible_interval(policy: GuardrailPolicy, **limits: Unpack[PriceLimits]) -> FeasibleInterval:
     """Vectorized bounds of rules (a), (c)-(f): where a non-kill-switch price must land.
 
-    Arguments are array-likes (or scalars) that broadcast together; NaN means "not given" as in
-    :func:`apply_guardrails`.
+    Args:
+        policy: The guardrail settings.
+        **limits: The rows' :class:`PriceLimits`.
     """
-    shape = _shape(cost, base_price, map_price, ceiling, last_published, non_personalized_price, is_offer)
-    cost_a, base = _f64(cost, shape), _f64(base_price, shape)
-    map_a, ceiling_a = _f64(map_price, shape), _f64(ceiling, shape)
-    last, npp = _f64(last_published, shape), _f64(non_personalized_price, shape)
-    offer = np.broadcast_to(np.asarray(is_offer, dtype=bool), shape)
+    shape = _shape(*limits.values())
+    cost_a, base = _f64(limits["cost"], shape), _f64(limits["base_price"], shape)
+    map_a, ceiling_a = _f64(limits.get("map_price"), shape), _f64(limits.get("ceiling"), shape)
+    last, npp = _f64(limits.get("last_published"), shape), _f64(limits.get("non_personalized_price"), shape)
+    offer = np.broadcast_to(np.asarray(limits.get("is_offer", False), dtype=bool), shape)
 
     with np.errstate(invalid="ignore", over="ignore"):
         has_cost = np.isfinite(cost_a) & (cost_a > 0)
@@ -440,57 +447,33 @@ def apply_guardrails_vectorized(
     policy: GuardrailPolicy,
     *,
     candidate: Any,
-    cost: Any,
-    base_price: Any,
-    map_price: Any = None,
-    ceiling: Any = None,
-    last_published: Any = None,
-    non_personalized_price: Any = None,
-    is_offer: Any = False,
     model_age_s: Any = 0.0,
     features_missing: Any = False,
     interval: FeasibleInterval | None = None,
+    **limits: Unpack[PriceLimits],
 ) -> GuardrailBatch:
     """:func:`apply_guardrails` over arrays (NaN for "not given"); identical results per row.
 
     Args:
         policy: The guardrail settings.
-        candidate, cost, base_price, map_price, ceiling, last_published, non_personalized_price,
-            is_offer, model_age_s, features_missing: As in :func:`apply_guardrails`, as array-likes
-            that broadcast together.
+        candidate, model_age_s, features_missing: As in :func:`apply_guardrails`, as array-likes
+            that broadcast with the limits.
         interval: A :func:`feasible_interval` already computed for these rows (saves the work).
+        **limits: The rows' :class:`PriceLimits`.
 
     Returns:
         The batch of decisions.
     """
-    shape = _shape(
-        candidate,
-        cost,
-        base_price,
-        map_price,
-        ceiling,
-        last_published,
-        non_personalized_price,
-        is_offer,
-        model_age_s,
-        features_missing,
-    )
+    shape = _shape(candidate, model_age_s, features_missing, *limits.values())
     if interval is None or interval.floor.shape != shape:
-        interval = feasible_interval(
-            policy,
-            cost=np.broadcast_to(np.asarray(cost, dtype=np.float64), shape),
-            base_price=base_price,
-            map_price=map_price,
-            ceiling=ceiling,
-            last_published=last_published,
-            non_personalized_price=non_personalized_price,
-            is_offer=is_offer,
-        )
+        # Broadcast one limit to the whole shape: the interval then has one entry per candidate.
+        cost = np.broadcast_to(np.asarray(limits["cost"], dtype=np.float64), shape)
+        interval = feasible_interval(policy, **{**limits, "cost": cost})
     cand = _f64(candidate, shape)
-    base = _f64(base_price, shape)
+    base = _f64(limits["base_price"], shape)
     age = _f64(model_age_s, shape)
     missing = np.broadcast_to(np.asarray(features_missing, dtype=bool), shape)
-    offer = np.broadcast_to(np.asarray(is_offer, dtype=bool), shape)
+    offer = np.broadcast_to(np.asarray(limits.get("is_offer", False), dtype=bool), shape)
     iv = interval
 
     with np.errstate(invalid="ignore"):

@@ -43,8 +43,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import torch
 
@@ -54,7 +56,14 @@ from pricewave.pricing.demand_model import default_device, model_device
 from pricewave.pricing.explain import explanations_json, top_feature_contributions
 from pricewave.pricing.exploration import DEFAULT_EPSILON, check_epsilon, explore, shown_price_propensity
 from pricewave.pricing.features import build_embedding_matrix, build_feature_matrix, numeric_column, personalized_rows
-from pricewave.pricing.guardrails import GuardrailPolicy, apply_guardrails_vectorized, feasible_interval
+from pricewave.pricing.guardrails import (
+    FeasibleInterval,
+    GuardrailBatch,
+    GuardrailPolicy,
+    PriceLimits,
+    apply_guardrails_vectorized,
+    feasible_interval,
+)
 from pricewave.pricing.optimizer import OBJECTIVES, Objective, conversion_at, optimize
 
 REQUIRED_COLUMNS = ("sku", "base_price", "cost", "event_time")
@@ -143,141 +152,123 @@ class PricingPolicy:
     def decide(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Price every row of ``frame`` (columns in the module docstring); see the output columns there.
 
+        The steps: read the inputs once (:class:`DecisionInputs`), let the model choose a candidate
+        where it may (:meth:`_choose`), guard every row's candidate, and write the output.
+
         Raises:
             DataError: A required column is absent.
         """
         absent = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
         if absent:
             raise DataError(f"pricing input lacks columns {', '.join(absent)}")
-        n = len(frame)
-        if n == 0:
+        if len(frame) == 0:
             return pd.DataFrame({name: pd.Series(dtype=object) for name in OUTPUT_COLUMNS}, index=frame.index)
-        gp = self.guardrails
-        base, cost = numeric_column(frame, "base_price"), numeric_column(frame, "cost")
-        map_price, ceiling = numeric_column(frame, "map_price"), numeric_column(frame, "ceiling")
-        last, npp = numeric_column(frame, "last_published"), numeric_column(frame, "non_personalized_price")
-        is_offer = personalized_rows(frame)
-        x, missing = build_feature_matrix(frame)
-        interval = feasible_interval(
-            gp,
-            cost=cost,
-            base_price=base,
-            map_price=map_price,
-            ceiling=ceiling,
-            last_published=last,
-            non_personalized_price=npp,
-            is_offer=is_offer,
-        )
+        inputs = DecisionInputs.read(frame, self.guardrails)
         artifact = self.artifact()
         age = artifact.age_s(self.clock()) if artifact is not None else np.nan
-        fresh = artifact is not None and not gp.kill_switch and age <= gp.max_model_age_s
-        active = interval.feasible & ~missing & fresh
-        rows = np.flatnonzero(active)
-
-        candidate = np.full(n, np.nan)
-        elasticity = np.full(n, np.nan)
-        base_logit = np.full(n, np.nan)
-        explored = np.zeros(n, dtype=bool)
-        propensity = np.ones(n)
-        top_names = np.full((n, 3), "", dtype=object)
-        top_values = np.full((n, 3), np.nan)
-        if rows.size and artifact is not None:
-            model = artifact.model
-            if model_device(model) != self.device:
-                model.to(self.device)
-            emb_all, has_emb = build_embedding_matrix(frame.iloc[rows])
-            emb = emb_all if has_emb.any() else None
-            result = optimize(
-                model,
-                x[rows],
-                emb,
-                ref_price=base[rows],
-                cost=cost[rows],
-                lo=interval.lo[rows],
-                hi=interval.hi[rows],
-                k=self.k,
-                objective=self.objective,
-                blend_weight=self.blend_weight,
-                stock_pressure=(
-                    np.nan_to_num(numeric_column(frame, "stock_pressure")[rows])
-                    if "stock_pressure" in frame.columns
-                    else None
-                ),
-            )
-            # A model fault (NaN/inf out of the network, e.g. NaN weights) must not price: argmax over
-            # NaN picks candidate 0, the floor. Such a row takes the kill switch (a NaN candidate).
-            model_ok = (
-                np.isfinite(result.base_logit)
-                & np.isfinite(result.elasticity)
-                & np.isfinite(result.conversions).all(axis=1)
-                & np.isfinite(result.expected_value)
-            )
-            if not model_ok.all():
-                self._model_fault(artifact.version, int((~model_ok).sum()), rows.size)
-                active[rows[~model_ok]] = False
-            eligible = (interval.hi[rows] > interval.lo[rows]) & model_ok
-            choice = explore(
-                result.best_index,
-                self.k,
-                self.epsilon,
-                decision_keys(frame.iloc[rows]),
-                seed=self.seed,
-                eligible=eligible,
-            )
-            candidate[rows] = np.where(model_ok, result.candidates[np.arange(rows.size), choice.index], np.nan)
-            elasticity[rows] = np.where(model_ok, result.elasticity, np.nan)
-            base_logit[rows] = np.where(model_ok, result.base_logit, np.nan)
-            explored[rows] = choice.explored
-            if self.epsilon > 0 and eligible.any():
-                shown_all = apply_guardrails_vectorized(
-                    gp,
-                    candidate=result.candidates,
-                    cost=cost[rows, None],
-                    base_price=base[rows, None],
-                    is_offer=is_offer[rows, None],
-                    model_age_s=age,
-                    interval=interval.take(rows).repeat(self.k),
-                ).price
-                propensity[rows] = shown_price_propensity(
-                    shown_all, choice.index, result.best_index, self.epsilon, eligible=eligible
-                )
-            names, values = top_feature_contributions(model, x[rows], emb)
-            top_names[rows] = np.where(model_ok[:, None], names, "")
-            top_values[rows] = np.where(model_ok[:, None], values, np.nan)
-
+        fresh = artifact is not None and not self.guardrails.kill_switch and age <= self.guardrails.max_model_age_s
+        choice = ModelChoice.none(len(frame), inputs.interval.feasible & ~inputs.features_missing & fresh)
+        if artifact is not None and choice.active.any():
+            self._choose(inputs, artifact, age, choice)
         guarded = apply_guardrails_vectorized(
-            gp,
-            candidate=candidate,
-            cost=cost,
-            base_price=base,
-            map_price=map_price,
-            ceiling=ceiling,
-            last_published=last,
-            non_personalized_price=npp,
-            is_offer=is_offer,
+            self.guardrails,
+            candidate=choice.candidate,
             model_age_s=age,
-            features_missing=missing,
-            interval=interval,
+            features_missing=inputs.features_missing,
+            interval=inputs.interval,
+            **inputs.limits,
         )
+        return self._output(inputs, choice, guarded, artifact.version if artifact is not None else NO_MODEL)
+
+    def _choose(self, inputs: DecisionInputs, artifact: ModelArtifact, age: float, choice: ModelChoice) -> None:
+        """The model's candidate, exploration and explanation for the rows it may price (``choice.active``).
+
+        A model fault (NaN/inf out of the network, e.g. NaN weights) must not price: argmax over NaN
+        picks candidate 0, the floor. Such a row leaves ``choice.active`` and takes the kill switch.
+        """
+        rows = np.flatnonzero(choice.active)
+        frame, limits, interval = inputs.frame, inputs.limits, inputs.interval
+        model = artifact.model
+        if model_device(model) != self.device:
+            model.to(self.device)
+        emb_all, has_emb = build_embedding_matrix(frame.iloc[rows])
+        emb = emb_all if has_emb.any() else None
+        result = optimize(
+            model,
+            inputs.features[rows],
+            emb,
+            ref_price=limits["base_price"][rows],
+            cost=limits["cost"][rows],
+            lo=interval.lo[rows],
+            hi=interval.hi[rows],
+            k=self.k,
+            objective=self.objective,
+            blend_weight=self.blend_weight,
+            stock_pressure=(
+                np.nan_to_num(numeric_column(frame, "stock_pressure")[rows])
+                if "stock_pressure" in frame.columns
+                else None
+            ),
+        )
+        model_ok = (
+            np.isfinite(result.base_logit)
+            & np.isfinite(result.elasticity)
+            & np.isfinite(result.conversions).all(axis=1)
+            & np.isfinite(result.expected_value)
+        )
+        if not model_ok.all():
+            self._model_fault(artifact.version, int((~model_ok).sum()), rows.size)
+            choice.active[rows[~model_ok]] = False
+        eligible = (interval.hi[rows] > interval.lo[rows]) & model_ok
+        explored = explore(
+            result.best_index, self.k, self.epsilon, decision_keys(frame.iloc[rows]), seed=self.seed, eligible=eligible
+        )
+        choice.candidate[rows] = np.where(model_ok, result.candidates[np.arange(rows.size), explored.index], np.nan)
+        choice.elasticity[rows] = np.where(model_ok, result.elasticity, np.nan)
+        choice.base_logit[rows] = np.where(model_ok, result.base_logit, np.nan)
+        choice.explored[rows] = explored.explored
+        if self.epsilon > 0 and eligible.any():
+            # The propensity of the shown price: every candidate guarded, as the shown one will be.
+            shown_all = apply_guardrails_vectorized(
+                self.guardrails,
+                candidate=result.candidates,
+                model_age_s=age,
+                interval=interval.take(rows).repeat(self.k),
+                cost=limits["cost"][rows, None],
+                base_price=limits["base_price"][rows, None],
+                is_offer=limits["is_offer"][rows, None],
+            ).price
+            choice.propensity[rows] = shown_price_propensity(
+                shown_all, explored.index, result.best_index, self.epsilon, eligible=eligible
+            )
+        names, values = top_feature_contributions(model, inputs.features[rows], emb)
+        choice.top_names[rows] = np.where(model_ok[:, None], names, "")
+        choice.top_values[rows] = np.where(model_ok[:, None], values, np.nan)
+
+    def _output(
+        self, inputs: DecisionInputs, choice: ModelChoice, guarded: GuardrailBatch, version: str
+    ) -> pd.DataFrame:
+        """The decisions: guarded prices with what the model said of them (the output columns)."""
+        n = len(inputs.frame)
+        base, active = inputs.limits["base_price"], choice.active
         priced = active & guarded.published
-        conversion = np.where(priced, conversion_at(base_logit, elasticity, guarded.price, base), np.nan)
+        conversion = np.where(priced, conversion_at(choice.base_logit, choice.elasticity, guarded.price, base), np.nan)
         guardrail_names = guarded.guardrails()
         applied = guarded.applied()
         explanations = explanations_json(
-            elasticity=elasticity,
+            elasticity=choice.elasticity,
             conversion=conversion,
-            top_names=top_names,
-            top_values=top_values,
+            top_names=choice.top_names,
+            top_values=choice.top_values,
             guardrail=guardrail_names,
             applied=applied,
             extra={
-                "candidate_price": candidate,
-                "explored": explored,
-                "kill_switch": guarded.kill_switch & interval.feasible,
+                "candidate_price": choice.candidate,
+                "explored": choice.explored,
+                "kill_switch": guarded.kill_switch & inputs.interval.feasible,
                 "objective": [self.objective] * n,
             },
         )
-        version = artifact.version if artifact is not None else NO_MODEL
         return pd.DataFrame(
             {
                 "price": guarded.price,
@@ -285,10 +276,81 @@ class PricingPolicy:
                 "guardrail": guardrail_names,
                 "guardrails": applied,
                 "model_version": np.where(active, version, NO_MODEL),
-                "propensity": propensity,
-                "personalized": is_offer & active,
+                "propensity": choice.propensity,
+                "personalized": inputs.limits["is_offer"] & active,
                 "expected_conversion": conversion,
                 "explanation": explanations,
             },
-            index=frame.index,
+            index=inputs.frame.index,
+        )
+
+
+@dataclass(frozen=True)
+class DecisionInputs:
+    """One batch's inputs, read once from the frame: the price limits, the features and the interval.
+
+    Attributes:
+        frame: The batch as given.
+        limits: The guardrails' :class:`PriceLimits` per row, as arrays (NaN = not known).
+        features: The model's feature matrix (:func:`build_feature_matrix`).
+        features_missing: Rows lacking a required feature (the kill switch prices them).
+        interval: Where a guarded price may land, per row (:func:`feasible_interval`).
+    """
+
+    frame: pd.DataFrame
+    limits: PriceLimits
+    features: npt.NDArray[np.float32]
+    features_missing: npt.NDArray[np.bool_]
+    interval: FeasibleInterval
+
+    @classmethod
+    def read(cls, frame: pd.DataFrame, guardrails: GuardrailPolicy) -> DecisionInputs:
+        """Read the inputs of ``frame`` (columns in the module docstring)."""
+        limits: PriceLimits = {
+            "cost": numeric_column(frame, "cost"),
+            "base_price": numeric_column(frame, "base_price"),
+            "map_price": numeric_column(frame, "map_price"),
+            "ceiling": numeric_column(frame, "ceiling"),
+            "last_published": numeric_column(frame, "last_published"),
+            "non_personalized_price": numeric_column(frame, "non_personalized_price"),
+            "is_offer": personalized_rows(frame),
+        }
+        features, missing = build_feature_matrix(frame)
+        return cls(frame, limits, features, missing, feasible_interval(guardrails, **limits))
+
+
+@dataclass
+class ModelChoice:
+    """What the model chose per row; rows it does not price keep NaN (the kill switch prices them).
+
+    Attributes:
+        active: Rows the model prices (feasible, features known, model fresh, output finite).
+        candidate: The chosen (possibly explored) candidate price, before the guardrails.
+        elasticity, base_logit: The model's price response, for the expected conversion.
+        explored: The candidate is not the model's best.
+        propensity: Probability of the shown price under the policy (1 where it could not explore).
+        top_names, top_values: The three features that moved the price most, for the explanation.
+    """
+
+    active: npt.NDArray[np.bool_]
+    candidate: npt.NDArray[np.float64]
+    elasticity: npt.NDArray[np.float64]
+    base_logit: npt.NDArray[np.float64]
+    explored: npt.NDArray[np.bool_]
+    propensity: npt.NDArray[np.float64]
+    top_names: npt.NDArray[np.object_]
+    top_values: npt.NDArray[np.float64]
+
+    @classmethod
+    def none(cls, n: int, active: npt.NDArray[np.bool_]) -> ModelChoice:
+        """No choice made yet for ``n`` rows, of which ``active`` may be priced by the model."""
+        return cls(
+            active=np.array(active, dtype=bool),
+            candidate=np.full(n, np.nan),
+            elasticity=np.full(n, np.nan),
+            base_logit=np.full(n, np.nan),
+            explored=np.zeros(n, dtype=bool),
+            propensity=np.ones(n),
+            top_names=np.full((n, 3), "", dtype=object),
+            top_values=np.full((n, 3), np.nan),
         )
