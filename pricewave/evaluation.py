@@ -6,7 +6,7 @@
    (:class:`~pricewave.training.ExplorationPriceBook`). They are also the training history of the
    pricing network (unless ``model`` is given) and of the least-squares baseline.
 2. **Policy phase**: every ``interval_s`` simulated seconds each sku is re-priced from features
-   computed by :mod:`pricewave.offline_features` over the recent events (the streaming job's
+   computed by :mod:`pricewave.feature_views` over the recent events (the streaming job's
    windows at "now"), through the same guardrails for every policy, and the prices go into the
    simulator's price book. The static run lasts ``events`` events; the others the same number of
    intervals. Same seed ⇒ the same catalog, hidden segments, competitor price paths and purchase
@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from pricewave.config import Settings
 from pricewave.errors import ConfigError, DataError
-from pricewave.offline_features import sku_competition_frame, sku_demand_frame, sku_review_frame
+from pricewave.feature_views import sku_competition_frame, sku_demand_frame, sku_review_frame
 from pricewave.pricing.artifact import ModelArtifact, load_artifact
 from pricewave.pricing.features import FEATURE_NAMES, assert_no_protected_inputs, build_feature_matrix
 from pricewave.pricing.guardrails import GuardrailPolicy, apply_guardrails_vectorized, feasible_interval

@@ -30,7 +30,7 @@ this order:
 
 Around them: :mod:`~pricewave.job.options` (the knobs and the command line),
 :mod:`~pricewave.job.environment` (the TableEnvironment and the UDFs the SQL calls),
-:mod:`~pricewave.job.sql` (SQL literals) and :mod:`~pricewave.job.run` (``main``, compiled plans).
+:mod:`~pricewave.sql` (SQL literals) and :mod:`~pricewave.job.run` (``main``, compiled plans).
 
 Example (a bounded run over what the topics hold, on a MiniCluster)::
 

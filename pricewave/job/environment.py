@@ -22,7 +22,7 @@ from pricewave.job.sinks import (
     USER_SESSION_COLUMNS,
 )
 from pricewave.job.sources import INPUT_SCHEMAS
-from pricewave.job.sql import millis
+from pricewave.sql import millis
 from pricewave.stack.jars import flink_connector_jars
 from udfs.pricing import decision_push_udf, feature_push_udf, offer_pricer_udf, sku_pricer_udf
 from udfs.review_embedding import review_sentiment_udf, review_summary_udaf

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pyflink.table import TableEnvironment
 
-from pricewave.job.sql import quote
+from pricewave.sql import quote
 from udfs.pricing import (
     DECISION_FIELDS,
     SKU_COMPETITION_FEATURES,

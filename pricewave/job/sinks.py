@@ -13,26 +13,17 @@ from pathlib import Path
 from pyflink.table import TableEnvironment
 
 from pricewave.config import Settings
+from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary, user_session
 from pricewave.job.options import JobOptions
 from pricewave.job.sources import kafka_options
-from pricewave.job.sql import millis, quote, sql_string
-from pricewave.schemas import load_schema
+from pricewave.sql import millis, quote, sql_string
 from udfs.pricing import DECISION_FIELDS
 
-# What the job pushes to each online-store view. Two views come whole from their schemas (event_time
-# is the window time); of the other two the job pushes what it computes in the stream, and the
-# offline-only columns (``user_session.recency_s``, ``sku_competition.competitor_gap``, derived at
-# training time) stay out.
-SKU_DEMAND_COLUMNS = tuple(name for name in load_schema("sku_demand").field_names if name != "event_time")
-REVIEW_SUMMARY_COLUMNS = tuple(load_schema("sku_review_summary").field_names)
-USER_SESSION_COLUMNS = ("user_key", "recent_views", "recent_carts", "mean_price_seen", "dwell_s", "event_time")
-SKU_COMPETITION_COLUMNS = (
-    "sku",
-    "competitor_min_price",
-    "competitor_median_price",
-    "competitor_offers",
-    "competitor_staleness_s",
-)
+# What the job pushes to each online-store view (each view's module says which of its columns).
+SKU_DEMAND_COLUMNS = sku_demand.PUSHED_COLUMNS
+SKU_COMPETITION_COLUMNS = sku_competition.PUSHED_COLUMNS
+USER_SESSION_COLUMNS = user_session.PUSHED_COLUMNS
+REVIEW_SUMMARY_COLUMNS = sku_review_summary.PUSHED_COLUMNS
 
 
 def prices_sink_ddl(settings: Settings, options: JobOptions) -> str:

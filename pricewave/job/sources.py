@@ -15,9 +15,9 @@ from pyflink.table import TableEnvironment
 
 from pricewave.config import Settings
 from pricewave.job.options import JobOptions
-from pricewave.job.sql import interval, millis, quote, sql_string
 from pricewave.kafka_io import flink_security_properties
 from pricewave.schemas import MIN_EVENT_TIME_MS, flink_ddl_columns, flink_row_type
+from pricewave.sql import interval, millis, quote, sql_string
 
 # The schema of each input topic's records.
 INPUT_SCHEMAS = {"clicks": "click_event", "competitor_prices": "competitor_price", "reviews": "review"}

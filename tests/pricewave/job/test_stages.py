@@ -13,6 +13,7 @@ import re
 import pytest
 
 from pricewave.config import Settings
+from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary, user_session
 from pricewave.job import features, pipeline, pricing, sinks, sources
 from pricewave.job.options import JobOptions
 
@@ -22,6 +23,7 @@ READS = re.compile(r"(?:FROM|JOIN|TABLE)\s+`(\w+)`")
 STRING_FUNCTIONS = re.compile(r"\b(?:SUBSTRING|TRIM)\([^()]*\)")  # their FROM takes a column, not a table
 INSERTS_INTO = re.compile(r"INSERT INTO `(\w+)`")
 STAGE_MODULES = (sources, features, pricing, sinks)
+FEATURE_VIEW_MODULES = (sku_demand, sku_competition, sku_review_summary, user_session)
 
 
 def reads(statement: str) -> list[str]:
@@ -86,21 +88,35 @@ def test_every_view_is_declared_once_and_before_anything_reads_it(stages: dict[s
 
 
 def test_each_module_defines_its_views_in_the_order_it_declares_them(stages: dict[str, list[str]]) -> None:
-    """Read top to bottom, a stage module meets a view's SQL before the SQL that reads it."""
+    """Read top to bottom, a module meets a view's SQL before the SQL that reads it.
+
+    A stage's views are written in the stage's module, or (the feature views) in their own modules of
+    :mod:`pricewave.feature_views`, beside their pandas computation.
+    """
     for module in STAGE_MODULES:
-        source = inspect.getsource(module)
-        positions = []
+        where_written = [module, *(FEATURE_VIEW_MODULES if module is features else ())]
+        positions: dict[str, list[int]] = {}
         for statement in stages[module.__name__]:
             (created,) = CREATES.findall(statement)
-            # Where the module writes the view: its CREATE, its query (a view registered from a Table),
+            # Where a module writes the view: its CREATE, its query (a view registered from a Table),
             # or the name handed to a helper that writes it.
-            where = rf"CREATE TEMPORARY (?:VIEW|TABLE) `{created}`|def {created}_query\(|\"{created}\""
-            found = [m.start() for m in re.finditer(where, source)]
-            if not found:  # one per input topic: `src_<role>`, `checked_<role>`, `valid_<role>`
-                found = [source.index(f'quote("{created.split("_")[0]}_" + role)')]
-            if min(found) not in positions:  # the next input topic's views again: written once
-                positions.append(min(found))
-        assert positions == sorted(positions), f"{module.__name__} defines its views out of order"
+            patterns = (rf"CREATE TEMPORARY (?:VIEW|TABLE) `{created}`", rf"def {created}_query\(", rf"\"{created}\"")
+            for candidate in where_written:
+                source = inspect.getsource(candidate)
+                found = next(
+                    (hits for pattern in patterns if (hits := [m.start() for m in re.finditer(pattern, source)])), []
+                )
+                if not found and candidate is sources:  # one per input topic: `src_<role>`, `checked_<role>`, ...
+                    found = [source.index(f'quote("{created.split("_")[0]}_" + role)')]
+                if found:
+                    written = positions.setdefault(candidate.__name__, [])
+                    if min(found) not in written:  # the next input topic's views again: written once
+                        written.append(min(found))
+                    break
+            else:
+                raise AssertionError(f"{created} is written in none of {[m.__name__ for m in where_written]}")
+        for name, written in positions.items():
+            assert written == sorted(written), f"{name} defines its views out of order"
 
 
 def test_build_pipeline_calls_the_stages_in_data_flow_order() -> None:

@@ -1,7 +1,7 @@
 """Writing Flink SQL text: quoted names, string and interval literals.
 
 Example:
-    >>> from pricewave.job.sql import interval, quote, sql_string
+    >>> from pricewave.sql import interval, quote, sql_string
     >>> quote("sku"), sql_string("it's")
     ('`sku`', "'it''s'")
     >>> interval(90.5)

@@ -7,16 +7,11 @@ import pandas as pd
 import pytest
 
 from pricewave.config import load_settings
-from pricewave.offline_features import (
-    COMPETITION_COLUMNS,
-    DEMAND_COLUMNS,
-    REVIEW_COLUMNS,
-    SESSION_COLUMNS,
-    sku_competition_frame,
-    sku_demand_frame,
-    sku_review_frame,
-    user_session_frame,
-)
+from pricewave.feature_views import sku_competition_frame, sku_demand_frame, sku_review_frame, user_session_frame
+from pricewave.feature_views.sku_competition import COLUMNS as COMPETITION_COLUMNS
+from pricewave.feature_views.sku_demand import COLUMNS as DEMAND_COLUMNS
+from pricewave.feature_views.sku_review_summary import COLUMNS as REVIEW_COLUMNS
+from pricewave.feature_views.user_session import COLUMNS as SESSION_COLUMNS
 from pricewave.pricing.features import FEATURE_NAMES, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from pricewave.schemas import load_schema
 from pricewave.simulator.runner import Simulator

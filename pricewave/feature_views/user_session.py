@@ -1,0 +1,103 @@
+"""The ``user_session`` feature view: its streaming SQL (the job) and its pandas computation (training,
+evaluation), side by side. Per click, the user's session so far (views, carts, prices seen, dwell).
+
+Offline: :func:`user_session_frame` (``user_session``): per view event, the user's views and carts over
+  the last ``horizon_s`` (30 min) up to and including that view, mean price seen over those views,
+  dwell (first to latest event in the horizon) and recency (seconds since the user's previous
+  event). ``event_time`` = the view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from pricewave.feature_views.windows import (
+    WindowOptions,
+    dedupe,
+    event_times,
+)
+from pricewave.schemas import load_schema
+from pricewave.sql import interval
+
+COLUMNS: tuple[str, ...] = tuple(load_schema("user_session").field_names)
+"""The view's columns (``schemas/user_session``): what the pandas side computes."""
+
+
+# What the job pushes: recency_s (time since the previous event) is derived offline only.
+PUSHED_COLUMNS = tuple(name for name in COLUMNS if name != "recency_s")
+
+
+def user_session_view(options: WindowOptions) -> str:
+    """Per click, the user's session so far (OVER window on event time, per pseudonymous user)."""
+    session = interval(options.session_gap_s)
+    return f"""
+CREATE TEMPORARY VIEW `user_sessions` AS
+SELECT `user_key`, `sku`, `event_type`, `event_time`,
+  SUM(CASE WHEN `event_type` = 'view' THEN 1 ELSE 0 END) OVER w AS `recent_views`,
+  SUM(CASE WHEN `event_type` = 'add_to_cart' THEN 1 ELSE 0 END) OVER w AS `recent_carts`,
+  AVG(`price_seen`) OVER w AS `mean_price_seen`,
+  CAST(TIMESTAMPDIFF(SECOND, MIN(`event_time`) OVER w, `event_time`) AS DOUBLE) AS `dwell_s`,
+  COUNT(*) OVER w AS `session_events`
+FROM `unique_clicks`
+WINDOW w AS (PARTITION BY `user_key` ORDER BY `event_time` RANGE BETWEEN {session} PRECEDING AND CURRENT ROW)"""
+
+
+def user_session_frame(clicks: pd.DataFrame, horizon_s: int = 1800) -> pd.DataFrame:
+    """The ``user_session`` rows of a click history: one per view event (see the module docstring).
+
+    Args:
+        clicks: ``click_event`` records (``event_id``, ``event_type``, ``user_key``,
+            ``price_seen``, ``event_time``).
+        horizon_s: How far back "recent" reaches (30 minutes: the ``user_session`` TTL).
+
+    Returns:
+        Columns :data:`COLUMNS`, sorted by event time.
+    """
+    clicks = dedupe(clicks, "event_id")
+    if clicks.empty:
+        return pd.DataFrame({name: pd.Series(dtype="float64") for name in COLUMNS}).astype(
+            {"user_key": object, "recent_views": "int64", "recent_carts": "int64", "event_time": "int64"}
+        )
+    frame = pd.DataFrame(
+        {
+            "user": pd.factorize(clicks["user_key"])[0].astype(np.int64),
+            "user_key": clicks["user_key"].to_numpy(),
+            "time": event_times(clicks),
+            "view": (clicks["event_type"] == "view").to_numpy(),
+            "cart": (clicks["event_type"] == "add_to_cart").to_numpy(),
+            "price": pd.to_numeric(clicks["price_seen"]).to_numpy(dtype=np.float64),
+        }
+    ).sort_values(["user", "time"], kind="stable")
+    user, t = frame["user"].to_numpy(), frame["time"].to_numpy()
+    horizon_ms = horizon_s * 1000
+    t0 = int(t.min()) - horizon_ms - 1
+    span = int(t.max() - t0) + 2
+    keys = user * span + (t - t0)  # already sorted
+    first = np.searchsorted(keys, keys - horizon_ms, side="right")  # first event in (t − h, t]
+    last = np.arange(keys.size) + 1
+
+    def window_sum(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        cumulative = np.concatenate(([0.0], np.cumsum(values)))
+        return np.asarray(cumulative[last] - cumulative[first], dtype=np.float64)
+
+    view = frame["view"].to_numpy()
+    views = window_sum(view.astype(np.float64))
+    carts = window_sum(frame["cart"].to_numpy().astype(np.float64))
+    price_sum = window_sum(np.where(view, np.nan_to_num(frame["price"].to_numpy()), 0.0))
+    previous_same_user = np.zeros(t.size, dtype=bool)
+    previous_same_user[1:] = user[1:] == user[:-1]
+    previous_t = np.concatenate(([0], t[:-1]))
+    out = pd.DataFrame(
+        {
+            "user_key": frame["user_key"].to_numpy(),
+            "recent_views": views.astype(np.int64),
+            "recent_carts": carts.astype(np.int64),
+            "mean_price_seen": price_sum / np.maximum(views, 1),
+            "dwell_s": (t - t[first]) / 1000.0,
+            "recency_s": np.where(previous_same_user, (t - previous_t) / 1000.0, 0.0),
+            "event_time": t,
+        }
+    )[view]
+    return out.sort_values(["event_time", "user_key"], kind="stable").reset_index(drop=True)
