@@ -18,11 +18,10 @@ import pandas as pd
 
 from pricewave.feature_views.windows import (
     WindowOptions,
-    aligned_ends,
     dedupe,
     event_times,
     latest_before,
-    requested_ends,
+    window_queries,
 )
 from pricewave.schemas import load_schema
 from pricewave.sql import interval
@@ -92,14 +91,8 @@ def sku_competition_frame(
     )
     if prices.empty:
         return empty
-    sku_codes, sku_names = pd.factorize(prices["sku"], sort=True)
-    codes = sku_codes.astype(np.int64)
-    times = event_times(prices)
     slide_ms, short_ms = slide_s * 1000, short_s * 1000
-    if window_ends is None:
-        q_codes, q_ends = aligned_ends(codes, times, slide_ms, short_ms)
-    else:
-        q_codes, q_ends = requested_ends(codes, window_ends)
+    sku_names, codes, times, q_codes, q_ends = window_queries(prices, slide_ms, short_ms, window_ends)
     if q_ends.size == 0:
         return empty
     competitor_codes, competitor_names = pd.factorize(prices["competitor"])

@@ -20,11 +20,9 @@ import pandas as pd
 from pricewave.feature_views.windows import (
     GroupedTimes,
     WindowOptions,
-    aligned_ends,
     dedupe,
     distinct_count,
-    event_times,
-    requested_ends,
+    window_queries,
 )
 from pricewave.schemas import load_schema
 from pricewave.sql import interval, quote
@@ -128,16 +126,10 @@ def sku_demand_frame(
     empty = pd.DataFrame({name: pd.Series(dtype="int64") for name in COLUMNS}).astype({"sku": object})
     if clicks.empty:
         return empty
-    sku_codes, sku_names = pd.factorize(clicks["sku"], sort=True)
-    codes = sku_codes.astype(np.int64)
-    times = event_times(clicks)
     slide_ms, short_ms, long_ms = slide_s * 1000, short_s * 1000, long_s * 1000
-    if window_ends is None:
-        q_codes, q_ends = aligned_ends(codes, times, slide_ms, long_ms)
-    else:
-        q_codes, q_ends = requested_ends(codes, window_ends)
-        if q_ends.size == 0:
-            return empty
+    sku_names, codes, times, q_codes, q_ends = window_queries(clicks, slide_ms, long_ms, window_ends)
+    if q_ends.size == 0:
+        return empty
     t0 = int(min(times.min(), q_ends.min() - long_ms)) - 1
     span = int(max(times.max(), q_ends.max()) - t0) + 2
     types = clicks["event_type"].to_numpy()

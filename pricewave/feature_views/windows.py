@@ -134,3 +134,22 @@ def latest_before(
     safe = np.where(valid, position, 0)
     valid &= sorted_keys[safe] >= q_codes * span  # the hit belongs to the same group
     return order[safe], valid
+
+
+def window_queries(
+    events: pd.DataFrame, slide_ms: int, horizon_ms: int, window_ends: Iterable[int] | None
+) -> tuple[pd.Index, IntArray, IntArray, IntArray, IntArray]:
+    """What a per-sku windowed view computes: every aligned non-empty window, or the requested ends.
+
+    Returns:
+        The sku names (by code), each event's sku code and time, and the (sku code, window end)
+        pairs to compute.
+    """
+    sku_codes, sku_names = pd.factorize(events["sku"], sort=True)
+    codes = sku_codes.astype(np.int64)
+    times = event_times(events)
+    if window_ends is None:
+        q_codes, q_ends = aligned_ends(codes, times, slide_ms, horizon_ms)
+    else:
+        q_codes, q_ends = requested_ends(codes, window_ends)
+    return sku_names, codes, times, q_codes, q_ends
