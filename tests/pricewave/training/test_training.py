@@ -144,7 +144,7 @@ def test_train_refuses_to_publish_a_non_finite_model(
             fit.metrics["val_log_loss"] = float("nan")
         return fit
 
-    monkeypatch.setattr(training, "fit_demand_model", diverged)
+    monkeypatch.setattr(training.fit, "fit_demand_model", diverged)  # where train() calls it
     with pytest.raises(DataError, match="refusing to publish") as raised:
         train(history_dir, models, SETTINGS, epochs=1, patience=1, progress=False)
     assert "\n" not in str(raised.value)
