@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )  # fmt: skip
     if args.through_pipeline:
         from pricewave import stack
-        from pricewave.evaluation_pipeline import add_to_report, evaluate_through_pipeline
+        from pricewave.evaluation.pipeline import add_to_report, evaluate_through_pipeline
 
         stack.up(settings, ["kafka"])
         check = evaluate_through_pipeline(

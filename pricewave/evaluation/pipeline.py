@@ -50,7 +50,7 @@ from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import Scenario, load_scenario
 from pricewave.stack.process import child_environment, tail
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 INTERVAL_MS = 60_000  # the job's window slide: it re-prices every sku once per simulated minute
 DEFAULT_TOLERANCE = 0.015
 """How far R_pipeline / R_in_process − 1 may fall below 0 (R: the paired expected-margin ratio; docs/EVALUATION.md)."""
@@ -85,9 +85,9 @@ class _PairedSimulator(Simulator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from pricewave.evaluation import _PairedMargin
+        from pricewave.evaluation.closed_loop import PairedMargin
 
-        self._paired = _PairedMargin(self)
+        self._paired = PairedMargin(self)
         # (event time, expected margin at the shown price, at the list price, price source) per view
         self.paired_views: list[tuple[int, float, float, str]] = []
 
@@ -227,7 +227,8 @@ def evaluate_through_pipeline(
         The ``through_pipeline`` section of the report: both runs' figures, the relative difference,
         the tolerance and whether they agree.
     """
-    from pricewave.evaluation import _Pricer, run_policy
+    from pricewave.evaluation.closed_loop import run_policy
+    from pricewave.evaluation.policies import Pricer
     from pricewave.feature_store import FeatureWriter, open_store
     from pricewave.pricing.artifact import load_artifact
     from pricewave.pricing.guardrails import GuardrailPolicy
@@ -291,7 +292,7 @@ def evaluate_through_pipeline(
         max_model_age_s=365 * 86_400.0,
     )
     trace = run_policy(
-        _Pricer("network", guardrails, artifact=artifact), scenario, settings, seed=seed, warmup_events=0,
+        Pricer("network", guardrails, artifact=artifact), scenario, settings, seed=seed, warmup_events=0,
         interval_s=INTERVAL_MS // 1000, steps=int(steps), progress=progress,
     )  # fmt: skip
     compared_steps = [step for step in trace.steps if step["time_ms"] >= compare_ms]

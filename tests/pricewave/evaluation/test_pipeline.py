@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pricewave.config import Settings
-from pricewave.evaluation_pipeline import (
+from pricewave.evaluation.pipeline import (
     DEFAULT_TOLERANCE,
     PERSONALIZATION_ALLOWANCE,
     add_to_report,

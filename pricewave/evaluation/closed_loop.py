@@ -1,0 +1,262 @@
+"""One policy in the closed loop: the simulator priced every interval from the recent events' features."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from pricewave.config import Settings
+from pricewave.evaluation.policies import Pricer
+from pricewave.feature_views import sku_competition_frame, sku_demand_frame, sku_review_frame
+from pricewave.simulator.runner import RunSummary, Simulator
+from pricewave.simulator.scenario import Scenario
+from pricewave.training import ExplorationPriceBook, exploring_simulator, holiday_flags
+
+RECENT_MS = 3_600_000
+
+
+@dataclass
+class RunTrace:
+    """What one policy's run recorded, per interval and in total."""
+
+    policy: str
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[pd.DataFrame] = field(default_factory=list)
+    totals: dict[str, float] = field(default_factory=dict)
+    events: int = 0
+
+
+class RecentEvents:
+    """The events of the last hour (clicks, competitor prices) and every review, as frames."""
+
+    def __init__(self) -> None:
+        self.clicks: list[pd.DataFrame] = []
+        self.prices: list[pd.DataFrame] = []
+        self.reviews: list[pd.DataFrame] = []
+
+    def add(self, records: Mapping[str, list[dict[str, Any]]]) -> None:
+        for name, target in (("click_event", self.clicks), ("competitor_price", self.prices), ("review", self.reviews)):
+            if records.get(name):
+                target.append(pd.DataFrame.from_records(records[name]))
+
+    @staticmethod
+    def _window(parts: list[pd.DataFrame], since_ms: int) -> pd.DataFrame:
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if frame.empty:
+            return frame
+        frame = frame[frame["event_time"] >= since_ms]
+        parts[:] = [frame]
+        return frame
+
+    def frames(self, now_ms: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        clicks = self._window(self.clicks, now_ms - RECENT_MS)
+        prices = self._window(self.prices, now_ms - RECENT_MS)
+        reviews = self._window(self.reviews, 0)
+        return clicks, prices, reviews
+
+
+class PairedMargin:
+    """Expected margin of each view at the shown price AND at the list price, under the hidden model.
+
+    Read right after the simulator yields a view, when the market is exactly as at the view, so
+    the counterfactual "what the static list price would have earned on these very views" has
+    neither purchase noise nor the drift of the view stream between runs.
+    """
+
+    def __init__(self, sim: Simulator) -> None:
+        market = sim.market
+        self.sim = sim
+        self.segment_of = {market.user(i).user_key: market.segment_of(i) for i in range(sim.scenario.users.n_users)}
+        self.shown = 0.0
+        self.at_list = 0.0
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        market, sku = self.sim.market, record["sku"]
+        item = market.skus[sku]
+        segment = self.segment_of[record["user_key"]]
+        context = market.context(sku, int(record["event_time"]))
+        price = float(record["price_seen"])
+        self.shown += (price - item.cost) * market.purchase_probability(segment, sku, price, context)
+        self.at_list += (item.list_price - item.cost) * market.purchase_probability(
+            segment, sku, item.list_price, context
+        )
+
+
+def _advance(sim: Simulator, until_ms: int, recent: RecentEvents, paired: PairedMargin | None = None) -> int:
+    """Run the simulator up to ``until_ms`` collecting the clean records; returns how many."""
+    records: dict[str, list[dict[str, Any]]] = {"click_event": [], "competitor_price": [], "review": []}
+    count = 0
+    duration_s = max(0.0, (until_ms - sim.now_ms) / 1000)
+    for emission in sim.iter_events(duration_s=duration_s):
+        record = emission.record
+        if record is not None:
+            records[emission.name].append(record)
+            count += 1
+            if paired is not None and emission.name == "click_event" and record["event_type"] == "view":
+                paired.add(record)
+    recent.add(records)
+    return count
+
+
+def decision_frame(
+    sim: Simulator, recent: RecentEvents, now_ms: int, last_published: Mapping[str, float]
+) -> pd.DataFrame:
+    """One row per sku: catalog, guardrail inputs and the features at window end ``now_ms``."""
+    clicks, prices, reviews = recent.frames(now_ms)
+    skus = list(sim.market.skus.values())
+    frame = pd.DataFrame(
+        {
+            "sku": [s.sku for s in skus],
+            "base_price": [s.list_price for s in skus],
+            "cost": [s.cost for s in skus],
+            "map_price": [s.map_price or np.nan for s in skus],
+            "ceiling": [s.ceiling for s in skus],
+            "event_time": now_ms,
+            "last_published": [last_published.get(s.sku, np.nan) for s in skus],
+        }
+    )
+    before = clicks[clicks["event_time"] < now_ms] if not clicks.empty else clicks
+    if not before.empty:
+        demand = sku_demand_frame(before, window_ends=[now_ms]).drop(columns="event_time")
+        frame = frame.merge(demand, on="sku", how="left")
+    if not prices.empty:
+        competition = sku_competition_frame(
+            prices[prices["event_time"] < now_ms], our_prices=before, window_ends=[now_ms]
+        ).drop(columns=["event_time", "competitor_gap"])
+        frame = frame.merge(competition, on="sku", how="left")
+    if not reviews.empty:
+        summary = sku_review_frame(reviews[reviews["event_time"] < now_ms])
+        latest = summary.groupby("sku").tail(1).drop(columns=["event_time", "review_embedding"])
+        frame = frame.merge(latest, on="sku", how="left")
+    frame["is_holiday"] = holiday_flags(sim.scenario, np.full(len(frame), now_ms, dtype=np.int64))
+    return frame
+
+
+def _summary_figures(summary: RunSummary) -> dict[str, float]:
+    return {
+        "views": summary.views,
+        "stockout_views": summary.stockout_views,
+        "purchases": summary.purchases,
+        "units": summary.units,
+        "revenue": summary.revenue,
+        "margin": summary.margin,
+        "expected_margin": summary.expected_margin,
+        "oracle_margin": summary.oracle_margin,
+        "sku_oracle_margin": summary.sku_oracle_margin,
+    }
+
+
+def _population_elasticity(sim: Simulator, sku: str, price: float, now_ms: int) -> float:
+    """d log P / d log p of the population mix at ``price`` (central difference)."""
+    market = sim.market
+    context = market.context(sku, now_ms)
+    h = 0.01
+    prices = np.array([price * math.exp(-h), price * math.exp(h)])
+    weights = market.segment_view_weights()
+    demand = np.zeros(2)
+    for segment, weight in weights.items():
+        demand += weight * market.purchase_probability_curve(segment, sku, prices, context)
+    return float((math.log(demand[1]) - math.log(demand[0])) / (2 * h))
+
+
+def run_policy(
+    pricer: Pricer,
+    scenario: Scenario,
+    settings: Settings,
+    *,
+    seed: int,
+    warmup_events: int,
+    interval_s: int,
+    events: int | None = None,
+    steps: int | None = None,
+    oracle_cache: dict[tuple[int, str], float] | None = None,
+    progress: bool = True,
+) -> RunTrace:
+    """One closed-loop run: the shared warm-up, then re-price every ``interval_s`` until done.
+
+    Stops after ``events`` events of the policy phase (the reference run) or after ``steps``
+    intervals (the others, so every policy covers the same simulated time).
+    """
+    sim = exploring_simulator(scenario, settings, seed, explore_until_ms=None, review_texts=["(review)"])
+    book = sim.pricebook
+    assert isinstance(book, ExplorationPriceBook)
+    recent = RecentEvents()
+    records: dict[str, list[dict[str, Any]]] = {"click_event": [], "competitor_price": [], "review": []}
+    for emission in sim.iter_events(max_events=warmup_events):
+        if emission.record is not None:
+            records[emission.name].append(emission.record)
+    recent.add(records)
+    interval_ms = interval_s * 1000
+    first = (sim.now_ms // interval_ms + 1) * interval_ms
+    book.until_ms = first
+    _advance(sim, first, recent)
+    # Every policy starts with full shelves: the per-view margin objective (and the oracle) ignore
+    # inventory, so a stock-out inherited from the warm-up would decide the comparison instead.
+    sim.market.replenish()
+    trace = RunTrace(pricer.policy)
+    paired = PairedMargin(sim)
+    start = _summary_figures(sim.summary)
+    last = dict(start)
+    shown: dict[str, float] = {}
+    oracle_cache = {} if oracle_cache is None else oracle_cache
+    bar = tqdm(total=steps or events, desc=f"evaluate {pricer.policy}", disable=not progress, leave=False)
+    step = 0
+    now = first
+    while True:
+        frame = decision_frame(sim, recent, now, shown)
+        prices = pricer.prices(frame)
+        for sku, price in zip(frame["sku"], prices, strict=True):
+            if np.isfinite(price):
+                book.set_sku_price(sku, float(price), event_time=now)
+                shown[sku] = float(price)
+        frame["price"] = [shown.get(s.sku, s.list_price) for s in sim.market.skus.values()]
+        frame["oracle_price"] = [
+            oracle_cache.setdefault((step, sku), sim.market.oracle_price(None, sku, sim.market.context(sku, now)))
+            for sku in frame["sku"]
+        ]
+        if pricer.policy == "network":
+            weights = sim.market.segment_view_weights()
+            frame["true_demand_elasticity"] = [
+                _population_elasticity(sim, sku, price, now)
+                for sku, price in zip(frame["sku"], frame["price"], strict=True)
+            ]
+            frame["true_logit_coefficient"] = [
+                sum(w * sim.market.true_elasticity(s, sku) for s, w in weights.items()) for sku in frame["sku"]
+            ]
+        paired_before = (paired.shown, paired.at_list)
+        added = _advance(sim, now + interval_ms, recent, paired)
+        trace.events += added
+        clicks, _, _ = recent.frames(now + interval_ms)
+        period = (
+            clicks[(clicks["event_time"] >= now) & (clicks["event_type"] == "view")] if not clicks.empty else clicks
+        )
+        views = period["sku"].value_counts() if not period.empty else pd.Series(dtype="int64")
+        frame["views"] = frame["sku"].map(views).fillna(0).astype(int)
+        frame["step"] = step
+        trace.decisions.append(frame)
+        figures = _summary_figures(sim.summary)
+        trace.steps.append(
+            {
+                "step": step,
+                "time_ms": now,
+                **{k: figures[k] - last[k] for k in figures},
+                "paired_shown": paired.shown - paired_before[0],
+                "paired_list": paired.at_list - paired_before[1],
+            }
+        )
+        last = figures
+        step += 1
+        now += interval_ms
+        bar.update(1 if steps else added)
+        if (steps is not None and step >= steps) or (steps is None and events is not None and trace.events >= events):
+            break
+    bar.close()
+    trace.totals = {k: last[k] - start[k] for k in last}
+    trace.totals["paired_shown"], trace.totals["paired_list"] = paired.shown, paired.at_list
+    return trace

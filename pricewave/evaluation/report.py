@@ -1,0 +1,343 @@
+"""``evaluate``: every policy on the same seed, the figures, plots and the markdown report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from pricewave.config import Settings
+from pricewave.errors import ConfigError
+from pricewave.evaluation.closed_loop import RunTrace, run_policy
+from pricewave.evaluation.policies import POLICIES, LinearDemand, Pricer
+from pricewave.pricing.artifact import ModelArtifact, load_artifact
+from pricewave.pricing.features import build_feature_matrix
+from pricewave.pricing.guardrails import GuardrailPolicy
+from pricewave.simulator.scenario import Scenario, load_scenario
+from pricewave.training import generate_history, load_history, train
+
+DEFINITIONS = {
+    "margin": "realized margin Σ (price − cost) × units over the purchases of the policy phase",
+    "expected_margin": "Σ over in-stock views of (shown price − cost) × P(buy) under the hidden demand model",
+    "conversion": "purchases / views in the policy phase",
+    "regret": "1 − expected_margin / expected margin at the best single price per sku and moment "
+    "(population-mix oracle, the oracle of sku-level prices)",
+    "regret_personalized": "1 − expected_margin / expected margin at each view's per-segment oracle price",
+    "price_error": "view-weighted mean over (interval, sku) of |p − p*| × κ, κ = 1 / unit cost "
+    "(p* = the population-mix oracle price at the decision time)",
+    "price_error_abs": "view-weighted mean of |p − p*| in currency",
+    "margin_vs_static": "realized margin / the static run's realized margin − 1 (different views and purchase "
+    "draws: noisy)",
+    "paired_margin_vs_static": "Σ (p − cost) × P(buy | p) / Σ (list price − cost) × P(buy | list price) − 1 over the "
+    "SAME views of this run (common random numbers: no purchase noise, no view drift)",
+    "elasticity": "demand elasticity d log P / d log p at the shown price: the network's −e(1 − P) vs the "
+    "simulator's, numerically, for the population mix; Pearson over (interval, sku) pairs",
+}
+
+
+def _policy_figures(trace: RunTrace, static_margin: float | None) -> dict[str, Any]:
+    t = trace.totals
+    decisions = pd.concat(trace.decisions, ignore_index=True)
+    weights = decisions["views"].to_numpy(dtype=np.float64)
+    deviation = (decisions["price"] - decisions["oracle_price"]).abs().to_numpy()
+    total_weight = weights.sum() or 1.0
+    figures = {
+        "revenue": round(t["revenue"], 2),
+        "margin": round(t["margin"], 2),
+        "expected_margin": round(t["expected_margin"], 2),
+        "conversion": round(t["purchases"] / t["views"], 5) if t["views"] else 0.0,
+        "views": int(t["views"]),
+        "purchases": int(t["purchases"]),
+        "units": int(t["units"]),
+        "stockout_views": int(t["stockout_views"]),
+        "regret": round(1 - t["expected_margin"] / t["sku_oracle_margin"], 5) if t["sku_oracle_margin"] else None,
+        "regret_personalized": round(1 - t["expected_margin"] / t["oracle_margin"], 5) if t["oracle_margin"] else None,
+        "price_error": round(float((weights * deviation / decisions["cost"].to_numpy()).sum() / total_weight), 5),
+        "price_error_abs": round(float((weights * deviation).sum() / total_weight), 4),
+        "events": trace.events,
+    }
+    if static_margin:
+        figures["margin_vs_static"] = round(t["margin"] / static_margin - 1, 5)
+    if t["paired_list"] > 0:
+        figures["paired_margin_vs_static"] = round(t["paired_shown"] / t["paired_list"] - 1, 5)
+    return figures
+
+
+def _elasticity_report(trace: RunTrace, artifact: ModelArtifact) -> dict[str, Any]:
+    """The network's elasticities vs the simulator's over the network run's decisions."""
+    import torch
+
+    decisions = pd.concat(trace.decisions, ignore_index=True)
+    x, missing = build_feature_matrix(decisions)
+    rows = np.flatnonzero(~missing)
+    if rows.size < 3:
+        return {"pearson": None, "n": int(rows.size)}
+    model = artifact.model
+    with torch.no_grad():
+        base, elasticity = model.decompose(torch.as_tensor(x[rows]).to(next(model.parameters()).device))
+    base_np, coef = base.double().cpu().numpy(), elasticity.double().cpu().numpy()
+    ratio = np.log(decisions["price"].to_numpy()[rows] / decisions["base_price"].to_numpy()[rows])
+    probability = 1 / (1 + np.exp(-(base_np - coef * ratio)))
+    model_demand = -coef * (1 - probability)
+    true_demand = decisions["true_demand_elasticity"].to_numpy(dtype=np.float64)[rows]
+    true_coef = decisions["true_logit_coefficient"].to_numpy(dtype=np.float64)[rows]
+
+    def pearson(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float | None:
+        if a.size < 3 or np.std(a) < 1e-12 or np.std(b) < 1e-12:
+            return None  # undefined: one side is constant
+        return round(float(np.corrcoef(a, b)[0, 1]), 4)
+
+    per_sku = pd.DataFrame({"sku": decisions["sku"].to_numpy()[rows], "model": model_demand, "true": true_demand})
+    means = per_sku.groupby("sku").mean()
+    return {
+        "pearson": pearson(model_demand, true_demand),
+        "pearson_sku_means": pearson(means["model"].to_numpy(), means["true"].to_numpy()),
+        "pearson_logit_coefficient": pearson(coef, true_coef),
+        "model_mean_demand_elasticity": round(float(model_demand.mean()), 4),
+        "true_mean_demand_elasticity": round(float(true_demand.mean()), 4),
+        "model_mean_logit_coefficient": round(float(coef.mean()), 4),
+        "true_mean_logit_coefficient": round(float(true_coef.mean()), 4),
+        "n": int(rows.size),
+    }
+
+
+def _plots(traces: Mapping[str, RunTrace], out: Path, skus: Sequence[str]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, trace in traces.items():
+        steps = pd.DataFrame(trace.steps)
+        hours = (steps["time_ms"] - steps["time_ms"].iloc[0]) / 3_600_000
+        ax.plot(hours, steps["margin"].cumsum(), label=name)
+    ax.set_xlabel("simulated hours into the policy phase")
+    ax.set_ylabel("cumulative realized margin")
+    ax.set_title("Margin over time per policy (same seed)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "margin_over_time.png", dpi=110)
+    plt.close(fig)
+    files.append("margin_over_time.png")
+
+    fig, axes = plt.subplots(len(skus), 1, figsize=(7, 2.6 * len(skus)), sharex=True, squeeze=False)
+    for ax, sku in zip(axes[:, 0], skus, strict=True):
+        reference = None
+        for name, trace in traces.items():
+            d = pd.concat(trace.decisions, ignore_index=True)
+            d = d[d["sku"] == sku]
+            hours = (d["event_time"] - d["event_time"].min()) / 3_600_000
+            ax.step(hours, d["price"], where="post", label=name)
+            reference = (hours, d)
+        if reference is not None:
+            hours, d = reference
+            if "competitor_min_price" in d.columns:
+                ax.plot(hours, d["competitor_min_price"], color="black", linestyle=":", label="cheapest competitor")
+            ax.plot(hours, d["oracle_price"], color="grey", linestyle="--", label="oracle p*")
+        ax.set_ylabel(sku)
+    axes[0, 0].legend(fontsize=7, ncol=3)
+    axes[-1, 0].set_xlabel("simulated hours into the policy phase")
+    fig.suptitle("Price trajectories vs competitors")
+    fig.tight_layout()
+    fig.savefig(out / "price_trajectories.png", dpi=110)
+    plt.close(fig)
+    files.append("price_trajectories.png")
+    return files
+
+
+_TABLE_HEADER = (
+    "| policy | revenue | margin | vs static | vs static (paired) | conversion | regret | regret (pers. oracle) "
+    "| price error |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
+
+
+def _markdown(report: Mapping[str, Any]) -> str:
+    rows = []
+    for name, p in report["policies"].items():
+        realized, paired = p.get("margin_vs_static"), p.get("paired_margin_vs_static")
+        rows.append(
+            f"| {name} | {p['revenue']:,.2f} | {p['margin']:,.2f} | "
+            f"{'' if realized is None else f'{realized:+.1%}'} | {'' if paired is None else f'{paired:+.1%}'} | "
+            f"{p['conversion']:.2%} | {p['regret']:.2%} | {p['regret_personalized']:.2%} | {p['price_error']:.4f} |"
+        )
+    e = report.get("elasticity", {})
+    definitions = "\n".join(f"- **{k}**: {v}" for k, v in report["definitions"].items())
+    return f"""# Closed-loop evaluation: scenario `{report["scenario"]}`, seed {report["seed"]}
+
+Policy phase: {report["policy_phase"]["start_iso"]} to {report["policy_phase"]["end_iso"]}
+({report["policy_phase"]["intervals"]} re-pricing intervals of {report["interval_s"]} s) after a warm-up of
+{report["warmup_events"]:,} events at explored prices (the training history), starting with full stock.
+Network model `{report["network"]["model_version"]}`.
+
+{_TABLE_HEADER}
+{chr(10).join(rows)}
+
+Network elasticity vs the simulator's (demand elasticity at the shown price): Pearson
+{e.get("pearson")} over {e.get("n")} (interval, sku) pairs; per-sku means {e.get("pearson_sku_means")};
+mean {e.get("model_mean_demand_elasticity")} (model) vs {e.get("true_mean_demand_elasticity")} (true).
+
+![margin over time](margin_over_time.png)
+
+![price trajectories](price_trajectories.png)
+
+Definitions:
+{definitions}
+"""
+
+
+def evaluate(
+    scenario: Scenario | str | Path,
+    out_dir: str | Path,
+    settings: Settings,
+    *,
+    seed: int = 0,
+    events: int = 30_000,
+    warmup_events: int = 60_000,
+    model: str | Path | None = None,
+    interval_s: int = 300,
+    epochs: int = 40,
+    patience: int = 5,
+    price_points: bool = False,
+    policies: Iterable[str] = POLICIES,
+    progress: bool = True,
+    model_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Run every policy closed loop and write ``report.json``, ``report.md`` and the plots to ``out_dir``.
+
+    Args:
+        scenario: A scenario, a shipped name or a YAML path.
+        out_dir: Where the report goes (created).
+        settings: pricewave settings.
+        seed: The seed every run shares.
+        events: Length of the policy phase, in events of the static run.
+        warmup_events: Events at explored prices before the policy phase (the training history).
+        model: A model directory or version directory; default: train one on the warm-up.
+        interval_s: Simulated seconds between re-pricings.
+        epochs, patience: Training budget when a model is trained here.
+        price_points: Snap prices to x.99 (default: whole cents, as the oracle is continuous).
+        policies: Which policies to run (``static`` always runs: it sets the horizon).
+        progress: Show progress bars.
+        model_out: Keep the model trained here in this directory (the pipeline check serves it).
+
+    Returns:
+        The report (also in ``report.json``).
+    """
+    chosen = ["static", *[p for p in POLICIES if p in set(policies) and p != "static"]]
+    unknown = sorted(set(policies) - set(POLICIES))
+    if unknown:
+        raise ConfigError(f"unknown policies {unknown}: choose from {', '.join(POLICIES)}")
+    if interval_s < 60 or interval_s % 60:
+        raise ConfigError("--interval must be a whole number of minutes (the feature windows slide every minute)")
+    scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    guardrails = GuardrailPolicy(
+        min_margin=scenario.pricing.min_margin,
+        ceiling_multiple=scenario.pricing.ceiling_ratio,
+        price_point_ending=0.99 if price_points else 0.0,
+        max_model_age_s=365 * 86_400.0,
+    )
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="pricewave-eval-"))
+    frames: list[pd.DataFrame] = []
+    try:
+        history_dir = generate_history(
+            scenario, settings, work / "history", events=warmup_events, seed=seed, progress=progress,
+            review_texts=["(review)"],
+        )  # fmt: skip
+        history = load_history(history_dir)
+        model_dir = Path(model) if model else work / "models"
+        if model is None and "network" in chosen:
+            train(
+                history, model_dir, settings, epochs=epochs, patience=patience, seed=seed,
+                work_dir=work / "train", progress=progress, on_frame=frames.append,
+            )  # fmt: skip
+        if not frames and "linear" in chosen:
+            from pricewave.training import build_training_frame
+
+            frames.append(build_training_frame(history, settings, work / "train", seed=seed))
+        linear = LinearDemand.fit(frames[0]) if "linear" in chosen else None
+        artifact = load_artifact(model_dir, device="cpu") if "network" in chosen else None
+        if model_out is not None and model is None and "network" in chosen:
+            shutil.copytree(model_dir, Path(model_out), dirs_exist_ok=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    traces: dict[str, RunTrace] = {}
+    oracle_cache: dict[tuple[int, str], float] = {}
+    steps = None
+    for name in chosen:
+        pricer = Pricer(name, guardrails, linear=linear, artifact=artifact)
+        trace = run_policy(
+            pricer, scenario, settings, seed=seed, warmup_events=warmup_events, interval_s=interval_s,
+            events=events, steps=steps, oracle_cache=oracle_cache, progress=progress,
+        )  # fmt: skip
+        steps = len(trace.steps)
+        traces[name] = trace
+    shutil.rmtree(work, ignore_errors=True)
+
+    static_margin = traces["static"].totals["margin"]
+    policies_report = {name: _policy_figures(trace, static_margin) for name, trace in traces.items()}
+    for name, figures in policies_report.items():
+        static_expected = traces["static"].totals["expected_margin"]
+        figures["expected_margin_vs_static"] = (
+            round(traces[name].totals["expected_margin"] / static_expected - 1, 5) if static_expected else None
+        )
+    first_step, last_step = traces["static"].steps[0], traces["static"].steps[-1]
+    report: dict[str, Any] = {
+        "scenario": scenario.name,
+        "seed": seed,
+        "events": events,
+        "warmup_events": warmup_events,
+        "interval_s": interval_s,
+        "policy_phase": {
+            "start_ms": first_step["time_ms"],
+            "end_ms": last_step["time_ms"] + interval_s * 1000,
+            "start_iso": pd.Timestamp(first_step["time_ms"], unit="ms", tz="UTC").isoformat(),
+            "end_iso": pd.Timestamp(last_step["time_ms"] + interval_s * 1000, unit="ms", tz="UTC").isoformat(),
+            "intervals": len(traces["static"].steps),
+        },
+        "guardrails": {
+            "min_margin": guardrails.min_margin,
+            "ceiling_multiple": guardrails.ceiling_multiple,
+            "max_change_pct": guardrails.max_change_pct,
+            "price_point_ending": guardrails.price_point_ending,
+        },
+        "definitions": DEFINITIONS,
+        "policies": policies_report,
+        "network": {
+            "model_version": artifact.version if artifact else None,
+            "trained_here": model is None,
+            "metrics": artifact.metrics if artifact else None,
+        },
+        "linear_model": {"price_coefficient": linear.price_coefficient, "coefficients": linear.coefficients()}
+        if linear
+        else None,
+    }
+    if artifact is not None and "network" in traces:
+        report["elasticity"] = _elasticity_report(traces["network"], artifact)
+    views = pd.concat(traces["static"].decisions).groupby("sku")["views"].sum().sort_values(ascending=False)
+    report["plots"] = _plots(traces, out, list(views.index[:3]))
+    if "network" in policies_report and "linear" in policies_report:
+        net, lin, static = policies_report["network"], policies_report["linear"], policies_report["static"]
+        report["checks"] = {
+            "network_margin_above_static": net["paired_margin_vs_static"] > 0,
+            "network_realized_margin_above_static": net["margin"] > static["margin"],
+            "network_regret_below_linear": net["regret"] < lin["regret"],
+            "design_target_margin_uplift_10pct": net["paired_margin_vs_static"] >= 0.10,
+            "design_target_regret_5pct": net["regret"] <= 0.05,
+        }
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    (out / "report.md").write_text(_markdown(report))
+    return report
