@@ -103,6 +103,13 @@ def _job_metrics(out: _Writer, metrics: Mapping[str, Mapping[str, float]]) -> No
 def render_metrics(snapshot: Mapping[str, Any]) -> str:
     """Prometheus text for a :meth:`pricewave.monitor.core.Monitor.snapshot` (missing parts are skipped)."""
     out = _Writer()
+    for section in (_pricing_metrics, _dead_letter_metrics, _kafka_metrics, _flink_metrics, _freshness_metrics):
+        section(out, snapshot)
+    return "\n".join(out.lines) + "\n"
+
+
+def _pricing_metrics(out: _Writer, snapshot: Mapping[str, Any]) -> None:
+    """The decisions on the prices topic and the model behind them."""
     prices = snapshot.get("prices") or {}
     out.one("pricewave_prices_total", "counter", "Price decisions read from the prices topic.", prices.get("total"))
     out.family(
@@ -164,6 +171,9 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
     )
     out.one("pricewave_model_max_age_seconds", "gauge", "The kill switch's model age limit.", model.get("max_age_s"))
 
+
+def _dead_letter_metrics(out: _Writer, snapshot: Mapping[str, Any]) -> None:
+    """The dead-letter topic: totals and reasons."""
     letters = snapshot.get("dead_letters") or {}
     out.one("pricewave_dead_letters_total", "counter", "Records in the dead-letter topic.", letters.get("total"))
     out.one("pricewave_dead_letters_late_total", "counter", "Dead letters that were late events.", letters.get("late"))
@@ -174,6 +184,9 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
         [({"reason": reason}, n) for reason, n in (letters.get("by_reason") or {}).items()],
     )
 
+
+def _kafka_metrics(out: _Writer, snapshot: Mapping[str, Any]) -> None:
+    """The broker, the topics and the job's consumer lag."""
     kafka = snapshot.get("kafka") or {}
     topics = kafka.get("topics") or []
     out.one(
@@ -202,6 +215,9 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
         ],
     )
 
+
+def _flink_metrics(out: _Writer, snapshot: Mapping[str, Any]) -> None:
+    """The followed Flink job: state, checkpoints, operators and the pricers' own metrics."""
     flink = snapshot.get("flink") or {}
     job = flink.get("job") or {}
     out.one(
@@ -265,6 +281,9 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
 
     _job_metrics(out, flink.get("job_metrics") or {})
 
+
+def _freshness_metrics(out: _Writer, snapshot: Mapping[str, Any]) -> None:
+    """How old the newest value of each feature view in the online store is."""
     freshness = snapshot.get("freshness") or {}
     out.family(
         "pricewave_feature_age_seconds",
@@ -272,4 +291,3 @@ def render_metrics(snapshot: Mapping[str, Any]) -> str:
         "Age of the newest value of a feature view online.",
         [({"view": v["view"]}, v.get("age_s")) for v in freshness.get("views") or []],
     )
-    return "\n".join(out.lines) + "\n"
