@@ -66,7 +66,8 @@ def is_store_failure(exc: BaseException) -> bool:
     return isinstance(exc, rex.RedisError)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """A store error as one line, secrets masked (what the outage log and the job's metrics show)."""
     from pricewave.config import mask_secrets  # a client error may echo its connection string
 
     text = mask_secrets(" ".join(str(exc).split()))
@@ -102,7 +103,7 @@ class Outage:
         """Record a failed call; the first failure of an outage logs one line."""
         now = self.clock()
         self.failed_tries += 1
-        self.last_error = _one_line(exc)
+        self.last_error = one_line(exc)
         if not self.down:
             self.down, self.since, self.outages, self._tries_in_outage = True, now, self.outages + 1, 0
             LOG.warning(
@@ -427,7 +428,7 @@ class BufferedPriceHistory:
                 "%s: online store still unavailable at close: %d price history records not written (%s)",
                 self.outage.what,
                 len(self._pending),
-                _one_line(exc),
+                one_line(exc),
             )
             self._pending.clear()
 

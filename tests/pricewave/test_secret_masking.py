@@ -83,7 +83,7 @@ def test_printing_paths_show_no_secret(
     secrets: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from jobs import pricing_job
-    from pricewave.feature_store.degraded import _one_line
+    from pricewave.feature_store.degraded import one_line
     from pricewave.flink.submission import failure_summary
     from pricewave.stack.process import tail
 
@@ -111,7 +111,7 @@ def test_printing_paths_show_no_secret(
     assert_no_secret(failure_summary(output), "flink run's failure summary")
     # An online-store failure as the degraded mode logs it.
     connection = f"127.0.0.1:6379,password={secrets[REDIS_PASSWORD_ENV]}"
-    assert_no_secret(_one_line(ValueError(f"could not connect with {connection}")), "a store outage line")
+    assert_no_secret(one_line(ValueError(f"could not connect with {connection}")), "a store outage line")
 
 
 def test_submit_dry_run_masks_secrets_in_job_arguments(
