@@ -90,7 +90,7 @@ def sku_windows(market: benchlib.SyntheticMarket, rng: np.random.Generator) -> p
 def measure(settings: Settings, batches: int) -> dict[str, float]:
     """Rows/s of each UDF's ``eval`` on 1,000-row batches."""
     from pricewave.feature_store import FeatureWriter, open_store
-    from pricewave.job.sinks import USER_SESSION_COLUMNS
+    from pricewave.feature_views import user_session
     from pricewave.privacy import pseudonymize_user
     from udfs.pricing import SKU_WINDOW_FEATURES, DecisionPush, FeaturePush, OfferPricer, SkuPricer
     from udfs.validation import EventValidator
@@ -127,7 +127,7 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
     skus.open(None)
     decisions_push = DecisionPush(settings)
     decisions_push.open(None)
-    sessions_push = FeaturePush(settings, "user_session", USER_SESSION_COLUMNS)
+    sessions_push = FeaturePush(settings, "user_session", user_session.PUSHED_COLUMNS)
     sessions_push.open(None)
 
     prepared = {n: offer_columns(n) for n in range(-1, batches)}

@@ -194,7 +194,8 @@ class RedisServer:
         return redis.Redis(host=self.host, port=self.port, password=password or self.password)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
     import socket
 
     with socket.socket() as probe:
@@ -209,7 +210,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     workdir = tmp_path_factory.mktemp("redis")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", REDIS_TEST_PASSWORD,
          "--dir", str(workdir), "--save", "", "--appendonly", "no"],

@@ -46,26 +46,30 @@ from pyflink.table.udf import ScalarFunction, UserDefinedFunctionWrapper, udf
 
 from pricewave.config import REDIS_PASSWORD_ENV, Settings, secret_environment
 from pricewave.pricing.features import DEMAND_FEATURES
-from pricewave.schemas import check_event
+from pricewave.schemas import check_event, flink_row_type, load_schema
 from udfs.metrics import DecisionMetrics, register_store_metrics
 
-DECISION_FIELDS = [
-    ("decision_json", DataTypes.STRING()),
-    ("decision_id", DataTypes.STRING()),
-    ("kind", DataTypes.STRING()),
-    ("sku", DataTypes.STRING()),
-    ("user_key", DataTypes.STRING()),
-    ("price", DataTypes.DOUBLE()),
-    ("base_price", DataTypes.DOUBLE()),
-    ("guardrail", DataTypes.STRING()),
-    ("model_version", DataTypes.STRING()),
-    ("propensity", DataTypes.DOUBLE()),
-    ("personalized", DataTypes.BOOLEAN()),
-    ("expected_conversion", DataTypes.DOUBLE()),
-    ("decision_time", DataTypes.BIGINT()),
-    ("event_time", DataTypes.BIGINT()),
-    ("features_json", DataTypes.STRING()),
-]
+# Flink's types for the schema's scalar column types (``flink_row_type``).
+_FLINK_DATA_TYPES = {
+    "STRING": DataTypes.STRING(),
+    "DOUBLE": DataTypes.DOUBLE(),
+    "BOOLEAN": DataTypes.BOOLEAN(),
+    "INT": DataTypes.INT(),
+    "BIGINT": DataTypes.BIGINT(),
+}
+# The columns a decision travels in (the decision log's and the store writer's), from the
+# ``price_decision`` schema: each scalar field typed, in the schema's order. The list and object
+# fields (``guardrails``, ``explanation``) travel only inside the wire JSON, ``decision_json``;
+# ``features_json`` logs what the decision was priced on.
+DECISION_RECORD_COLUMNS: tuple[str, ...] = tuple(
+    spec.name for spec in load_schema("price_decision").fields if not spec.is_array and spec.json_type != "object"
+)
+DECISION_COLUMN_TYPES: tuple[tuple[str, str], ...] = (
+    ("decision_json", "STRING"),
+    *((name, sql_type) for name, sql_type in flink_row_type("price_decision") if name in DECISION_RECORD_COLUMNS),
+    ("features_json", "STRING"),
+)
+DECISION_FIELDS = [(name, _FLINK_DATA_TYPES[sql_type]) for name, sql_type in DECISION_COLUMN_TYPES]
 DECISION_ROW = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in DECISION_FIELDS])
 
 # What the pricers read from the online store, per view: the catalog only, which the job never
@@ -166,19 +170,7 @@ def decisions_frame(kind: str, inputs: pd.DataFrame, decided: pd.DataFrame, now_
         rows.append(
             {
                 "decision_json": decision_json,
-                "decision_id": record["decision_id"],
-                "kind": kind,
-                "sku": record["sku"],
-                "user_key": user_key,
-                "price": price,
-                "base_price": record["base_price"],
-                "guardrail": record["guardrail"],
-                "model_version": record["model_version"],
-                "propensity": record["propensity"],
-                "personalized": record["personalized"],
-                "expected_conversion": record.get("expected_conversion"),
-                "decision_time": now_ms,
-                "event_time": event_ms,
+                **{name: record.get(name) for name in DECISION_RECORD_COLUMNS},
                 "features_json": json.dumps(features, separators=(",", ":")),
             }
         )

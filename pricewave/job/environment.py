@@ -14,13 +14,8 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment, TableResult
 
 from pricewave.config import Settings
+from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary, user_session
 from pricewave.job.options import JobOptions
-from pricewave.job.sinks import (
-    REVIEW_SUMMARY_COLUMNS,
-    SKU_COMPETITION_COLUMNS,
-    SKU_DEMAND_COLUMNS,
-    USER_SESSION_COLUMNS,
-)
 from pricewave.job.sources import INPUT_SCHEMAS
 from pricewave.sql import millis
 from pricewave.stack.jars import flink_connector_jars
@@ -116,17 +111,18 @@ def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptio
     t_env.create_temporary_function("review_sentiment", review_sentiment_udf(settings))
     t_env.create_temporary_function("review_summary", review_summary_udaf())
     t_env.create_temporary_function(
-        "push_user_session", feature_push_udf(settings, "user_session", USER_SESSION_COLUMNS)
+        "push_user_session", feature_push_udf(settings, "user_session", user_session.PUSHED_COLUMNS)
     )
     t_env.create_temporary_function(
-        "push_sku_review_summary", feature_push_udf(settings, "sku_review_summary", REVIEW_SUMMARY_COLUMNS)
+        "push_sku_review_summary", feature_push_udf(settings, "sku_review_summary", sku_review_summary.PUSHED_COLUMNS)
     )
     t_env.create_temporary_function("push_decisions", decision_push_udf(settings))
     t_env.create_temporary_function(
-        "push_sku_demand", feature_push_udf(settings, "sku_demand", (*SKU_DEMAND_COLUMNS, "event_time"))
+        "push_sku_demand", feature_push_udf(settings, "sku_demand", (*sku_demand.PUSHED_COLUMNS, "event_time"))
     )
     t_env.create_temporary_function(
-        "push_sku_competition", feature_push_udf(settings, "sku_competition", (*SKU_COMPETITION_COLUMNS, "event_time"))
+        "push_sku_competition",
+        feature_push_udf(settings, "sku_competition", (*sku_competition.PUSHED_COLUMNS, "event_time")),
     )
 
 

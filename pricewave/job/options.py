@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from pricewave.config import Settings, load_settings
 from pricewave.errors import ConfigError
@@ -140,9 +140,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         default=defaults.starting_offsets,
         choices=["group-offsets", "earliest-offset", "latest-offset"],
     )
-    parser.add_argument("--out-of-orderness", type=float, default=defaults.out_of_orderness_s, metavar="S")
+    parser.add_argument(
+        "--out-of-orderness", dest="out_of_orderness_s", type=float, default=defaults.out_of_orderness_s, metavar="S"
+    )
     parser.add_argument(
         "--max-clock-skew",
+        dest="max_clock_skew_s",
         type=float,
         default=defaults.max_clock_skew_s,
         metavar="S",
@@ -151,6 +154,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
     )
     parser.add_argument(
         "--max-record-skew",
+        dest="max_record_skew_s",
         type=float,
         default=defaults.max_record_skew_s,
         metavar="S",
@@ -159,6 +163,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
     )
     parser.add_argument(
         "--idle-timeout",
+        dest="idle_timeout_s",
         type=float,
         default=defaults.idle_timeout_s,
         metavar="S",
@@ -167,7 +172,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         "raise it above the longest broker outage you need reproducible prices through. "
         "--bounded runs never mark a source idle",
     )
-    parser.add_argument("--checkpoint-interval", type=float, default=defaults.checkpoint_interval_s, metavar="S")
+    parser.add_argument(
+        "--checkpoint-interval",
+        dest="checkpoint_interval_s",
+        type=float,
+        default=defaults.checkpoint_interval_s,
+        metavar="S",
+    )
     parser.add_argument("--checkpoint-dir", metavar="DIR", default="", help="default: <state>/flink/checkpoints")
     parser.add_argument(
         "--tolerable-failed-checkpoints",
@@ -195,20 +206,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
     )
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
+    # Each option's flag stores under the JobOptions field it sets: the rest keep their defaults.
     options = JobOptions(
-        group_id=args.group_id,
-        starting_offsets=args.starting_offsets,
-        out_of_orderness_s=args.out_of_orderness,
-        max_clock_skew_s=args.max_clock_skew,
-        max_record_skew_s=args.max_record_skew,
-        idle_timeout_s=args.idle_timeout,
-        checkpoint_interval_s=args.checkpoint_interval,
-        parallelism=args.parallelism,
-        bounded=args.bounded,
-        decision_log_dir=args.decision_log_dir,
-        checkpoint_dir=args.checkpoint_dir,
-        tolerable_failed_checkpoints=args.tolerable_failed_checkpoints,
-        python_workers=args.python_workers,
+        **{option.name: getattr(args, option.name) for option in fields(JobOptions) if option.name in args}
     )
     options.validate()
     return settings, options, args.duration, args.compiled_plan

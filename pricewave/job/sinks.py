@@ -17,13 +17,10 @@ from pricewave.feature_views import sku_competition, sku_demand, sku_review_summ
 from pricewave.job.options import JobOptions
 from pricewave.job.sources import kafka_options
 from pricewave.sql import millis, quote, sql_string
-from udfs.pricing import DECISION_FIELDS
+from udfs.pricing import DECISION_COLUMN_TYPES
 
-# What the job pushes to each online-store view (each view's module says which of its columns).
-SKU_DEMAND_COLUMNS = sku_demand.PUSHED_COLUMNS
-SKU_COMPETITION_COLUMNS = sku_competition.PUSHED_COLUMNS
-USER_SESSION_COLUMNS = user_session.PUSHED_COLUMNS
-REVIEW_SUMMARY_COLUMNS = sku_review_summary.PUSHED_COLUMNS
+# What the decision log keeps of a decision: all but the price record itself (``decision_json``).
+DECISION_LOG_COLUMNS = tuple(name for name, _ in DECISION_COLUMN_TYPES if name != "decision_json")
 
 
 def prices_sink_ddl(settings: Settings, options: JobOptions) -> str:
@@ -57,11 +54,8 @@ def decision_log_ddl(settings: Settings, options: JobOptions) -> str:
     :func:`pricewave.training` reads these files for training and audit.
     """
     path = options.decision_log_dir or str(settings.path("decision_log"))
-    flink_types = {"VARCHAR": "STRING", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN", "BIGINT": "BIGINT"}
     columns = ",\n  ".join(
-        f"{quote(name)} {flink_types[str(kind).split('(')[0].upper()]}"
-        for name, kind in DECISION_FIELDS
-        if name != "decision_json"
+        f"{quote(name)} {sql_type}" for name, sql_type in DECISION_COLUMN_TYPES if name in DECISION_LOG_COLUMNS
     )
     return f"""
 CREATE TEMPORARY TABLE `decision_log` (
@@ -76,16 +70,13 @@ CREATE TEMPORARY TABLE `decision_log` (
 )"""
 
 
-# What the decision log keeps of a decision: all but the price record itself (``decision_json``).
-DECISION_LOG_COLUMNS = tuple(name for name, _ in DECISION_FIELDS if name != "decision_json")
-
-
 def sink_inserts() -> list[str]:
     """The INSERTs into the sinks: the prices topic, the online store's views and the decision log."""
-    demand_args = ", ".join(quote(c) for c in SKU_DEMAND_COLUMNS)
-    competition_args = ", ".join(quote(c) for c in SKU_COMPETITION_COLUMNS)
-    session_args = ", ".join(quote(c) for c in USER_SESSION_COLUMNS)
-    review_args = ", ".join(quote(c) for c in REVIEW_SUMMARY_COLUMNS[:-1])
+    # What the job pushes to each online-store view (each view's module says which of its columns).
+    demand_args = ", ".join(quote(c) for c in sku_demand.PUSHED_COLUMNS)
+    competition_args = ", ".join(quote(c) for c in sku_competition.PUSHED_COLUMNS)
+    session_args = ", ".join(quote(c) for c in user_session.PUSHED_COLUMNS)
+    review_args = ", ".join(quote(c) for c in sku_review_summary.PUSHED_COLUMNS[:-1])
     log_columns = ", ".join(quote(name) for name in DECISION_LOG_COLUMNS)
     return [
         "INSERT INTO `prices_sink` SELECT `sku`, `decision_json` FROM `all_decisions` "

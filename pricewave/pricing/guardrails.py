@@ -147,6 +147,11 @@ def _positive(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
 
+def _number(value: Any) -> float:
+    """One row's argument as a float: None (not given) becomes NaN, which every rule reads as such."""
+    return math.nan if value is None else float(value)
+
+
 def is_price_point(price: float, ending: float = 0.99) -> bool:
     """True when ``price`` is a whole number plus ``ending`` (e.g. 12.99), as rule (g) produces them."""
     return math.isfinite(price) and price == round(price - ending) + ending
@@ -172,25 +177,13 @@ def _snap_scalar(price: float, lo: float, hi: float, ending: float) -> float:
     return price if best is None else best
 
 
-def apply_guardrails(
-    policy: GuardrailPolicy,
-    *,
-    candidate: float | None,
-    cost: float | None,
-    base_price: float | None,
-    map_price: float | None = None,
-    ceiling: float | None = None,
-    last_published: float | None = None,
-    non_personalized_price: float | None = None,
-    is_offer: bool = False,
-    model_age_s: float | None = 0.0,
-    features_missing: bool = False,
-) -> GuardrailDecision:
-    """Guard one candidate price (the reference implementation of the module's rules).
+class PriceLimits(TypedDict, total=False):
+    """What bounds a price besides the candidate: the keyword arguments of every guardrail function.
 
-    Args:
-        policy: The guardrail settings.
-        candidate: The model's (or the explorer's) price; None/NaN/<= 0 trips the kill switch.
+    :func:`apply_guardrails` takes one row of plain numbers; :func:`feasible_interval` and
+    :func:`apply_guardrails_vectorized` take array-likes that broadcast together (NaN = not given).
+
+    Attributes:
         cost: Unit cost; None/NaN/<= 0 means no floor and nothing is published.
         base_price: List price; None/NaN/<= 0 means nothing is published.
         map_price: Minimum advertised price; None/NaN = none.
@@ -198,79 +191,129 @@ def apply_guardrails(
         last_published: The price published last interval; None/NaN/<= 0 = none.
         non_personalized_price: For offers, the sku price for everyone; None/NaN = base price.
         is_offer: True for a personalized (user, sku) offer.
+    """
+
+    cost: Required[Any]
+    base_price: Required[Any]
+    map_price: Any
+    ceiling: Any
+    last_published: Any
+    non_personalized_price: Any
+    is_offer: Any
+
+
+def apply_guardrails(
+    policy: GuardrailPolicy,
+    *,
+    candidate: float | None,
+    model_age_s: float | None = 0.0,
+    features_missing: bool = False,
+    **limits: Unpack[PriceLimits],
+) -> GuardrailDecision:
+    """Guard one candidate price (the reference implementation of the module's rules).
+
+    Args:
+        policy: The guardrail settings.
+        candidate: The model's (or the explorer's) price; None/NaN/<= 0 trips the kill switch.
         model_age_s: Age of the model; None/NaN counts as too old.
         features_missing: Required features are missing (kill switch).
+        **limits: The row's :class:`PriceLimits` (cost and base price required), plain numbers.
 
     Returns:
         The decision: price (None = publish nothing), the last guardrail that changed it and all
         that did, in order, plus the floor and upper bound it was held to.
     """
     applied: list[str] = []
-    nan = math.nan
-
-    def closed(reason: str, floor: float = nan, upper: float = nan) -> GuardrailDecision:
-        applied.append(reason)
-        return GuardrailDecision(None, reason, tuple(applied), floor, upper)
-
+    cost, base_price = _number(limits["cost"]), _number(limits["base_price"])
     if not _positive(cost):
-        return closed("no_floor")
-    assert cost is not None
-    floor = cost * (1 + policy.min_margin)
-    if _given(map_price):
-        assert map_price is not None
-        floor = max(floor, map_price)
+        return _closed(applied, "no_floor")
+    floor = _floor(policy, cost, _number(limits.get("map_price")))
     if not _positive(base_price):
-        return closed("no_base_price", floor)
-    assert base_price is not None
-    ceil = ceiling if ceiling is not None and not math.isnan(ceiling) else base_price * policy.ceiling_multiple
-    upper = ceil
-    if policy.emergency_cap is not None:
-        upper = min(upper, base_price * policy.emergency_cap)
-    if is_offer and policy.personalized_discount_only:
-        reference = non_personalized_price if _given(non_personalized_price) else base_price
-        assert reference is not None
-        upper = min(upper, reference)
+        return _closed(applied, "no_base_price", floor)
+    upper_bounds = _upper_bounds(policy, base_price, limits)
+    upper = min(bound for _, bound in upper_bounds)
 
-    stale = model_age_s is None or math.isnan(model_age_s) or model_age_s > policy.max_model_age_s
-    kill = policy.kill_switch or stale or features_missing or not _positive(candidate)
+    kill = _kill_switch(policy, candidate, model_age_s, features_missing)
     if kill:
         applied.append("kill_switch")
-        price = base_price
-    else:
-        assert candidate is not None
-        price = candidate
+    price = base_price if kill else _number(candidate)
     if not (math.isfinite(floor) and math.isfinite(upper) and floor <= upper):
-        return closed("infeasible", floor, upper)
+        return _closed(applied, "infeasible", floor, upper)
 
     lo, hi = floor, upper
+    last_published = _number(limits.get("last_published"))
     if not kill and _positive(last_published):
-        assert last_published is not None
-        band_lo = last_published * (1 - policy.max_change_pct)
-        band_hi = last_published * (1 + policy.max_change_pct)
-        moved = min(max(price, band_lo), band_hi)
-        if moved != price:
-            applied.append("max_change")
-            price = moved
-        if max(floor, band_lo) <= min(upper, band_hi):
-            lo, hi = max(floor, band_lo), min(upper, band_hi)
-
-    steps: list[tuple[str, float]] = [("ceiling", ceil)]
-    if policy.emergency_cap is not None:
-        steps.append(("emergency_cap", base_price * policy.emergency_cap))
-    if is_offer and policy.personalized_discount_only:
-        steps.append(("discount_only", upper))  # upper already holds min(ceiling, cap, reference)
-    if price < floor:
-        applied.append("floor")
-        price = floor
-    for name, bound in steps:
-        if price > bound:
-            applied.append(name)
-            price = bound
+        price, (lo, hi) = _max_change(policy, price, last_published, floor, upper, applied)
+    price = _clamp(price, floor, upper_bounds, applied)
     snapped = _snap_scalar(price, lo, hi, policy.price_point_ending)
     if snapped != price:
         applied.append("price_point")
         price = snapped
     return GuardrailDecision(price, applied[-1] if applied else None, tuple(applied), floor, upper)
+
+
+def _closed(applied: list[str], reason: str, floor: float = math.nan, upper: float = math.nan) -> GuardrailDecision:
+    """Rules (a) and ``infeasible``: publish nothing, and say why."""
+    applied.append(reason)
+    return GuardrailDecision(None, reason, tuple(applied), floor, upper)
+
+
+def _floor(policy: GuardrailPolicy, cost: float, map_price: float) -> float:
+    """Rule (a): the minimum margin over cost, or the minimum advertised price when higher."""
+    floor = cost * (1 + policy.min_margin)
+    return max(floor, map_price) if _given(map_price) else floor
+
+
+def _upper_bounds(policy: GuardrailPolicy, base_price: float, limits: PriceLimits) -> list[tuple[str, float]]:
+    """Rules (d)-(f): each upper bound that is on, by name, in the order they clamp.
+
+    The discount-only bound is the least of them all (the upper bound itself), so an offer that
+    breaks it is recorded as ``discount_only`` only when the ceiling and the cap did not already hold it.
+    """
+    ceiling = _number(limits.get("ceiling"))
+    bounds = [("ceiling", ceiling if _given(ceiling) else base_price * policy.ceiling_multiple)]
+    if policy.emergency_cap is not None:
+        bounds.append(("emergency_cap", base_price * policy.emergency_cap))
+    if limits.get("is_offer", False) and policy.personalized_discount_only:
+        non_personalized_price = _number(limits.get("non_personalized_price"))
+        reference = non_personalized_price if _given(non_personalized_price) else base_price
+        bounds.append(("discount_only", min(min(bound for _, bound in bounds), reference)))
+    return bounds
+
+
+def _kill_switch(
+    policy: GuardrailPolicy, candidate: float | None, model_age_s: float | None, features_missing: bool
+) -> bool:
+    """Rule (b): the manual switch, a stale model, missing features or an unusable candidate."""
+    stale = model_age_s is None or math.isnan(model_age_s) or model_age_s > policy.max_model_age_s
+    return policy.kill_switch or stale or features_missing or not _positive(candidate)
+
+
+def _max_change(
+    policy: GuardrailPolicy, price: float, last_published: float, floor: float, upper: float, applied: list[str]
+) -> tuple[float, tuple[float, float]]:
+    """Rule (c): clip to the band around the last published price; the final interval for (g)."""
+    band_lo = last_published * (1 - policy.max_change_pct)
+    band_hi = last_published * (1 + policy.max_change_pct)
+    moved = min(max(price, band_lo), band_hi)
+    if moved != price:
+        applied.append("max_change")
+    interval = (floor, upper)
+    if max(floor, band_lo) <= min(upper, band_hi):
+        interval = (max(floor, band_lo), min(upper, band_hi))
+    return moved, interval
+
+
+def _clamp(price: float, floor: float, upper_bounds: list[tuple[str, float]], applied: list[str]) -> float:
+    """Rules (d)-(f): the floor first, then each upper bound in turn (the floor wins a conflict)."""
+    if price < floor:
+        applied.append("floor")
+        price = floor
+    for name, bound in upper_bounds:
+        if price > bound:
+            applied.append(name)
+            price = bound
+    return price
 
 
 @dataclass(frozen=True)
@@ -319,22 +362,6 @@ def _f64(value: Any, shape: tuple[int, ...]) -> FloatArray:
 def _shape(*values: Any) -> tuple[int, ...]:
     shapes = [np.shape(v) for v in values if v is not None]
     return tuple(np.broadcast_shapes(*shapes)) if shapes else ()
-
-
-class PriceLimits(TypedDict, total=False):
-    """What bounds a price besides the candidate, as array-likes that broadcast together (NaN = not given).
-
-    The keyword arguments of :func:`feasible_interval` and :func:`apply_guardrails_vectorized`;
-    each means what the argument of the same name of :func:`apply_guardrails` means.
-    """
-
-    cost: Required[Any]
-    base_price: Required[Any]
-    map_price: Any
-    ceiling: Any
-    last_published: Any
-    non_personalized_price: Any
-    is_offer: Any
 
 
 def feasible_interval(policy: GuardrailPolicy, **limits: Unpack[PriceLimits]) -> FeasibleInterval:

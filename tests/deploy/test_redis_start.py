@@ -14,7 +14,6 @@ test_manifests.py checks that compose and k8s use this same script.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -26,18 +25,14 @@ import pytest
 import redis
 import yaml
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 INJECTED = Path(f"/tmp/pricewave-redis-start-{uuid.uuid4().hex}")
 """Created if the script ever ran the password as shell code."""
 PASSWORD = f'pw "quoted" \\back\\slash $(touch {INJECTED}) `touch {INJECTED}` ;'
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _compose_redis() -> dict[str, Any]:
@@ -49,7 +44,7 @@ class Local:
 
     def __init__(self, tmp: Path) -> None:
         self.secret, self.conf, self.data = tmp / "secret", tmp / "redis.conf", tmp / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.data.mkdir()
         self.secret.write_text(PASSWORD + "\n")  # as `kubectl create secret --from-file` may leave it
         self.secret.chmod(0o400)

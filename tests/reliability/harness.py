@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -40,6 +39,7 @@ from pricewave.kafka_io import make_consumer
 from pricewave.stack.flink import FlinkService
 from pricewave.stack.kafka import KafkaService
 from pricewave.stack.process import is_alive, running_pid
+from tests.conftest import free_port
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MINUTE = 60_000
@@ -58,15 +58,10 @@ FAST_FAILOVER_CONFIG: dict[str, Any] = {
 }
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def private_settings(state_dir: Path, *, taskmanagers: int = 2, feature_repo: Path | None = None) -> Settings:
-    """Settings for a private stack on free ports under ``state_dir``."""
+def private_settings(
+    state_dir: Path, *, taskmanagers: int = 2, feature_repo: Path | None = None, **extra: str
+) -> Settings:
+    """Settings for a private stack on free ports under ``state_dir``; ``extra`` adds ``PRICEWAVE_*`` variables."""
     env = {
         "PRICEWAVE_STATE_DIR": str(state_dir),
         "PRICEWAVE_KAFKA__PORT": str(free_port()),
@@ -76,6 +71,7 @@ def private_settings(state_dir: Path, *, taskmanagers: int = 2, feature_repo: Pa
         "PRICEWAVE_FLINK__RPC_PORT": str(free_port()),
         "PRICEWAVE_FLINK__TASKMANAGERS": str(taskmanagers),
         "PRICEWAVE_TOPICS__PARTITIONS": "1",
+        **extra,
     }
     settings = load_settings(env=env)
     if feature_repo is not None:
@@ -155,17 +151,7 @@ class PrivateStack:
         """``kill -9`` one TaskManager JVM (and its Python workers, as a dead host would lose them)."""
         pid = self.taskmanager_pid(process)
         assert pid is not None, f"{process} is not running"
-        children = _descendants(pid)
-        os.kill(pid, signal.SIGKILL)
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while is_alive(pid, "") and time.monotonic() < deadline:
-            time.sleep(0.05)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-        return pid
+        return kill_process_tree(pid)
 
     def restart_taskmanager(self) -> list[str]:
         """Start every TaskManager that is not running, with the same configuration."""
@@ -241,6 +227,41 @@ def wait_ready(service: Any, timeout_s: float = 120.0) -> None:
         wait_until(service.healthy, timeout_s=timeout_s, what=service.name, log_file=service.log_file(service.name))
 
 
+def kill_process_tree(pid: int) -> int:
+    """``kill -9`` a process and everything it started, as a lost host would lose them; wait until it is gone."""
+    children = _descendants(pid)
+    os.kill(pid, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while is_alive(pid, "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    return pid
+
+
+def run_directory(stack: Settings, base: Path, name: str, applied_repo: Path) -> tuple[Path, Path]:
+    """A run's own state dir under ``base`` (sharing the stack's jars and Flink client conf) and feature repo.
+
+    Submitting with the cluster's own client configuration (as `pricewave submit` does for the local
+    stack): the conf that pricewave.flink generates for another cluster lacks env.java.opts.all, and
+    `flink run` on Java 17 then fails (InaccessibleObjectException; see RELIABILITY.md).
+
+    Returns:
+        ``(state_dir, feature_repo)``.
+    """
+    state = base / name
+    state.mkdir()
+    (state / "jars").symlink_to(stack.path("jars").resolve())
+    (state / "flink").mkdir()
+    (state / "flink" / "conf").symlink_to(stack.path("flink", "conf"))
+    repo = state / "feature_repo"
+    shutil.copytree(applied_repo, repo)
+    return state, repo
+
+
 def _descendants(pid: int) -> list[int]:
     import psutil
 
@@ -269,6 +290,34 @@ def bounded_options(**changes: Any) -> JobOptions:
         long_horizon_s=600,
     )
     return replace(options, **changes)
+
+
+def the_job_prices_through(broker: Settings, applied_feature_repo: Path, work: Path, *, events: int) -> None:
+    """Simulate ``events`` of `small` (2 % malformed) onto ``broker``, run the job bounded, check what it wrote.
+
+    For the brokers with another listener (SCRAM, TLS): every Kafka table of the job (sources, dead
+    letters, exactly-once prices) must connect through it. The client credentials are the caller's.
+    """
+    from pricewave.feature_store import FeatureWriter, open_store
+    from pricewave.job import build_pipeline, create_table_environment
+    from pricewave.simulator.runner import Simulator
+    from pricewave.simulator.scenario import FaultsSpec, load_scenario
+
+    repo = shutil.copytree(applied_feature_repo, work / "feature_repo")
+    settings = fresh_topics(broker).model_copy(update={"feature_repo": str(repo)})
+    faults = FaultsSpec(malformed_share=0.02, late_share=0, out_of_order_share=0, duplicate_share=0)
+    simulator = Simulator(load_scenario("small"), settings, seed=5, faults=faults, review_texts=["fine"])
+    FeatureWriter(open_store(settings)).write("sku_catalog", simulator.catalog_records())
+    summary = simulator.run_to_kafka(rate=None, max_events=events, closed_loop=False, progress=False)
+    assert summary.delivery_errors == 0
+
+    options = bounded_options(decision_log_dir=str(work / "decisions"))
+    build_pipeline(create_table_environment(settings, options), settings, options).execute().wait()
+
+    prices = [json.loads(r.value) for r in read_topic(settings, settings.topics.prices)]
+    assert prices and {"sku", "offer"} <= {d["kind"] for d in prices}
+    dead_letters = read_topic(settings, settings.topics.dlq, read_committed=False)
+    assert len(dead_letters) == summary.malformed > 0
 
 
 def fresh_topics(

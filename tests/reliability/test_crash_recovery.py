@@ -41,7 +41,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -64,6 +63,7 @@ from tests.reliability.harness import (
     offer_prices,
     private_settings,
     read_topic,
+    run_directory,
     sku_prices,
     wait_ready,
 )
@@ -153,16 +153,7 @@ def run_settings(env: CrashEnv, name: str, store: str = "sqlite") -> Settings:
     ``redis`` (the module's private Redis server, used by one run only).
     """
     stack = env.stack.settings
-    state = env.base / name
-    state.mkdir()
-    (state / "jars").symlink_to(stack.path("jars").resolve())
-    # Submit with the cluster's own client configuration (as `pricewave submit` does for the local
-    # stack): the conf that pricewave.flink generates for another cluster lacks env.java.opts.all,
-    # and `flink run` on Java 17 then fails (InaccessibleObjectException; see RELIABILITY.md).
-    (state / "flink").mkdir()
-    (state / "flink" / "conf").symlink_to(stack.path("flink", "conf"))
-    repo = state / "feature_repo"
-    shutil.copytree(env.applied_repo, repo)
+    state, repo = run_directory(stack, env.base, name, env.applied_repo)
     topics = stack.topics.model_copy(update={"prices": f"prices-{name}", "dlq": f"dlq-{name}"})
     from pricewave.kafka_io import ensure_topics
 

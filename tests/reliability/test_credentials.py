@@ -25,7 +25,12 @@ from pricewave.errors import ConfigError, StackError
 from pricewave.kafka_io import encode_json, ensure_topics, make_admin, make_consumer, make_producer
 from pricewave.stack.jars import kafka_classpath
 from pricewave.stack.kafka import KafkaService
-from tests.reliability.harness import bounded_options, fresh_topics, private_settings, read_topic, wait_ready
+from tests.reliability.harness import (
+    private_settings,
+    read_topic,
+    the_job_prices_through,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -182,29 +187,8 @@ def test_pricing_job_runs_against_the_scram_broker(
     scram_broker: Settings, applied_feature_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Flink job's Kafka tables (sources, dead letters, exactly-once prices) log in with SCRAM too."""
-    import shutil
-
-    from pricewave.feature_store import FeatureWriter, open_store
-    from pricewave.job import build_pipeline, create_table_environment
-    from pricewave.simulator.runner import Simulator
-    from pricewave.simulator.scenario import FaultsSpec, load_scenario
-
     with_credentials(monkeypatch, CLIENT_USER, CLIENT_PASSWORD)
-    repo = shutil.copytree(applied_feature_repo, tmp_path / "feature_repo")
-    settings = fresh_topics(scram_broker).model_copy(update={"feature_repo": str(repo)})
-    faults = FaultsSpec(malformed_share=0.02, late_share=0, out_of_order_share=0, duplicate_share=0)
-    simulator = Simulator(load_scenario("small"), settings, seed=5, faults=faults, review_texts=["fine"])
-    FeatureWriter(open_store(settings)).write("sku_catalog", simulator.catalog_records())
-    summary = simulator.run_to_kafka(rate=None, max_events=2000, closed_loop=False, progress=False)
-    assert summary.delivery_errors == 0
-
-    options = bounded_options(decision_log_dir=str(tmp_path / "decisions"))
-    build_pipeline(create_table_environment(settings, options), settings, options).execute().wait()
-
-    prices = [json.loads(r.value) for r in read_topic(settings, settings.topics.prices)]
-    assert prices and {"sku", "offer"} <= {d["kind"] for d in prices}
-    dead_letters = read_topic(settings, settings.topics.dlq, read_committed=False)
-    assert len(dead_letters) == summary.malformed > 0
+    the_job_prices_through(scram_broker, applied_feature_repo, tmp_path, events=2000)
 
 
 def test_wrong_password_and_plaintext_clients_are_refused(

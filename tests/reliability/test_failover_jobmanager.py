@@ -34,9 +34,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
-import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -51,12 +49,12 @@ from pricewave import flink as flink_jobs
 from pricewave.config import Settings, load_settings
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import FaultsSpec, load_scenario
-from pricewave.stack.process import is_alive, running_pid
+from pricewave.stack.process import running_pid
 from tests.conftest import restored_from, train_small_model
 from tests.reliability.harness import (
     PrivateStack,
-    _descendants,
     decision_log_rows,
+    kill_process_tree,
     offer_prices,
     private_settings,
     read_topic,
@@ -266,17 +264,7 @@ def kill_jobmanager(stack: PrivateStack) -> int:
     flink = stack.flink
     pid = running_pid(flink.pid_file("flink-jobmanager"), flink.marker)
     assert pid is not None, "the JobManager is not running"
-    children = _descendants(pid)
-    os.kill(pid, signal.SIGKILL)
-    for child in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while is_alive(pid, "") and time.monotonic() < deadline:
-        time.sleep(0.05)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-    return pid
+    return kill_process_tree(pid)
 
 
 def wait_checkpoint_and_output(

@@ -59,6 +59,7 @@ from tests.reliability.harness import (
     fresh_topics,
     private_settings,
     read_topic,
+    run_directory,
     wait_ready,
 )
 
@@ -113,18 +114,11 @@ def failover_env(
 
 def run_settings(env: FailoverEnv, name: str) -> Settings:
     """One run's settings: fresh topics, own state dir, feature repo (catalog written) and empty model dir."""
-    import shutil
 
     from pricewave.feature_store import FeatureWriter, open_store
 
     stack = env.stack.settings
-    state = env.base / name
-    state.mkdir()
-    (state / "jars").symlink_to(stack.path("jars").resolve())
-    (state / "flink").mkdir()
-    (state / "flink" / "conf").symlink_to(stack.path("flink", "conf"))
-    repo = state / "feature_repo"
-    shutil.copytree(env.applied_repo, repo)
+    state, repo = run_directory(stack, env.base, name, env.applied_repo)
     (state / "models").mkdir()
     models = stack.models.model_copy(update={"model_dir": str(state / "models")})  # no model: kill-switch prices
     run = fresh_topics(stack).model_copy(update={"state_dir": state, "feature_repo": str(repo), "models": models})

@@ -219,7 +219,7 @@ def test_every_personalized_offer_carries_the_disclosure_flag(pricing_settings: 
 
 
 def test_protected_attributes_never_reach_a_model_input(tmp_path: Path) -> None:
-    from pricewave.job.sinks import SKU_COMPETITION_COLUMNS, SKU_DEMAND_COLUMNS
+    from pricewave.feature_views import sku_competition, sku_demand
     from pricewave.job.sources import INPUT_SCHEMAS
     from pricewave.pricing.features import FEATURE_NAMES, assert_no_protected_inputs, feature_spec
     from pricewave.schemas import load_schema
@@ -236,7 +236,7 @@ def test_protected_attributes_never_reach_a_model_input(tmp_path: Path) -> None:
     assert not protected(FEATURE_NAMES)
     assert not protected(feature_spec()["feature_names"])
     assert_no_protected_inputs(FEATURE_NAMES)
-    udf_inputs = {*SkuPricer.COLUMNS, *OfferPricer.COLUMNS, *SKU_DEMAND_COLUMNS, *SKU_COMPETITION_COLUMNS}
+    udf_inputs = {*SkuPricer.COLUMNS, *OfferPricer.COLUMNS, *sku_demand.PUSHED_COLUMNS, *sku_competition.PUSHED_COLUMNS}
     for names in STORE_CONTEXT.values():
         udf_inputs |= set(names)
     assert not protected(udf_inputs)

@@ -87,3 +87,43 @@ def test_a_replayed_window_is_priced_as_the_first_time_although_later_ones_were_
     assert priced(pricer, [2]) == {2: first[2]}  # replayed after a restart: not capped by window 3
     assert priced(pricer, [1, 2]) == {1: first[1], 2: first[2]}
     assert priced(pricer, [3, 2, 1]) == first  # one batch, reversed: as in three
+
+
+def test_a_decisions_typed_columns_are_its_wire_records_fields() -> None:
+    """One encoder: the decision log's columns carry what the published JSON says, field for field."""
+    import json
+
+    from udfs.pricing import DECISION_FIELDS, DECISION_RECORD_COLUMNS, decisions_frame
+
+    inputs = pd.DataFrame(
+        {
+            "sku": ["S1", "S2"],
+            "user_key": ["a" * 32, "b" * 32],
+            "event_time": [1_700_000_000_000, 1_700_000_060_000],
+            "views_5m": [3.0, None],
+        }
+    )
+    decided = pd.DataFrame(
+        {
+            "price": [9.99, float("nan")],
+            "base_price": [12.99, 12.99],
+            "guardrail": ["price_point", "no_floor"],
+            "guardrails": [["floor", "price_point"], ["no_floor"]],
+            "model_version": ["v1", "v1"],
+            "propensity": [1.0, 1.0],
+            "personalized": [True, False],
+            "expected_conversion": [0.25, float("nan")],
+            "explanation": ["", ""],
+        }
+    )
+    frame = decisions_frame("offer", inputs, decided, now_ms=1_700_000_100_000)
+
+    assert list(frame.columns) == [name for name, _ in DECISION_FIELDS]
+    published, withheld = frame.to_dict("records")
+    wire = json.loads(published["decision_json"])
+    assert {name: published[name] for name in DECISION_RECORD_COLUMNS} == {
+        name: wire[name] for name in DECISION_RECORD_COLUMNS
+    }
+    assert wire["guardrails"] == ["floor", "price_point"]
+    assert json.loads(published["features_json"])["views_5m"] == 3.0
+    assert withheld["decision_json"] is None and pd.isna(withheld["price"]) and withheld["guardrail"] == "no_floor"

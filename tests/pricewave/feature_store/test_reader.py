@@ -16,7 +16,7 @@ from pricewave.errors import ConfigError
 from pricewave.feature_store import FeatureWriter, get_price, get_prices
 from pricewave.privacy import pseudonymize_user
 from pricewave.stack.process import child_environment
-from tests.conftest import _free_port
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -159,7 +159,7 @@ def test_single_entity_read_latency(any_store: Any, record_property: Any) -> Non
 def test_feast_serve_answers_a_feature_service_request_like_the_sdk(sqlite_store: Any) -> None:
     now_ms = int(time.time() * 1000)
     seed(sqlite_store, "SRV-1", offer=now_ms, price=now_ms, base=now_ms)
-    port = _free_port()
+    port = free_port()
     feast = str(Path(sys.executable).with_name("feast"))
     server = subprocess.Popen(
         [feast, "serve", "-h", "127.0.0.1", "-p", str(port), "--no-access-log"],

@@ -17,9 +17,9 @@ from pricewave.pricing.demand_model import DemandModel
 from pricewave.pricing.features import feature_spec
 from pricewave.pricing.guardrails import GuardrailPolicy, is_price_point
 from pricewave.pricing.policy import OUTPUT_COLUMNS, PricingPolicy
+from tests.pricewave.pricing.random_inputs import random_window_features
 
 torch.set_num_threads(1)
-T0 = 1_735_689_600_000
 NOW_S = 2_000_000_000.0
 
 
@@ -39,21 +39,7 @@ def frame(n: int, seed: int = 0) -> pd.DataFrame:
             "ceiling": np.nan,
             "last_published": np.where(rng.random(n) < 0.6, base * rng.uniform(0.9, 1.1, n), np.nan),
             "non_personalized_price": np.where(offer, base * rng.uniform(0.9, 1.05, n), np.nan),
-            "event_time": T0 + rng.integers(0, 86_400_000, n),
-            "views_5m": views,
-            "carts_5m": views // 10,
-            "purchases_5m": views // 30,
-            "conversion_5m": 0.03,
-            "views_1h": views * 12,
-            "purchases_1h": views // 3,
-            "conversion_1h": 0.03,
-            "competitor_min_price": base * rng.uniform(0.8, 1.2, n),
-            "competitor_offers": rng.integers(0, 5, n),
-            "sentiment": rng.uniform(-1, 1, n),
-            "mean_rating": rng.uniform(1, 5, n),
-            "review_count": rng.integers(0, 500, n),
-            "recent_views": np.where(offer, rng.integers(0, 20, n), np.nan),
-            "mean_price_seen": np.where(offer, base, np.nan),
+            **random_window_features(rng, base, offer, views),
             "review_embedding": emb,
         },
         index=pd.RangeIndex(100, 100 + n),

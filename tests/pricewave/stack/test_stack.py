@@ -5,7 +5,6 @@ These start a second, private stack (one TaskManager) so the session-wide one ke
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,37 +14,18 @@ import pytest
 import requests
 
 from pricewave import stack
-from pricewave.config import Settings, load_settings
+from pricewave.config import Settings
 from pricewave.errors import StackError
 from pricewave.kafka_io import make_admin
 from pricewave.stack.process import is_alive
+from tests.reliability.harness import private_settings
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def private_settings(state_dir: Path, **extra: str) -> Settings:
-    env = {
-        "PRICEWAVE_STATE_DIR": str(state_dir),
-        "PRICEWAVE_KAFKA__PORT": str(free_port()),
-        "PRICEWAVE_KAFKA__CONTROLLER_PORT": str(free_port()),
-        "PRICEWAVE_REDIS__PORT": str(free_port()),
-        "PRICEWAVE_FLINK__REST_PORT": str(free_port()),
-        "PRICEWAVE_FLINK__RPC_PORT": str(free_port()),
-        "PRICEWAVE_FLINK__TASKMANAGERS": "1",
-        **extra,
-    }
-    return load_settings(env=env)
-
-
 @pytest.fixture
 def private_stack(tmp_path: Path, settings: Settings) -> Iterator[Settings]:
-    private = private_settings(tmp_path / "state")
+    private = private_settings(tmp_path / "state", taskmanagers=1)
     # Share the already resolved jars instead of asking Maven again.
     (private.state_dir).mkdir(parents=True)
     (private.state_dir / "jars").symlink_to(settings.path("jars"))
@@ -89,7 +69,7 @@ def test_up_is_idempotent_status_reports_and_down_stops_only_ours(private_stack:
 
 
 def test_service_started_elsewhere_is_used_not_stopped(tmp_path: Path) -> None:
-    private = private_settings(tmp_path / "state")
+    private = private_settings(tmp_path / "state", taskmanagers=1)
     port = private.redis.port
     external = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
@@ -110,7 +90,7 @@ def test_service_started_elsewhere_is_used_not_stopped(tmp_path: Path) -> None:
 
 
 def test_failed_start_names_the_log(tmp_path: Path, settings: Settings) -> None:
-    private = private_settings(tmp_path / "state", PRICEWAVE_FLINK__TASKMANAGER_MEMORY="64m")
+    private = private_settings(tmp_path / "state", taskmanagers=1, PRICEWAVE_FLINK__TASKMANAGER_MEMORY="64m")
     private.state_dir.mkdir(parents=True)
     try:
         with pytest.raises(StackError, match=r"exited during start-up; see .*flink-taskmanager-1.log"):
