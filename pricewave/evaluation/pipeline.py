@@ -39,16 +39,20 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pricewave.config import Settings
 from pricewave.errors import ConfigError, StackError
-from pricewave.simulator.runner import Simulator
+from pricewave.simulator.runner import RunSummary, Simulator
 from pricewave.simulator.scenario import Scenario, load_scenario
 from pricewave.stack.process import child_environment, tail
+
+if TYPE_CHECKING:
+    from pricewave.evaluation.closed_loop import RunTrace
+    from pricewave.pricing.artifact import ModelArtifact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INTERVAL_MS = 60_000  # the job's window slide: it re-prices every sku once per simulated minute
@@ -194,6 +198,68 @@ def _delete_topics(settings: Settings, names: list[str]) -> None:
         admin.close()
 
 
+@dataclass(frozen=True)
+class _CheckPlan:
+    """What the check's steps share: the market, the model, the caller's settings and the run's shape."""
+
+    scenario: Scenario
+    settings: Settings  # the caller's: the broker, and the in-process run's settings
+    artifact: ModelArtifact
+    seed: int
+    events: int
+    rate: float
+    tolerance: float
+    checkpoint_s: float
+    job_start_timeout_s: float
+    progress: bool
+
+
+class _PipelineRun(NamedTuple):
+    """What the market recorded while the pipeline priced it."""
+
+    sim: _PairedSimulator
+    summary: RunSummary
+    warmup_messages: int  # sent before the job's first price reached the shop
+    job_log_tail: str
+
+
+class _Minutes(NamedTuple):
+    """The simulated minutes of the comparison (epoch ms on minute boundaries)."""
+
+    first_ms: int  # the first re-pricing: the in-process run starts here
+    compare_ms: int  # the first whole minute after the pipeline's first price reached the shop
+    end_ms: int  # the end of the last whole minute
+    steps: int  # whole minutes from first_ms to end_ms: the in-process run's intervals
+
+    def section(self) -> dict[str, Any]:
+        return {
+            "start_iso": _iso(self.compare_ms),
+            "end_iso": _iso(self.end_ms),
+            "minutes": int((self.end_ms - self.compare_ms) // INTERVAL_MS),
+            "skipped_start_minutes": int((self.compare_ms - self.first_ms) // INTERVAL_MS),
+        }
+
+
+class _Paired(NamedTuple):
+    """Σ expected margin at the shown and at the list prices over one run's compared views."""
+
+    shown: float
+    at_list: float
+    views: float
+
+    @property
+    def ratio(self) -> float:
+        return self.shown / self.at_list
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "views_compared": int(self.views),
+            "paired_ratio": round(self.ratio, 5),
+            "paired_margin_vs_list": round(self.ratio - 1, 5),
+            "expected_margin_per_view": round(self.shown / max(1, self.views), 4),
+        }
+
+
 def evaluate_through_pipeline(
     scenario: Scenario | str | Path,
     settings: Settings,
@@ -209,6 +275,10 @@ def evaluate_through_pipeline(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Price the closed-loop market with the real pipeline and compare with the in-process network run.
+
+    The steps of the module docstring: (1) the private plumbing, (2) the pricing job, (3) the
+    market it prices (the plumbing goes once the job has stopped), (4) the same minutes in process,
+    then the comparison of the paired expected-margin ratios.
 
     Args:
         scenario: A scenario, a shipped name or a YAML path.
@@ -227,145 +297,192 @@ def evaluate_through_pipeline(
         The ``through_pipeline`` section of the report: both runs' figures, the relative difference,
         the tolerance and whether they agree.
     """
-    from pricewave.evaluation.closed_loop import run_policy
-    from pricewave.evaluation.policies import Pricer
-    from pricewave.feature_store import FeatureWriter, open_store
     from pricewave.pricing.artifact import load_artifact
-    from pricewave.pricing.guardrails import GuardrailPolicy
-    from pricewave.training import NO_FAULTS
 
     if events < 1000:
         raise ConfigError("--pipeline-events must be at least 1000 (a few simulated minutes of windows)")
     if rate <= 0:
         raise ConfigError("the pipeline rate must be > 0 messages per second")
-    scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-    model_dir = Path(model)
-    artifact = load_artifact(model_dir, device="cpu")
+    plan = _CheckPlan(
+        scenario=scenario if isinstance(scenario, Scenario) else load_scenario(scenario), settings=settings,
+        artifact=load_artifact(Path(model), device="cpu"), seed=seed, events=events, rate=rate, tolerance=tolerance,
+        checkpoint_s=checkpoint_s, job_start_timeout_s=job_start_timeout_s, progress=progress,
+    )  # fmt: skip
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="pricewave-eval-pipeline-"))
-    plumbing: _Plumbing | None = None
-    try:
-        repo = Path(feature_repo) if feature_repo else _apply_feature_repo(work / "feature_repo", settings)
-        plumbing = _plumbing(settings, repo, model_dir)
-        private = plumbing.settings
-        sim = _PairedSimulator(scenario, private, seed=seed, faults=NO_FAULTS, review_texts=["(review)"])
-        FeatureWriter(open_store(private)).write("sku_catalog", sim.catalog_records())
-        with _pricing_job(private, work, checkpoint_s=checkpoint_s, timeout_s=job_start_timeout_s) as job_log:
-            # Until the job's first committed price reaches the shop (its Python workers start and
-            # load the model on the first records), in short chunks; those minutes are not compared.
-            warmup_deadline = time.monotonic() + job_start_timeout_s
-            while sim.pricebook.received == 0 and time.monotonic() < warmup_deadline:
-                sim.run_to_kafka(rate=rate, max_events=max(100, int(rate * 5)), closed_loop=True, progress=False)
-            warmup_messages = sim.summary.messages
-            summary = sim.run_to_kafka(rate=rate, max_events=events, closed_loop=True, progress=progress)
-            job_log_tail = job_log.read_text(errors="replace")[-4000:]
-    finally:
-        if plumbing is not None:
-            _delete_topics(settings, plumbing.topics)
-        shutil.rmtree(work, ignore_errors=True)
+    # Undone in reverse: the job stops, then its topics go, then the work directory (the job's log, the repo).
+    with (
+        tempfile.TemporaryDirectory(prefix="pricewave-eval-pipeline-", ignore_cleanup_errors=True) as tmp,
+        ExitStack() as cleanup,
+    ):
+        work = Path(tmp)
+        private = _private_plumbing(cleanup, settings, work, feature_repo=feature_repo, model_dir=Path(model))
+        sim = _market_with_catalog(plan, private)
+        job_log = cleanup.enter_context(
+            _pricing_job(private, work, checkpoint_s=checkpoint_s, timeout_s=job_start_timeout_s)
+        )
+        run = _run_market(plan, sim, job_log)
     pipeline_s = time.monotonic() - started
+    minutes = _compared_minutes(run)
+    trace = _run_in_process(plan, minutes.steps)
+    return _comparison(plan, run, trace, minutes, pipeline_s=pipeline_s)
 
+
+def _private_plumbing(
+    cleanup: ExitStack, settings: Settings, work: Path, *, feature_repo: str | Path | None, model_dir: Path
+) -> Settings:
+    """Step 1: settings with fresh topics (deleted when ``cleanup`` closes), an applied repo and the model."""
+    repo = Path(feature_repo) if feature_repo else _apply_feature_repo(work / "feature_repo", settings)
+    plumbing = _plumbing(settings, repo, model_dir)
+    cleanup.callback(_delete_topics, settings, plumbing.topics)
+    return plumbing.settings
+
+
+def _market_with_catalog(plan: _CheckPlan, private: Settings) -> _PairedSimulator:
+    """Step 1: the fault-free market on the private topics; its catalog goes to the online store the job reads."""
+    from pricewave.feature_store import FeatureWriter, open_store
+    from pricewave.training import NO_FAULTS
+
+    sim = _PairedSimulator(plan.scenario, private, seed=plan.seed, faults=NO_FAULTS, review_texts=["(review)"])
+    FeatureWriter(open_store(private)).write("sku_catalog", sim.catalog_records())
+    return sim
+
+
+def _run_market(plan: _CheckPlan, sim: _PairedSimulator, job_log: Path) -> _PipelineRun:
+    """Step 3: the closed-loop market at ``plan.rate`` messages/s while the job prices it."""
+    # Until the job's first committed price reaches the shop (its Python workers start and
+    # load the model on the first records), in short chunks; those minutes are not compared.
+    warmup_deadline = time.monotonic() + plan.job_start_timeout_s
+    while sim.pricebook.received == 0 and time.monotonic() < warmup_deadline:
+        sim.run_to_kafka(rate=plan.rate, max_events=max(100, int(plan.rate * 5)), closed_loop=True, progress=False)
+    warmup_messages = sim.summary.messages
+    summary = sim.run_to_kafka(rate=plan.rate, max_events=plan.events, closed_loop=True, progress=plan.progress)
+    return _PipelineRun(sim, summary, warmup_messages, job_log.read_text(errors="replace")[-4000:])
+
+
+def _compared_minutes(run: _PipelineRun) -> _Minutes:
+    """The simulated minutes both runs cover, and from when the pipeline's prices are compared."""
+    start_ms = run.sim.market.start_ms
     # The same simulated minutes in process: from the first re-pricing to the last whole minute.
-    first_ms = (sim.market.start_ms // INTERVAL_MS + 1) * INTERVAL_MS
-    steps = (summary.sim_end_ms - first_ms) // INTERVAL_MS
+    first_ms = (start_ms // INTERVAL_MS + 1) * INTERVAL_MS
+    steps = (run.summary.sim_end_ms - first_ms) // INTERVAL_MS
     end_ms = first_ms + steps * INTERVAL_MS
-    first_shown: dict[str, float] = {}
-    for t, _, _, source in sim.paired_views:
-        first_shown.setdefault(source, round((t - sim.market.start_ms) / INTERVAL_MS, 2))
-    priced = [view[0] for view in sim.paired_views if view[3] != "list"]
+    priced = [view[0] for view in run.sim.paired_views if view[3] != "list"]
     if not priced:
         raise StackError(
             "no price from the pipeline reached the shop during the run (the job may have failed or started "
-            f"too slowly: raise --pipeline-events); job log tail:\n{job_log_tail[-1500:]}"
+            f"too slowly: raise --pipeline-events); job log tail:\n{run.job_log_tail[-1500:]}"
         )
     # Compared from the first whole minute after the job's first price reached the shop: before
     # it the job was still starting (Python workers, model load), not pricing.
     compare_ms = max(first_ms, -(-priced[0] // INTERVAL_MS) * INTERVAL_MS)
     if end_ms - compare_ms < 2 * INTERVAL_MS:
         raise ConfigError("under 2 simulated minutes of pipeline prices to compare: raise --pipeline-events")
-    window = [view for view in sim.paired_views if compare_ms <= view[0] < end_ms]
-    pipe_shown, pipe_list = sum(v[1] for v in window), sum(v[2] for v in window)
-    whole = [view for view in sim.paired_views if first_ms <= view[0] < end_ms]
+    return _Minutes(first_ms, compare_ms, end_ms, steps)
+
+
+def _run_in_process(plan: _CheckPlan, steps: int) -> RunTrace:
+    """Step 4: the network in process, same scenario and seed, no warm-up, re-pricing every minute."""
+    from pricewave.evaluation.closed_loop import run_policy
+    from pricewave.evaluation.policies import Pricer
+    from pricewave.pricing.guardrails import GuardrailPolicy
+
     guardrails = GuardrailPolicy(
-        min_margin=scenario.pricing.min_margin,
-        ceiling_multiple=scenario.pricing.ceiling_ratio,
+        min_margin=plan.scenario.pricing.min_margin,
+        ceiling_multiple=plan.scenario.pricing.ceiling_ratio,
         max_model_age_s=365 * 86_400.0,
     )
-    trace = run_policy(
-        Pricer("network", guardrails, artifact=artifact), scenario, settings, seed=seed, warmup_events=0,
-        interval_s=INTERVAL_MS // 1000, steps=int(steps), progress=progress,
+    return run_policy(
+        Pricer("network", guardrails, artifact=plan.artifact), plan.scenario, plan.settings, seed=plan.seed,
+        warmup_events=0, interval_s=INTERVAL_MS // 1000, steps=int(steps), progress=plan.progress,
     )  # fmt: skip
-    compared_steps = [step for step in trace.steps if step["time_ms"] >= compare_ms]
-    in_shown = sum(step["paired_shown"] for step in compared_steps)
-    in_list = sum(step["paired_list"] for step in compared_steps)
-    in_views = sum(step["views"] for step in compared_steps)
+
+
+def _comparison(
+    plan: _CheckPlan, run: _PipelineRun, trace: RunTrace, minutes: _Minutes, *, pipeline_s: float
+) -> dict[str, Any]:
+    """Both runs' paired ratios over the compared minutes, and whether they agree (the check's report)."""
+    window = [view for view in run.sim.paired_views if minutes.compare_ms <= view[0] < minutes.end_ms]
+    pipeline = _Paired(sum(v[1] for v in window), sum(v[2] for v in window), len(window))
+    compared_steps = [step for step in trace.steps if step["time_ms"] >= minutes.compare_ms]
+    in_process = _Paired(
+        sum(step["paired_shown"] for step in compared_steps),
+        sum(step["paired_list"] for step in compared_steps),
+        sum(step["views"] for step in compared_steps),
+    )
     in_margin = sum(step["margin"] for step in compared_steps)
-    if pipe_list <= 0 or in_list <= 0:
+    if pipeline.at_list <= 0 or in_process.at_list <= 0:
         raise StackError("no views in the compared window: nothing to compare")
-    ratio_pipeline, ratio_in_process = pipe_shown / pipe_list, in_shown / in_list
-    signed = ratio_pipeline / ratio_in_process - 1
-    difference = abs(signed)
-    # What a pipeline that never reached the shop (list prices only, R = 1) would score.
-    null_difference = abs(1 / ratio_in_process - 1)
-    whole_pipeline = sum(v[1] for v in whole) / max(1e-9, sum(v[2] for v in whole))
-    whole_in_process = trace.totals["paired_shown"] / max(1e-9, trace.totals["paired_list"])
-    sources = {k: int(v) for k, v in summary.price_sources.items()}
-    views = summary.views or 1
+    signed = pipeline.ratio / in_process.ratio - 1
+    pipeline_section = _pipeline_section(plan, run, window, pipeline, pipeline_s=pipeline_s)
+    sources = pipeline_section["price_sources"]
     return {
-        "scenario": scenario.name,
-        "seed": seed,
-        "model_version": artifact.version,
+        "scenario": plan.scenario.name,
+        "seed": plan.seed,
+        "model_version": plan.artifact.version,
         "metric": "paired expected-margin ratio R = Σ (p − cost)·P(buy | p) / Σ (list − cost)·P(buy | list) over "
         "the views of the compared simulated minutes, under the hidden demand model",
-        "window": {
-            "start_iso": _iso(compare_ms),
-            "end_iso": _iso(end_ms),
-            "minutes": int((end_ms - compare_ms) // INTERVAL_MS),
-            "skipped_start_minutes": int((compare_ms - first_ms) // INTERVAL_MS),
-        },
+        "window": minutes.section(),
         # The same figures from the first re-pricing on, the job's start-up minutes included.
-        "from_first_minute": {
-            "minutes": int(steps),
-            "pipeline_paired_ratio": round(whole_pipeline, 5),
-            "in_process_paired_ratio": round(whole_in_process, 5),
-            "relative_difference": round(abs(whole_pipeline / whole_in_process - 1), 5),
-        },
-        "pipeline": {
-            "events": summary.messages,
-            "warmup_messages": warmup_messages,
-            "rate": rate,
-            "checkpoint_interval_s": checkpoint_s,
-            "views_compared": len(window),
-            "paired_ratio": round(ratio_pipeline, 5),
-            "paired_margin_vs_list": round(ratio_pipeline - 1, 5),
-            "expected_margin_per_view": round(pipe_shown / max(1, len(window)), 4),
-            # Realized figures of the whole run (purchase noise dominates over a few minutes).
-            "realized_margin_whole_run": round(summary.margin, 2),
-            "realized_margin_per_view_whole_run": round(summary.margin / views, 4),
-            "views": summary.views,
-            "price_sources": sources,
-            "price_sources_compared": {k: sum(1 for v in window if v[3] == k) for k in sorted({v[3] for v in window})},
-            "first_shown_minute": first_shown,
-            "prices_received": summary.prices_received,
-            "elapsed_s": round(pipeline_s, 1),
-        },
+        "from_first_minute": _from_first_minute(run, trace, minutes),
+        "pipeline": pipeline_section,
         "in_process": {
             "interval_s": INTERVAL_MS // 1000,
-            "views_compared": int(in_views),
-            "paired_ratio": round(ratio_in_process, 5),
-            "paired_margin_vs_list": round(ratio_in_process - 1, 5),
-            "expected_margin_per_view": round(in_shown / max(1, in_views), 4),
+            **in_process.figures(),
             "realized_margin": round(in_margin, 2),
-            "realized_margin_per_view": round(in_margin / max(1, in_views), 4),
+            "realized_margin_per_view": round(in_margin / max(1, in_process.views), 4),
         },
-        "relative_difference": round(difference, 5),
+        "relative_difference": round(abs(signed), 5),
         "signed_difference": round(signed, 5),
         "allowed_above": PERSONALIZATION_ALLOWANCE,
-        "list_price_difference": round(null_difference, 5),
-        "tolerance": tolerance,
-        "agrees": -tolerance <= signed <= PERSONALIZATION_ALLOWANCE,
+        # What a pipeline that never reached the shop (list prices only, R = 1) would score.
+        "list_price_difference": round(abs(1 / in_process.ratio - 1), 5),
+        "tolerance": plan.tolerance,
+        "agrees": -plan.tolerance <= signed <= PERSONALIZATION_ALLOWANCE,
         "priced_by_pipeline": sources.get("sku", 0) + sources.get("offer", 0) > 0,
-        "job_log_tail": job_log_tail,
+        "job_log_tail": run.job_log_tail,
+    }
+
+
+def _from_first_minute(run: _PipelineRun, trace: RunTrace, minutes: _Minutes) -> dict[str, Any]:
+    whole = [view for view in run.sim.paired_views if minutes.first_ms <= view[0] < minutes.end_ms]
+    whole_pipeline = sum(v[1] for v in whole) / max(1e-9, sum(v[2] for v in whole))
+    whole_in_process = trace.totals["paired_shown"] / max(1e-9, trace.totals["paired_list"])
+    return {
+        "minutes": int(minutes.steps),
+        "pipeline_paired_ratio": round(whole_pipeline, 5),
+        "in_process_paired_ratio": round(whole_in_process, 5),
+        "relative_difference": round(abs(whole_pipeline / whole_in_process - 1), 5),
+    }
+
+
+def _pipeline_section(
+    plan: _CheckPlan,
+    run: _PipelineRun,
+    window: list[tuple[int, float, float, str]],
+    compared: _Paired,
+    *,
+    pipeline_s: float,
+) -> dict[str, Any]:
+    """The pipeline run's figures: the compared views' paired figures and the whole run's."""
+    summary = run.summary
+    first_shown: dict[str, float] = {}
+    for t, _, _, source in run.sim.paired_views:
+        first_shown.setdefault(source, round((t - run.sim.market.start_ms) / INTERVAL_MS, 2))
+    return {
+        "events": summary.messages,
+        "warmup_messages": run.warmup_messages,
+        "rate": plan.rate,
+        "checkpoint_interval_s": plan.checkpoint_s,
+        **compared.figures(),
+        # Realized figures of the whole run (purchase noise dominates over a few minutes).
+        "realized_margin_whole_run": round(summary.margin, 2),
+        "realized_margin_per_view_whole_run": round(summary.margin / (summary.views or 1), 4),
+        "views": summary.views,
+        "price_sources": {k: int(v) for k, v in summary.price_sources.items()},
+        "price_sources_compared": {k: sum(1 for v in window if v[3] == k) for k in sorted({v[3] for v in window})},
+        "first_shown_minute": first_shown,
+        "prices_received": summary.prices_received,
+        "elapsed_s": round(pipeline_s, 1),
     }
 
 

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,42 @@ Definitions:
 """
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What every run of :func:`evaluate` shares: the market, the policies and the shape of the runs."""
+
+    scenario: Scenario
+    settings: Settings
+    policies: list[str]  # static first: its run sets the horizon of the others
+    seed: int
+    events: int
+    warmup_events: int
+    interval_s: int
+    progress: bool
+
+
+@dataclass(frozen=True)
+class _ModelSource:
+    """Where the network comes from: ``model`` if given, else trained here on the warm-up."""
+
+    model: str | Path | None
+    epochs: int
+    patience: int
+    model_out: str | Path | None
+
+    @property
+    def trained_here(self) -> bool:
+        return self.model is None
+
+
+@dataclass(frozen=True)
+class _Models:
+    """What the model-based policies price with (None where the policy does not run)."""
+
+    linear: LinearDemand | None
+    artifact: ModelArtifact | None
+
+
 def evaluate(
     scenario: Scenario | str | Path,
     out_dir: str | Path,
@@ -213,6 +250,14 @@ def evaluate(
     model_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run every policy closed loop and write ``report.json``, ``report.md`` and the plots to ``out_dir``.
+
+    1. **Models**: in a temporary work directory, simulate the warm-up history and fit on it what the
+       chosen policies price with: the least-squares baseline, the network (trained unless ``model``
+       is given).
+    2. **Runs**: every policy closed loop on the same seed, ``static`` first.
+    3. **Figures**: each policy's figures and the network's elasticities.
+    4. **Plots**: margin over time and the price trajectories of the three most viewed skus.
+    5. **Report**: the design checks, ``report.json`` and ``report.md``.
 
     Args:
         scenario: A scenario, a shipped name or a YAML path.
@@ -239,6 +284,8 @@ def evaluate(
     if interval_s < 60 or interval_s % 60:
         raise ConfigError("--interval must be a whole number of minutes (the feature windows slide every minute)")
     scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    plan = _Plan(scenario, settings, chosen, seed, events, warmup_events, interval_s, progress)
+    source = _ModelSource(model, epochs, patience, model_out)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     guardrails = GuardrailPolicy(
@@ -248,65 +295,103 @@ def evaluate(
         max_model_age_s=365 * 86_400.0,
     )
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="pricewave-eval-"))
-    frames: list[pd.DataFrame] = []
-    try:
-        history_dir = generate_history(
-            scenario, settings, work / "history", events=warmup_events, seed=seed, progress=progress,
-            review_texts=["(review)"],
-        )  # fmt: skip
-        history = load_history(history_dir)
-        model_dir = Path(model) if model else work / "models"
-        if model is None and "network" in chosen:
-            train(
-                history, model_dir, settings, epochs=epochs, patience=patience, seed=seed,
-                work_dir=work / "train", progress=progress, on_frame=frames.append,
-            )  # fmt: skip
-        if not frames and "linear" in chosen:
-            from pricewave.training import build_training_frame
+    # The trained model lives in the work directory: it goes only once every run has ended.
+    with tempfile.TemporaryDirectory(prefix="pricewave-eval-", ignore_cleanup_errors=True) as work:
+        models = _fit_models(plan, source, Path(work))
+        traces = _run_policies(plan, guardrails, models)
+    report = _report(plan, source, guardrails, models, traces)
+    report["plots"] = _plots(traces, out, _most_viewed_skus(traces["static"], 3))
+    checks = _checks(report["policies"])
+    if checks is not None:
+        report["checks"] = checks
+    report["elapsed_s"] = round(time.monotonic() - started, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    (out / "report.md").write_text(_markdown(report))
+    return report
 
-            frames.append(build_training_frame(history, settings, work / "train", seed=seed))
-        linear = LinearDemand.fit(frames[0]) if "linear" in chosen else None
-        artifact = load_artifact(model_dir, device="cpu") if "network" in chosen else None
-        if model_out is not None and model is None and "network" in chosen:
-            shutil.copytree(model_dir, Path(model_out), dirs_exist_ok=True)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+
+def _fit_models(plan: _Plan, source: _ModelSource, work: Path) -> _Models:
+    """Simulate the warm-up history in ``work`` and fit (or load) what the chosen policies price with."""
+    history_dir = generate_history(
+        plan.scenario, plan.settings, work / "history", events=plan.warmup_events, seed=plan.seed,
+        progress=plan.progress, review_texts=["(review)"],
+    )  # fmt: skip
+    history = load_history(history_dir)
+    network, linear = "network" in plan.policies, "linear" in plan.policies
+    model_dir = Path(source.model) if source.model else work / "models"
+    frames: list[pd.DataFrame] = []
+    if source.trained_here and network:
+        train(
+            history, model_dir, plan.settings, epochs=source.epochs, patience=source.patience, seed=plan.seed,
+            work_dir=work / "train", progress=plan.progress, on_frame=frames.append,
+        )  # fmt: skip
+    if not frames and linear:  # the network's training frame serves the baseline too, when there is one
+        from pricewave.training import build_training_frame
+
+        frames.append(build_training_frame(history, plan.settings, work / "train", seed=plan.seed))
+    models = _Models(
+        linear=LinearDemand.fit(frames[0]) if linear else None,
+        artifact=load_artifact(model_dir, device="cpu") if network else None,
+    )
+    if source.model_out is not None and source.trained_here and network:
+        shutil.copytree(model_dir, Path(source.model_out), dirs_exist_ok=True)
+    return models
+
+
+def _run_policies(plan: _Plan, guardrails: GuardrailPolicy, models: _Models) -> dict[str, RunTrace]:
+    """Each policy closed loop in order; after the first, over as many intervals as the last run had."""
     traces: dict[str, RunTrace] = {}
     oracle_cache: dict[tuple[int, str], float] = {}
     steps = None
-    for name in chosen:
-        pricer = Pricer(name, guardrails, linear=linear, artifact=artifact)
+    for name in plan.policies:
+        pricer = Pricer(name, guardrails, linear=models.linear, artifact=models.artifact)
         trace = run_policy(
-            pricer, scenario, settings, seed=seed, warmup_events=warmup_events, interval_s=interval_s,
-            events=events, steps=steps, oracle_cache=oracle_cache, progress=progress,
+            pricer, plan.scenario, plan.settings, seed=plan.seed, warmup_events=plan.warmup_events,
+            interval_s=plan.interval_s, events=plan.events, steps=steps, oracle_cache=oracle_cache,
+            progress=plan.progress,
         )  # fmt: skip
         steps = len(trace.steps)
         traces[name] = trace
-    shutil.rmtree(work, ignore_errors=True)
+    return traces
 
-    static_margin = traces["static"].totals["margin"]
-    policies_report = {name: _policy_figures(trace, static_margin) for name, trace in traces.items()}
-    for name, figures in policies_report.items():
-        static_expected = traces["static"].totals["expected_margin"]
+
+def _policies_report(traces: Mapping[str, RunTrace]) -> dict[str, dict[str, Any]]:
+    """Each policy's figures, with its realized and expected margin relative to the static run's."""
+    static = traces["static"].totals
+    report = {name: _policy_figures(trace, static["margin"]) for name, trace in traces.items()}
+    for name, figures in report.items():
         figures["expected_margin_vs_static"] = (
-            round(traces[name].totals["expected_margin"] / static_expected - 1, 5) if static_expected else None
+            round(traces[name].totals["expected_margin"] / static["expected_margin"] - 1, 5)
+            if static["expected_margin"]
+            else None
         )
-    first_step, last_step = traces["static"].steps[0], traces["static"].steps[-1]
+    return report
+
+
+def _policy_phase(static: RunTrace, interval_s: int) -> dict[str, Any]:
+    """The simulated time of the policy phase: the static run's intervals."""
+    start_ms, end_ms = static.steps[0]["time_ms"], static.steps[-1]["time_ms"] + interval_s * 1000
+    return {
+        "start_ms": start_ms,
+        "end_ms": end_ms,
+        "start_iso": pd.Timestamp(start_ms, unit="ms", tz="UTC").isoformat(),
+        "end_iso": pd.Timestamp(end_ms, unit="ms", tz="UTC").isoformat(),
+        "intervals": len(static.steps),
+    }
+
+
+def _report(
+    plan: _Plan, source: _ModelSource, guardrails: GuardrailPolicy, models: _Models, traces: Mapping[str, RunTrace]
+) -> dict[str, Any]:
+    """The report's figures, in ``report.json``'s order (the plots, checks and elapsed time follow)."""
+    linear, artifact = models.linear, models.artifact
     report: dict[str, Any] = {
-        "scenario": scenario.name,
-        "seed": seed,
-        "events": events,
-        "warmup_events": warmup_events,
-        "interval_s": interval_s,
-        "policy_phase": {
-            "start_ms": first_step["time_ms"],
-            "end_ms": last_step["time_ms"] + interval_s * 1000,
-            "start_iso": pd.Timestamp(first_step["time_ms"], unit="ms", tz="UTC").isoformat(),
-            "end_iso": pd.Timestamp(last_step["time_ms"] + interval_s * 1000, unit="ms", tz="UTC").isoformat(),
-            "intervals": len(traces["static"].steps),
-        },
+        "scenario": plan.scenario.name,
+        "seed": plan.seed,
+        "events": plan.events,
+        "warmup_events": plan.warmup_events,
+        "interval_s": plan.interval_s,
+        "policy_phase": _policy_phase(traces["static"], plan.interval_s),
         "guardrails": {
             "min_margin": guardrails.min_margin,
             "ceiling_multiple": guardrails.ceiling_multiple,
@@ -314,10 +399,10 @@ def evaluate(
             "price_point_ending": guardrails.price_point_ending,
         },
         "definitions": DEFINITIONS,
-        "policies": policies_report,
+        "policies": _policies_report(traces),
         "network": {
             "model_version": artifact.version if artifact else None,
-            "trained_here": model is None,
+            "trained_here": source.trained_here,
             "metrics": artifact.metrics if artifact else None,
         },
         "linear_model": {"price_coefficient": linear.price_coefficient, "coefficients": linear.coefficients()}
@@ -326,18 +411,23 @@ def evaluate(
     }
     if artifact is not None and "network" in traces:
         report["elasticity"] = _elasticity_report(traces["network"], artifact)
-    views = pd.concat(traces["static"].decisions).groupby("sku")["views"].sum().sort_values(ascending=False)
-    report["plots"] = _plots(traces, out, list(views.index[:3]))
-    if "network" in policies_report and "linear" in policies_report:
-        net, lin, static = policies_report["network"], policies_report["linear"], policies_report["static"]
-        report["checks"] = {
-            "network_margin_above_static": net["paired_margin_vs_static"] > 0,
-            "network_realized_margin_above_static": net["margin"] > static["margin"],
-            "network_regret_below_linear": net["regret"] < lin["regret"],
-            "design_target_margin_uplift_10pct": net["paired_margin_vs_static"] >= 0.10,
-            "design_target_regret_5pct": net["regret"] <= 0.05,
-        }
-    report["elapsed_s"] = round(time.monotonic() - started, 1)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    (out / "report.md").write_text(_markdown(report))
     return report
+
+
+def _most_viewed_skus(trace: RunTrace, count: int) -> list[str]:
+    views = pd.concat(trace.decisions).groupby("sku")["views"].sum().sort_values(ascending=False)
+    return list(views.index[:count])
+
+
+def _checks(policies: Mapping[str, Mapping[str, Any]]) -> dict[str, bool] | None:
+    """The design checks of the network against the static and linear runs (None without both)."""
+    if "network" not in policies or "linear" not in policies:
+        return None
+    net, lin, static = policies["network"], policies["linear"], policies["static"]
+    return {
+        "network_margin_above_static": net["paired_margin_vs_static"] > 0,
+        "network_realized_margin_above_static": net["margin"] > static["margin"],
+        "network_regret_below_linear": net["regret"] < lin["regret"],
+        "design_target_margin_uplift_10pct": net["paired_margin_vs_static"] >= 0.10,
+        "design_target_regret_5pct": net["regret"] <= 0.05,
+    }
