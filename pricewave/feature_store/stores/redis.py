@@ -92,14 +92,19 @@ class RedisOps:
         """Delete the stored ``_ts:<view>`` of these keys so an equal-time tie-break winner is written."""
         if not entity_keys:
             return
-        from feast.infra.online_stores.helpers import _redis_key
-        from feast.infra.online_stores.redis import _versioned_fv_name
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.infra.online_stores.helpers import compute_versioned_name
 
         config = store.config
-        ts_field = f"_ts:{_versioned_fv_name(view, config)}"
+        # Feast's own Redis layout, through its public helpers: the hash key is the serialized
+        # entity key followed by the project, the event time field ``_ts:<view name>``.
+        view_name = compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
+        project = config.project.encode("utf-8")
+        version = config.entity_key_serialization_version
         with client(store).pipeline(transaction=False) as pipe:
             for entity_key in entity_keys:
-                pipe.hdel(_redis_key(config.project, entity_key, config.entity_key_serialization_version), ts_field)
+                key = serialize_entity_key(entity_key, entity_key_serialization_version=version) + project
+                pipe.hdel(key, f"_ts:{view_name}")
             pipe.execute()
 
     def latest_prices_before(self, store: FeatureStore, keys: Sequence[tuple[str, int]]) -> list[float | None]:
