@@ -26,9 +26,10 @@ Example:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, Query, Request
@@ -39,6 +40,7 @@ from pydantic import BaseModel, Field
 from pricewave.config import Settings
 from pricewave.errors import ConfigError, PricewaveError, StackError
 from pricewave.feature_store.reader import CHANNELS, Channel, PriceQuote, PriceSource, get_prices
+from pricewave.feature_store.store import online_store_type
 from pricewave.privacy import resolve_user_key
 
 if TYPE_CHECKING:
@@ -175,9 +177,17 @@ def create_app(store: FeatureStore, settings: Settings, *, default_channel: str 
             except PricewaveError as exc:
                 return error_response(exc)
 
+    # Feast's SQLite online store keeps one connection for all threads. The endpoints run in a thread
+    # pool, and on Python 3.12 two reads on one connection at once fail ("bad parameter or other API
+    # misuse", 500s under load): on SQLite the reads take turns. Redis reads stay concurrent.
+    store_access: AbstractContextManager[Any] = (
+        threading.Lock() if online_store_type(store) == "sqlite" else nullcontext()
+    )
+
     def quoted(requests: list[tuple[str, str | None]], channel: str | None) -> list[Quote]:
         channel = channel or default_channel
-        quotes = get_prices(store, requests, channel=channel)
+        with store_access:
+            quotes = get_prices(store, requests, channel=channel)
         for quote in quotes:
             metrics.quotes.labels(channel or "all", quote.source).inc()
         return [_quote(quote) for quote in quotes]
