@@ -10,21 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 say() { echo "[setup] $*"; }
 
-# PyFlink 2.2 supports Python 3.9-3.12; pricewave is tested on 3.11 (CI) and 3.12 (README, "Python 3.12").
-supported='import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))'
-python_bin=""
-if [ -n "${PRICEWAVE_PYTHON:-}" ]; then
-  command -v "$PRICEWAVE_PYTHON" >/dev/null 2>&1 && "$PRICEWAVE_PYTHON" -c "$supported" \
-    || { echo "[setup] error: PRICEWAVE_PYTHON=$PRICEWAVE_PYTHON is not a Python 3.11 or 3.12 interpreter" >&2; exit 1; }
-  python_bin=$(command -v "$PRICEWAVE_PYTHON")
-else
-  for candidate in python3.11 python3.12 python3; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "$supported"; then
-      python_bin=$(command -v "$candidate"); break
-    fi
-  done
-fi
-[ -n "$python_bin" ] || { echo "[setup] error: Python 3.11 or 3.12 is required (python3.11 not found): apt-get install python3.11" >&2; exit 1; }
+source deploy/local/python.sh  # sets python_bin: PRICEWAVE_PYTHON, else the .venv's, else 3.11
 python_version=$("$python_bin" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$python_version" ]; then
   echo "[setup] error: .venv is Python $(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'), not $python_version: remove .venv to switch" >&2; exit 1
