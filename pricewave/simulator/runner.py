@@ -258,8 +258,9 @@ class Simulator:
         self._categories = list(self.market.by_category)
         start = self.market.start_ms
         self._push(start + self._exp_ms(self._rng_arrivals, self._arrival_rate_per_ms(start)), _ARRIVAL, None)
-        if self.market.competitor_offers and self.scenario.competitors.updates_per_hour > 0:
-            rate = self.scenario.competitors.updates_per_hour / HOUR_MS
+        rate = self.scenario.competitors.updates_per_hour / HOUR_MS
+        # A rate below the smallest float per millisecond (5e-324 per hour) is none: never an update.
+        if self.market.competitor_offers and rate > 0:
             self._push(start + self._exp_ms(self._rng_competitors, rate), _COMPETITOR, None)
         self._push(start + int(self.scenario.catalog.replenish_interval_h * HOUR_MS), _REPLENISH, None)
 

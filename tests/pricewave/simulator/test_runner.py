@@ -311,3 +311,13 @@ def test_a_vanishing_rate_means_never_not_an_overflow() -> None:
     gap = Simulator._exp_ms(random.Random(0), 2.225073858507e-311 / 3_600_000)
     assert gap == 100 * 365 * 24 * 3_600_000
     assert Simulator._exp_ms(random.Random(0), 1.0) >= 1
+
+
+def test_a_rate_below_one_float_per_millisecond_is_no_competitor_update() -> None:
+    """5e-324 updates per hour is 0 per millisecond in floats (Hypothesis found the crash): no update."""
+    competitors = SMALL.competitors.model_copy(update={"updates_per_hour": 5e-324})
+    scenario = SMALL.model_copy(update={"competitors": competitors})
+    names = {
+        event.name for event in Simulator(scenario, SETTINGS, seed=1, review_texts=TEXTS).iter_events(max_events=500)
+    }
+    assert "click_event" in names and "competitor_price" not in names
