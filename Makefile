@@ -11,11 +11,12 @@ setup:
 run: setup
 	.venv/bin/pricewave quickstart --duration $(DURATION)
 
-## The whole test suite (unit, integration and slow) against the real local stack.
+## The whole test suite (unit, integration and slow) against the real local stack: the tests on the
+## shared stack one at a time, the unit and private-stack tests beside them (deploy/local/test.sh).
 test: setup
 	@bash deploy/local/test-tools.sh
 	.venv/bin/pricewave stack up
-	.venv/bin/python -m pytest $(PYTEST_ARGS)
+	bash deploy/local/test.sh $(PYTEST_ARGS)
 
 lint: setup
 	.venv/bin/ruff check .

@@ -1,4 +1,5 @@
-"""bench/latency.py runs the job under load (--tiny) and reports positive latency percentiles."""
+"""bench/latency.py runs the job under load (--tiny, 12 s of load: about six windows) and reports positive latency
+percentiles."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ pytestmark = pytest.mark.integration
 
 def test_latency_bench_tiny(kafka_stack: Settings) -> None:
     result = subprocess.run(
-        [sys.executable, "bench/latency.py", "--tiny"], cwd=ROOT, capture_output=True, text=True, timeout=900
+        [sys.executable, "bench/latency.py", "--tiny", "--duration", "12"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, failure_report(result)
     assert "machine:" in result.stdout and "cores" in result.stdout

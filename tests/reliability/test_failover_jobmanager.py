@@ -62,7 +62,8 @@ from tests.reliability.harness import (
     wait_ready,
 )
 
-pytestmark = pytest.mark.integration
+# On a private stack (free ports): make test runs it beside the shared-stack tests (deploy/local/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.private_stack]
 
 SEED = 20251205
 N_EVENTS = 6_000

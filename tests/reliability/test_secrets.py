@@ -82,17 +82,22 @@ def test_repository_has_no_secret_outside_the_reviewed_baseline() -> None:
 
 
 def test_a_planted_secret_is_found(tmp_path: Path) -> None:
-    """The same scan over a copy of the repository with one planted secret fails."""
+    """The same scan, baseline and all, fails on a file with a planted secret beside reviewed files.
+
+    The reviewed files are copied with the planted one so the scan runs as over the repository (the
+    whole repository is the test above); their baselined findings must stay quiet.
+    """
     copy = tmp_path / "repo"
-    files = repo_files(REPO_ROOT)
-    for name in files:
+    reviewed = [name for name in load_baseline() if (REPO_ROOT / name).is_file()]
+    assert reviewed, "the baseline lists no file of the repository"
+    for name in reviewed:
         target = copy / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, target)
-    assert unexpected_secrets(copy, files, load_baseline()) == {}
     planted = copy / "pricewave" / "cloud.py"
+    planted.parent.mkdir(parents=True, exist_ok=True)
     planted.write_text('AWS_ACCESS_KEY_ID = "AKIAZ7QWERTY12345678"\nredis_password = "hunter2-but-longer-9f8e"\n')
-    new = unexpected_secrets(copy, [*files, "pricewave/cloud.py"], load_baseline())
+    new = unexpected_secrets(copy, [*reviewed, "pricewave/cloud.py"], load_baseline())
     assert list(new) == ["pricewave/cloud.py"]
     assert len(new["pricewave/cloud.py"]) == 2
 

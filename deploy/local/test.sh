@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole test suite as two pytest runs side by side (`make test`; CI runs that):
+#
+#   shared   the integration tests on the shared stack (`pricewave stack up`), one at a time: they
+#            share its fixed ports and its Flink cluster, and some stop or restart its services.
+#            Streamed here as they run (and logged to .pricewave/logs/tests-shared.log).
+#   beside   the unit tests, then the reliability modules that start a private stack of their own
+#            on free ports (marker `private_stack`). Logged to .pricewave/logs/tests-beside.log and
+#            shown here when both runs are done.
+#
+# The shared run spends much of its time waiting on live clocks, JVM start-ups and timeouts, so the
+# second run costs it little and the suite ends about as soon as the shared run does.
+#
+# Usage: bash deploy/local/test.sh [PYTEST ARGS...]   (the same arguments go to both runs)
+# Exit status: 0 when both runs pass (a run that selected no test counts as passed), else the
+# shared run's status if it failed, else the beside run's.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+log_dir="${PRICEWAVE_TEST_LOG_DIR:-.pricewave/logs}"  # where both runs log (a test of this script sets it)
+mkdir -p "$log_dir"
+beside_log="$log_dir/tests-beside.log"
+shared_log="$log_dir/tests-shared.log"
+
+# The beside run keeps its own cache so the two runs never write the same .pytest_cache entries.
+.venv/bin/python -m pytest -m "not integration or private_stack" -o cache_dir=.pytest_cache/beside "$@" \
+  >"$beside_log" 2>&1 &
+beside_pid=$!
+trap 'kill "$beside_pid" 2>/dev/null' INT TERM
+
+echo "[test] unit and private-stack tests run beside this one: $beside_log"
+.venv/bin/python -m pytest -m "integration and not private_stack" "$@" 2>&1 | tee "$shared_log"
+shared=${PIPESTATUS[0]}
+
+if kill -0 "$beside_pid" 2>/dev/null; then
+  echo "[test] waiting for the unit and private-stack tests ($beside_log) ..."
+fi
+wait "$beside_pid"
+beside=$?
+
+echo
+echo "================ unit and private-stack tests (ran beside the above) ================"
+cat "$beside_log"
+echo
+summary() { grep -E "^=+ .*(passed|failed|error|no tests ran).* =+$" "$1" | tail -1; }
+echo "[test] shared stack: exit $shared: $(summary "$shared_log")"
+echo "[test] beside: exit $beside: $(summary "$beside_log")"
+
+passed() { [ "$1" -eq 0 ] || [ "$1" -eq 5 ]; }
+if passed "$shared" && passed "$beside"; then
+  exit 0
+fi
+passed "$shared" || exit "$shared"
+exit "$beside"
