@@ -141,7 +141,8 @@ def prepare_planner_thread(t_env: TableEnvironment) -> None:
     """
     gateway = get_gateway()
     jvm = gateway.jvm
-    loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()  # the planner's own class loader
+    planner = t_env._j_tenv.getPlanner()
+    loader = planner.getClass().getClassLoader()  # the planner's own class loader
 
     def load(name: str) -> Any:
         return jvm.java.lang.Class.forName(name, True, loader)
@@ -157,6 +158,9 @@ def prepare_planner_thread(t_env: TableEnvironment) -> None:
     provider = static_call(f"{flink}.FlinkDefaultRelMetadataProvider", "INSTANCE")
     janino = static_call(f"{calcite}.JaninoRelMetadataProvider", "of", (f"{calcite}.RelMetadataProvider", provider))
     load(f"{calcite}.RelMetadataQueryBase").getField("THREAD_PROVIDERS").get(None).set(janino)
+    # A planning call that failed this way left the planner's cluster a cached metadata query without a
+    # provider, which every later call would reuse: drop it, so the next one is made on this thread.
+    planner.createRelBuilder().getCluster().invalidateMetadataQuery()
 
 
 T = TypeVar("T")
@@ -187,8 +191,12 @@ class PricingStatements(StatementSet):
         (seen in a test process whose earlier in-process job left Python worker threads behind).
         Planning fails before anything is submitted, so the call is prepared and made again.
         """
+        from py4j.java_gateway import get_method
         from py4j.protocol import Py4JJavaError
 
+        operations = self._j_statement_set.getOperations()
+        # execute() empties the set even when planning fails, so each retry puts the INSERTs back
+        inserts = get_gateway().jvm.java.util.ArrayList(operations)
         for attempt in range(1, PLANNING_ATTEMPTS):
             prepare_planner_thread(self._t_env)
             try:
@@ -197,5 +205,7 @@ class PricingStatements(StatementSet):
                 if "metadataHandlerProvider" not in str(error):
                     raise
                 logger.debug("planning landed on a gateway thread without Calcite's provider; attempt %d", attempt)
+                get_method(operations, "clear")()  # Java's clear: py4j's list clear() fails on an empty list
+                operations.addAll(inserts)
         prepare_planner_thread(self._t_env)  # the last attempt: its error, whatever it is, goes to the caller
         return plan()

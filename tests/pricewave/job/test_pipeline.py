@@ -392,3 +392,34 @@ def test_planning_works_from_a_gateway_thread_that_never_built_a_query(
     client.deque.append(client._create_connection())  # the next call runs on a fresh Java thread
     plan = statements.compile_plan()  # NullPointerException: metadataHandlerProvider without the fix
     assert "prices_sink" in plan.as_json_string()
+
+
+def test_a_planning_retry_plans_every_insert_again(job_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``execute()`` empties its statement set even when planning fails: the retry must submit the job's
+    INSERTs, not an empty set (CI: "No operators defined in streaming topology" after a retry)."""
+    from pyflink.java_gateway import get_gateway
+
+    from pricewave.job import environment
+
+    prepared = environment.prepare_planner_thread
+    attempts: list[int] = []
+
+    def first_planning_on_a_fresh_java_thread(t_env: object) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            client = get_gateway()._gateway_client
+            client.deque.append(client._create_connection())  # the planning call lands there: no provider
+        else:
+            prepared(t_env)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(environment, "prepare_planner_thread", first_planning_on_a_fresh_java_thread)
+    write_catalog_row(job_settings, "sku-p")
+    producer = make_producer(job_settings)
+    for n in range(3):
+        producer.send(job_settings.topics.clicks, encode_json(click(n, "sku-p", "view", minute=n)))
+    producer.flush()
+    options = bounded_options()
+    t_env = create_table_environment(job_settings, options)
+    build_pipeline(t_env, job_settings, options).execute().wait()
+    assert len(attempts) == 2, "the first planning call should have failed and been retried"
+    assert consume_all(job_settings, job_settings.topics.prices, expected=1), "the retried job priced nothing"
