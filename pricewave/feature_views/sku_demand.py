@@ -45,6 +45,9 @@ DEMAND_EVENT_TYPES = {"view": "views", "click": "clicks", "add_to_cart": "carts"
 def _demand_horizon_view(name: str, suffix: str, size_s: int, options: WindowOptions, *, mean_price: bool) -> str:
     """Per-sku counts over one horizon: a HOP window whose aggregates never mention the window.
 
+    ``unique_users`` counts the distinct users who viewed the sku (the schema's definition), as the
+    pandas side does; the window exists when it holds any click event of the sku.
+
     Nothing window-dependent inside the aggregate arguments lets Flink slice the window: each click
     updates one slice, and a firing window merges its slices, instead of the click being copied
     into every window (size / slide times) it belongs to.
@@ -58,7 +61,7 @@ def _demand_horizon_view(name: str, suffix: str, size_s: int, options: WindowOpt
 CREATE TEMPORARY VIEW {quote(name)} AS
 SELECT `sku`, `window_start`, `window_end`, `window_time`,
   {counts},
-  COUNT(DISTINCT `user_key`) AS `unique_users_{suffix}`{price}
+  COUNT(DISTINCT CASE WHEN `event_type` = 'view' THEN `user_key` END) AS `unique_users_{suffix}`{price}
 FROM TABLE(HOP(TABLE `unique_clicks`, DESCRIPTOR(`event_time`),
   {interval(options.window_slide_s)}, {interval(size_s)}))
 GROUP BY `sku`, `window_start`, `window_end`, `window_time`"""

@@ -122,7 +122,7 @@ def test_bad_and_late_records_go_to_the_dead_letter_topic_and_windows_count_exac
                     int((short_group.event_type == "purchase").sum()),
                     int((group.event_type == "view").sum()),
                     int((group.event_type == "purchase").sum()),
-                    int(group.user_key.nunique()),
+                    int(group[group.event_type == "view"].user_key.nunique()),  # the users who viewed it
                 )
             )
     flink_trimmed = [(r[0], r[1][:19], *r[2:]) for r in flink]
