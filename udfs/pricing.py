@@ -315,6 +315,7 @@ class OfferPricer(_PricerBase):
         "recent_carts",
         "mean_price_seen",
         "dwell_s",
+        "recency_s",
         "sku_price",
         *SKU_WINDOW_FEATURES,
     )

@@ -31,10 +31,6 @@ COLUMNS: tuple[str, ...] = tuple(load_schema("sku_demand").field_names)
 """The view's columns (``schemas/sku_demand``): what the pandas side computes."""
 
 
-# What the job pushes to each online-store view. Two views come whole from their schemas (event_time
-# is the window time); of the other two the job pushes what it computes in the stream, and the
-# offline-only columns (``user_session.recency_s``, ``sku_competition.competitor_gap``, derived at
-# training time) stay out.
 # What the job pushes (its window time goes as event_time separately).
 PUSHED_COLUMNS = tuple(name for name in COLUMNS if name != "event_time")
 

@@ -84,7 +84,7 @@ def sink_inserts() -> list[str]:
         "INSERT INTO `store_writes` SELECT `push_decisions`(`decision_json`) FROM `all_decisions` "
         "WHERE `decision_json` IS NOT NULL",
         f"INSERT INTO `store_writes` SELECT `push_user_session`({session_args}) FROM `user_sessions` "
-        "WHERE `event_type` IN ('view', 'add_to_cart')",
+        f"WHERE {user_session.session_event_filter()}",
         f"INSERT INTO `store_writes` SELECT `push_sku_review_summary`({review_args}, `window_time`) "
         "FROM `sku_review_summary`",
         f"INSERT INTO `store_writes` SELECT `push_sku_demand`({demand_args}, `window_time`) FROM `sku_demand`",
