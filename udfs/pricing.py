@@ -77,7 +77,7 @@ DECISION_ROW = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in DECI
 STORE_CONTEXT: dict[str, tuple[str, ...]] = {"sku_catalog": ("base_price", "cost", "map_price", "ceiling_price")}
 SKU_DEMAND_FEATURES = DEMAND_FEATURES  # what the model reads of the sku_demand view
 SKU_COMPETITION_FEATURES = ("competitor_min_price", "competitor_offers", "competitor_staleness_s")
-# The sku's hourly review summary as of the window (an event-time temporal join in the job).
+# The sku's review summary as of the window (an event-time temporal join in the job).
 SKU_REVIEW_FEATURES = ("review_count", "mean_rating", "sentiment", "review_embedding")
 # What a sku decision was priced on, which offers receive with the sku's price.
 SKU_WINDOW_FEATURES = (*SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES, *SKU_REVIEW_FEATURES)
