@@ -329,6 +329,7 @@ def largest_gap(pairs: list[tuple[Any, Any]], wrong: list[int]) -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.isolated  # a MiniCluster over files: no shared service
 @pytest.mark.timeout(300)
 def test_the_job_and_the_offline_frames_compute_the_same_feature_rows(
     history: dict[str, pd.DataFrame], tmp_path: Path
