@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pyflink.common import Configuration
 from pyflink.java_gateway import get_gateway
@@ -22,6 +23,8 @@ from pricewave.stack.jars import flink_connector_jars
 from udfs.pricing import decision_push_udf, feature_push_udf, offer_pricer_udf, sku_pricer_udf
 from udfs.review_embedding import review_sentiment_udf
 from udfs.validation import dead_letter_pseudonymizer_udf, validator_udf
+
+logger = logging.getLogger(__name__)
 
 # PyFlink reads this variable when a TableEnvironment is created (no configuration key exists).
 PYTHON_WORKER_MODE_VARIABLE = "_python_worker_execution_mode"
@@ -155,6 +158,12 @@ def prepare_planner_thread(t_env: TableEnvironment) -> None:
     load(f"{calcite}.RelMetadataQueryBase").getField("THREAD_PROVIDERS").get(None).set(janino)
 
 
+T = TypeVar("T")
+
+PLANNING_ATTEMPTS = 5
+"""Planning calls tried before a gateway thread without Calcite's provider fails the job's submission."""
+
+
 class PricingStatements(StatementSet):
     """The job's INSERTs: a StatementSet whose planning does not depend on which gateway thread runs it."""
 
@@ -163,10 +172,28 @@ class PricingStatements(StatementSet):
 
     def execute(self) -> TableResult:
         """Plan and submit the job (see :func:`prepare_planner_thread`)."""
-        prepare_planner_thread(self._t_env)
-        return super().execute()
+        return self._planned(super().execute)
 
     def compile_plan(self) -> Any:
         """Plan the job into a CompiledPlan (see :func:`prepare_planner_thread`)."""
-        prepare_planner_thread(self._t_env)
-        return super().compile_plan()
+        return self._planned(super().compile_plan)
+
+    def _planned(self, plan: Callable[[], T]) -> T:
+        """Run a planning call on a gateway thread that has the metadata provider.
+
+        Another Python thread's gateway call between :func:`prepare_planner_thread` and the planning
+        call can still take that connection, and the planning call lands on another Java thread
+        (seen in a test process whose earlier in-process job left Python worker threads behind).
+        Planning fails before anything is submitted, so the call is prepared and made again.
+        """
+        from py4j.protocol import Py4JJavaError
+
+        for attempt in range(1, PLANNING_ATTEMPTS + 1):
+            prepare_planner_thread(self._t_env)
+            try:
+                return plan()
+            except Py4JJavaError as error:
+                if "metadataHandlerProvider" not in str(error) or attempt == PLANNING_ATTEMPTS:
+                    raise
+                logger.debug("planning landed on a gateway thread without Calcite's provider; attempt %d", attempt)
+        raise AssertionError("unreachable")
