@@ -114,6 +114,7 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
             pd.Series(rng.integers(0, 3, BATCH)),
             pd.Series(rng.uniform(5, 30, BATCH)),
             pd.Series(rng.uniform(0, 900, BATCH)),
+            pd.Series(rng.uniform(0, 600, BATCH)),  # recency_s
             # The sku's price and window features, as the job's temporal join hands them over.
             *[skus.map(window[name]) for name in ("sku_price", *SKU_WINDOW_FEATURES)],
         ]
@@ -147,8 +148,9 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
         return [frame[name] for name in SkuPricer.COLUMNS]
 
     def session_columns(number: int) -> list[pd.Series]:
-        user, _, event_time, views, carts, mean_price, dwell = prepared[number][:7]
-        return [user, views, carts, mean_price, dwell, event_time]
+        # The session columns of the offer batch, in the order the job pushes them.
+        offer = dict(zip(OfferPricer.COLUMNS, prepared[number], strict=True))
+        return [offer[name] for name in user_session.PUSHED_COLUMNS]
 
     return {
         "validate_clicks": _timed(lambda n: validator.reasons(clicks, on_time), batches),

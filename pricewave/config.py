@@ -5,7 +5,7 @@ Settings come from three layers, later ones winning:
 1. the defaults below (a laptop stack on loopback),
 2. a YAML file (``--config FILE`` or ``PRICEWAVE_CONFIG``),
 3. environment variables ``PRICEWAVE_<SECTION>__<FIELD>``, e.g.
-   ``PRICEWAVE_KAFKA__BOOTSTRAP_SERVERS=broker:9092``.
+   ``PRICEWAVE_KAFKA__BOOTSTRAP_SERVERS=broker:9092`` (and ``PRICEWAVE_HOLIDAYS``, a YAML list).
 
 Secrets (Redis password, Kafka SASL credentials, the user-key HMAC secret) are read from the
 environment only and are never written to a file.
@@ -21,14 +21,16 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pricewave.errors import ConfigError
 
@@ -201,6 +203,45 @@ class StackSettings(_Section):
     flink_prometheus: bool = False
 
 
+class HolidayPeriod(_Section):
+    """One holiday of the calendar the model's ``is_holiday`` input reads: from ``start`` until ``end``.
+
+    ``start`` and ``end`` are ISO 8601 dates or times (naive means UTC); ``end`` is excluded, so a
+    one-day holiday is ``start: 2026-11-27``, ``end: 2026-11-28``.
+    """
+
+    name: str = ""
+    start: datetime
+    end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> HolidayPeriod:
+        if self.end <= self.start:
+            raise ValueError(f"holiday {self.name!r} must end after it starts")
+        return self
+
+    @property
+    def start_ms(self) -> int:
+        """The first epoch millisecond of the holiday."""
+        return _first_millisecond_from(self.start)
+
+    @property
+    def end_ms(self) -> int:
+        """The first epoch millisecond after the holiday."""
+        return _first_millisecond_from(self.end)
+
+
+def _first_millisecond_from(moment: datetime) -> int:
+    """The first whole epoch millisecond at or after ``moment`` (exact: integer microseconds)."""
+    micros = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return -(-micros // 1000)
+
+
 DEV_USER_KEY_SECRET = "pricewave-dev-key-change-me"
 """The development HMAC key: public, so user keys made with it can be reversed by enumeration."""
 MIN_USER_KEY_SECRET_BYTES = 32
@@ -228,6 +269,10 @@ class Settings(_Section):
     flink: FlinkSettings = FlinkSettings()
     models: ModelSettings = ModelSettings()
     stack: StackSettings = StackSettings()
+    # The shop's holiday calendar: the model's is_holiday input, the same for the job (which travels
+    # with it, PRICEWAVE_HOLIDAYS) and for training on a history without a scenario (a simulated
+    # history brings its scenario's own calendar). In YAML a list of {name, start, end}.
+    holidays: list[HolidayPeriod] = Field(default_factory=list)
 
     @field_validator("state_dir")
     @classmethod
@@ -348,6 +393,22 @@ def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
+HOLIDAYS_ENV = "PRICEWAVE_HOLIDAYS"
+
+
+def holidays_variable(settings: Settings) -> str:
+    """The ``PRICEWAVE_HOLIDAYS`` value that gives another process this holiday calendar (JSON, which YAML reads).
+
+    Example:
+        >>> settings = load_settings(env={HOLIDAYS_ENV: "[{name: sale, start: 2026-11-27, end: 2026-11-28}]"})
+        >>> holidays_variable(settings)
+        '[{"name": "sale", "start": "2026-11-27T00:00:00Z", "end": "2026-11-28T00:00:00Z"}]'
+        >>> load_settings(env={HOLIDAYS_ENV: holidays_variable(settings)}).holidays == settings.holidays
+        True
+    """
+    return json.dumps(settings.model_dump(mode="json")["holidays"])
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     """Turn ``PRICEWAVE_SECTION__FIELD=value`` variables into a nested dict."""
     overrides: dict[str, Any] = {}
@@ -356,7 +417,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX) or name in skip:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
-        if path in (["state_dir"], ["feature_repo"], ["store_profile"], ["environment"]) or len(path) == 2:
+        if name == HOLIDAYS_ENV:  # a YAML (or JSON) list
+            overrides["holidays"] = yaml.safe_load(value)
+        elif path in (["state_dir"], ["feature_repo"], ["store_profile"], ["environment"]) or len(path) == 2:
             node = overrides
             for part in path[:-1]:
                 node = node.setdefault(part, {})

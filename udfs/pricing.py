@@ -8,7 +8,9 @@
 * :class:`OfferPricer`: a personalized offer per view / add-to-cart event, capped by the sku's
   price for everyone as of the event's time (discount-only), with the disclosure flag; the job
   hands it that price, the sku's window features and review summary through an event-time
-  temporal join.
+  temporal join, and the user's session features with the click.
+* Both add the decision's context: ``is_holiday`` of its event time in the settings' holiday
+  calendar (:func:`with_holidays`; the calendar travels with the job like the other settings).
 * :class:`DecisionPush` and :class:`FeaturePush`: batched, event-time-guarded writes into the
   Feast online store through :class:`pricewave.feature_store.FeatureWriter`.
 
@@ -37,6 +39,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,8 +47,8 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, UserDefinedFunctionWrapper, udf
 
-from pricewave.config import REDIS_PASSWORD_ENV, Settings, secret_environment
-from pricewave.pricing.features import DEMAND_FEATURES
+from pricewave.config import REDIS_PASSWORD_ENV, HolidayPeriod, Settings, secret_environment
+from pricewave.pricing.features import DEMAND_FEATURES, is_holiday
 from pricewave.schemas import check_event, flink_row_type, load_schema
 from udfs.metrics import DecisionMetrics, register_store_metrics
 
@@ -77,7 +80,7 @@ DECISION_ROW = DataTypes.ROW([DataTypes.FIELD(name, kind) for name, kind in DECI
 STORE_CONTEXT: dict[str, tuple[str, ...]] = {"sku_catalog": ("base_price", "cost", "map_price", "ceiling_price")}
 SKU_DEMAND_FEATURES = DEMAND_FEATURES  # what the model reads of the sku_demand view
 SKU_COMPETITION_FEATURES = ("competitor_min_price", "competitor_offers", "competitor_staleness_s")
-# The sku's hourly review summary as of the window (an event-time temporal join in the job).
+# The sku's review summary as of the window (an event-time temporal join in the job).
 SKU_REVIEW_FEATURES = ("review_count", "mean_rating", "sentiment", "review_embedding")
 # What a sku decision was priced on, which offers receive with the sku's price.
 SKU_WINDOW_FEATURES = (*SKU_DEMAND_FEATURES, *SKU_COMPETITION_FEATURES, *SKU_REVIEW_FEATURES)
@@ -92,6 +95,21 @@ def to_millis(values: pd.Series) -> np.ndarray:
         stamps = pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
         return (stamps.astype("int64") // 1_000_000).to_numpy()
     return values.astype("int64").to_numpy()
+
+
+def with_holidays(frame: pd.DataFrame, holidays: Sequence[HolidayPeriod]) -> pd.DataFrame:
+    """``frame`` with the model's ``is_holiday`` of each row's epoch-ms ``event_time`` in the job's calendar.
+
+    The calendar is the settings' (``holidays``), which travel with the job; training reads the
+    same definition (:func:`pricewave.pricing.features.is_holiday`).
+
+    Example:
+        >>> from pricewave.config import HolidayPeriod
+        >>> sale = HolidayPeriod(name="sale", start="2026-11-27", end="2026-11-28")
+        >>> with_holidays(pd.DataFrame({"event_time": [1795737600000, 1795824000000]}), [sale])["is_holiday"].tolist()
+        [True, False]
+    """
+    return frame.assign(is_holiday=is_holiday(holidays, frame["event_time"].to_numpy()))
 
 
 def decision_id(kind: str, sku: str, user_key: str | None, event_time_ms: int) -> str:
@@ -211,6 +229,7 @@ class _PricerBase(_SettingsCarrier):
         from pricewave.pricing.policy import PricingPolicy
 
         settings = self.settings
+        self.holidays = settings.holidays
         self.store = open_store(settings, tolerate_outage=True)
         self.outage = Outage(type(self).__name__)
         ops = ops_for(self.store)
@@ -238,10 +257,11 @@ class _PricerBase(_SettingsCarrier):
             self.metrics.record(decided, frame["event_time"].to_numpy(), now_ms)
         return decided
 
-    def _with_catalog(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _with_context(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (epoch-ms ``event_time``) with its catalog rows and ``is_holiday`` (:func:`with_holidays`)."""
         context = self.catalog.lookup(frame["sku"].tolist())
         context["ceiling"] = context.pop("ceiling_price")
-        return pd.concat([frame.reset_index(drop=True), context], axis=1)
+        return with_holidays(pd.concat([frame.reset_index(drop=True), context], axis=1), self.holidays)
 
 
 class SkuPricer(_PricerBase):
@@ -271,7 +291,7 @@ class SkuPricer(_PricerBase):
     def eval(self, *columns: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
         frame["event_time"] = to_millis(frame.pop("window_time"))
-        frame = self._with_catalog(frame)
+        frame = self._with_context(frame)
         frame["user_key"] = None
         now_ms = int(time.time() * 1000)
         if frame.empty:
@@ -315,6 +335,7 @@ class OfferPricer(_PricerBase):
         "recent_carts",
         "mean_price_seen",
         "dwell_s",
+        "recency_s",
         "sku_price",
         *SKU_WINDOW_FEATURES,
     )
@@ -322,7 +343,7 @@ class OfferPricer(_PricerBase):
     def eval(self, *columns: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
         frame["event_time"] = to_millis(frame["event_time"])
-        frame = self._with_catalog(frame)
+        frame = self._with_context(frame)
         frame["non_personalized_price"] = frame.pop("sku_price")
         frame["last_published"] = np.nan  # offers are per event: no rate limit between them
         now_ms = int(time.time() * 1000)

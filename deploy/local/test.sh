@@ -4,8 +4,9 @@
 #   shared   the integration tests on the shared stack (`pricewave stack up`), one at a time: they
 #            share its fixed ports and its Flink cluster, and some stop or restart its services.
 #            Streamed here as they run (and logged to .pricewave/logs/tests-shared.log).
-#   beside   the unit tests, then the reliability modules that start a private stack of their own
-#            on free ports (marker `private_stack`). Logged to .pricewave/logs/tests-beside.log and
+#   beside   the unit tests, and the integration tests that touch no shared service (marker
+#            `isolated`): the reliability modules that start a private stack of their own on free
+#            ports, and tests on a MiniCluster alone. Logged to .pricewave/logs/tests-beside.log and
 #            shown here when both runs are done.
 #
 # Each run gets its own output and exit status. On 2 cores they slow each other (measured 2026-12-06:
@@ -24,13 +25,13 @@ beside_log="$log_dir/tests-beside.log"
 shared_log="$log_dir/tests-shared.log"
 
 # The beside run keeps its own cache so the two runs never write the same .pytest_cache entries.
-.venv/bin/python -m pytest -m "not integration or private_stack" -o cache_dir=.pytest_cache/beside "$@" \
+.venv/bin/python -m pytest -m "not integration or isolated" -o cache_dir=.pytest_cache/beside "$@" \
   >"$beside_log" 2>&1 &
 beside_pid=$!
 trap 'kill "$beside_pid" 2>/dev/null' INT TERM
 
 echo "[test] unit and private-stack tests run beside this one: $beside_log"
-.venv/bin/python -m pytest -m "integration and not private_stack" "$@" 2>&1 | tee "$shared_log"
+.venv/bin/python -m pytest -m "integration and not isolated" "$@" 2>&1 | tee "$shared_log"
 shared=${PIPESTATUS[0]}
 
 if kill -0 "$beside_pid" 2>/dev/null; then

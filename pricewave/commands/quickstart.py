@@ -5,7 +5,8 @@
    loaded with the same code as ``pricewave catalog export`` / ``catalog load``;
 3. a demand model trained on simulated history when none is fresh (``models.max_age_h``);
 4. the pricing job submitted to the stack's Flink cluster with ``pricewave submit``'s code path,
-   consumer group ``pricewave-pricing`` (an earlier quickstart job is cancelled first);
+   consumer group ``pricewave-pricing`` (an earlier quickstart job is cancelled first), with the
+   live market's holiday calendar (:func:`live_market_holidays`);
 5. the market simulator streaming into Kafka on the live clock, in closed loop (shoppers see our
    prices);
 6. a live table of prices until ``--duration`` elapses or Ctrl-C; then the simulator stops, and the
@@ -19,6 +20,7 @@ import argparse
 import contextlib
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,26 @@ def ensure_model(settings: Settings, scenario: str) -> None:
         raise StackError("training failed: see the output above")
 
 
+def live_market_holidays(settings: Settings, scenario: str) -> Settings:
+    """``settings`` with the holiday calendar of ``scenario``'s market on the live clock starting now.
+
+    A scenario dates its holidays in days after its clock start, and the simulator streams on the
+    live clock: the job (whose model reads ``is_holiday``) gets them dated from now, when it is
+    submitted. The simulator starts once the job runs, so its holidays begin that much later
+    (seconds; a holiday lasts days).
+    """
+    from pricewave.simulator.runner import live_clock_start
+    from pricewave.simulator.scenario import load_scenario
+
+    market = load_scenario(scenario)
+    live = market.model_copy(update={"clock": market.clock.model_copy(update={"start": _utc(live_clock_start())})})
+    return settings.model_copy(update={"holidays": live.holiday_calendar()})
+
+
+def _utc(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
 def start_job(settings: Settings, parallelism: int, timeout_s: float) -> str:
     """Submit the pricing job to the stack's cluster (as ``pricewave submit`` does) and wait until it runs.
 
@@ -181,7 +203,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     prepare_store(settings, args.scenario, args.seed)
     ensure_model(settings, args.scenario)
     _say(f"submitting the pricing job to the Flink cluster at {settings.flink.rest_url} ...")
-    job_id = start_job(settings, args.parallelism, args.job_start_timeout)
+    job_id = start_job(live_market_holidays(settings, args.scenario), args.parallelism, args.job_start_timeout)
     sim_log = settings.path("logs", "simulator.log")
     command = [sys.executable, "-m", "pricewave", "simulate", "--scenario", args.scenario, "--seed", str(args.seed)]
     command += ["--speedup", str(args.speedup), "--no-progress"]

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pricewave.config import Settings
+from pricewave.config import HOLIDAYS_ENV, Settings, holidays_variable
 from pricewave.errors import ConfigError, StackError
 from pricewave.simulator.runner import RunSummary, Simulator
 from pricewave.simulator.scenario import Scenario, load_scenario
@@ -120,7 +120,7 @@ def _apply_feature_repo(target: Path, settings: Settings) -> Path:
 
 
 def _environment(settings: Settings) -> dict[str, str]:
-    """``PRICEWAVE_*`` variables that make a fresh process load exactly ``settings``' topics, repo and model."""
+    """``PRICEWAVE_*`` variables that make a fresh process load ``settings``' topics, repo, model and holidays."""
     env = child_environment()
     topics = settings.topics
     for role in ("clicks", "competitor_prices", "reviews", "prices", "dlq"):
@@ -128,6 +128,7 @@ def _environment(settings: Settings) -> dict[str, str]:
     env["PRICEWAVE_TOPICS__PARTITIONS"] = str(topics.partitions)
     env["PRICEWAVE_FEATURE_REPO"] = settings.feature_repo
     env["PRICEWAVE_MODELS__MODEL_DIR"] = settings.models.model_dir
+    env[HOLIDAYS_ENV] = holidays_variable(settings)
     env["FEAST_FS_YAML_FILE_PATH"] = "feature_store.yaml"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
@@ -317,8 +318,10 @@ def evaluate_through_pipeline(
         work = Path(tmp)
         private = _private_plumbing(cleanup, settings, work, feature_repo=feature_repo, model_dir=Path(model))
         sim = _market_with_catalog(plan, private)
+        # The job prices with this market's holidays, as the in-process run does.
+        market_calendar = private.model_copy(update={"holidays": sim.scenario.holiday_calendar()})
         job_log = cleanup.enter_context(
-            _pricing_job(private, work, checkpoint_s=checkpoint_s, timeout_s=job_start_timeout_s)
+            _pricing_job(market_calendar, work, checkpoint_s=checkpoint_s, timeout_s=job_start_timeout_s)
         )
         run = _run_market(plan, sim, job_log)
     pipeline_s = time.monotonic() - started

@@ -4,12 +4,13 @@ together.
 
 * :mod:`~pricewave.feature_views.sku_demand`: per sku and window, demand at two horizons;
 * :mod:`~pricewave.feature_views.sku_competition`: per sku and window, the competitors' prices;
-* :mod:`~pricewave.feature_views.sku_review_summary`: per sku, the review summary;
-* :mod:`~pricewave.feature_views.user_session`: per click, the user's session so far.
+* :mod:`~pricewave.feature_views.sku_review_summary`: per sku, the running review summary;
+* :mod:`~pricewave.feature_views.user_session`: per view or add-to-cart, the user's session so far.
 
 The streaming job (:mod:`pricewave.job.features`) declares the SQL; training and the closed-loop
 evaluation compute the same features offline with the ``*_frame`` functions, so a model sees offline
-what the pipeline computes online (each drops duplicate events first, as the job does;
+what the pipeline computes online (``tests/pricewave/feature_views/test_parity.py`` runs both on one
+simulated history and compares every column; each drops duplicate events first, as the job does;
 ``window_ends`` restricts the windowed frames to those ends, the evaluation asks only for "now").
 ``event_time`` is epoch ms throughout. :mod:`~pricewave.feature_views.windows` holds the pandas side's
 event-time window helpers.

@@ -4,7 +4,7 @@ evaluation), side by side. Per sku and window: the cheapest in-stock competitor,
 Offline: :func:`sku_competition_frame` (``sku_competition``): per sku and window end (HOP over
   ``short_s``): the latest observation of each competitor in the window, kept when in stock, then
   min / median / count and staleness = seconds since the OLDEST of those latest observations
-  (the schema's definition). ``competitor_gap`` = (our latest price − min) / min, our price being
+  (the schema's definition), to the millisecond. ``competitor_gap`` = (our latest price − min) / min, our price being
   the latest ``price_seen`` before the window end (NaN when unknown). ``event_time`` = the window
   end: every observation folded in is older, so a point-in-time join never sees the future.
 """
@@ -24,7 +24,7 @@ from pricewave.feature_views.windows import (
     window_queries,
 )
 from pricewave.schemas import load_schema
-from pricewave.sql import interval
+from pricewave.sql import interval, seconds_between
 
 COLUMNS: tuple[str, ...] = tuple(load_schema("sku_competition").field_names)
 """The view's columns (``schemas/sku_competition``): what the pandas side computes."""
@@ -39,8 +39,9 @@ def sku_competition_view(options: WindowOptions) -> str:
     """Per-sku competition over the short horizon: latest price per competitor, then min/median.
 
     A window Top-1 keeps the latest quote of each (sku, competitor) in the window; a window
-    aggregation then takes, across the competitors in stock, the cheapest, the median and how
-    many are live.
+    aggregation then takes, across the competitors in stock, the cheapest, the median, how many
+    are live, and the staleness: the age of the OLDEST of those quotes at the window end, in
+    seconds to the millisecond (``window_time`` is the end less 1 ms), as the pandas side computes it.
     """
     return f"""
 CREATE TEMPORARY VIEW `sku_competition` AS
@@ -48,7 +49,7 @@ SELECT `sku`, `window_start`, `window_end`, `window_time`,
   MIN(`latest_price`) AS `competitor_min_price`,
   PERCENTILE(`latest_price`, 0.5) AS `competitor_median_price`,
   COUNT(*) AS `competitor_offers`,
-  TIMESTAMPDIFF(SECOND, MAX(`latest_time`), `window_time`) AS `competitor_staleness_s`
+  {seconds_between("MIN(`latest_time`)", "`window_time`")} + 0.001 AS `competitor_staleness_s`
 FROM (
   SELECT `sku`, `window_start`, `window_end`, `window_time`, `price` AS `latest_price`, `in_stock`,
     `event_time` AS `latest_time`,

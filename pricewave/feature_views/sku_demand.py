@@ -31,10 +31,6 @@ COLUMNS: tuple[str, ...] = tuple(load_schema("sku_demand").field_names)
 """The view's columns (``schemas/sku_demand``): what the pandas side computes."""
 
 
-# What the job pushes to each online-store view. Two views come whole from their schemas (event_time
-# is the window time); of the other two the job pushes what it computes in the stream, and the
-# offline-only columns (``user_session.recency_s``, ``sku_competition.competitor_gap``, derived at
-# training time) stay out.
 # What the job pushes (its window time goes as event_time separately).
 PUSHED_COLUMNS = tuple(name for name in COLUMNS if name != "event_time")
 
@@ -44,6 +40,9 @@ DEMAND_EVENT_TYPES = {"view": "views", "click": "clicks", "add_to_cart": "carts"
 
 def _demand_horizon_view(name: str, suffix: str, size_s: int, options: WindowOptions, *, mean_price: bool) -> str:
     """Per-sku counts over one horizon: a HOP window whose aggregates never mention the window.
+
+    ``unique_users`` counts the distinct users who viewed the sku (the schema's definition), as the
+    pandas side does; the window exists when it holds any click event of the sku.
 
     Nothing window-dependent inside the aggregate arguments lets Flink slice the window: each click
     updates one slice, and a firing window merges its slices, instead of the click being copied
@@ -58,7 +57,7 @@ def _demand_horizon_view(name: str, suffix: str, size_s: int, options: WindowOpt
 CREATE TEMPORARY VIEW {quote(name)} AS
 SELECT `sku`, `window_start`, `window_end`, `window_time`,
   {counts},
-  COUNT(DISTINCT `user_key`) AS `unique_users_{suffix}`{price}
+  COUNT(DISTINCT CASE WHEN `event_type` = 'view' THEN `user_key` END) AS `unique_users_{suffix}`{price}
 FROM TABLE(HOP(TABLE `unique_clicks`, DESCRIPTOR(`event_time`),
   {interval(options.window_slide_s)}, {interval(size_s)}))
 GROUP BY `sku`, `window_start`, `window_end`, `window_time`"""

@@ -1,9 +1,16 @@
 """The ``sku_review_summary`` feature view: its streaming SQL (the job) and its pandas computation (training,
 evaluation), side by side. Per sku: review count, mean rating, sentiment and mean embedding.
 
-Offline: :func:`sku_review_frame` (``sku_review_summary``): per review, the sku's running count, mean
-  rating, mean ``sentiment`` (when the frame has that column) and mean ``review_embedding`` (when
-  it has that column; else None). ``event_time`` = the review.
+Both engines compute, after each review of a sku, the summary of every review of the sku so far
+(the schema's "statistics of its reviews", stamped with "the newest review folded in"): the count,
+the mean rating, the mean ``sentiment`` of the reviews that have one and the mean
+``review_embedding`` of the reviews that have one (the mean of unit-length MiniLM embeddings, not
+normalized again: the schema's "mean L2-normalized sentence embedding"). Reviews of one sku at the
+same millisecond give one summary, after all of them. ``event_time`` = the review.
+
+Offline: :func:`sku_review_frame` (``sentiment`` NaN and ``review_embedding`` None when the input
+lacks those columns). The job: :func:`sku_review_summary_view`, an event-time OVER window per sku
+over the reviews scored by ``review_sentiment`` (:mod:`udfs.review_embedding`).
 """
 
 from __future__ import annotations
@@ -13,12 +20,11 @@ import numpy.typing as npt
 import pandas as pd
 
 from pricewave.feature_views.windows import (
-    WindowOptions,
     dedupe,
     event_times,
 )
+from pricewave.pricing.features import EMBEDDING_DIM
 from pricewave.schemas import load_schema
-from pricewave.sql import interval
 
 COLUMNS: tuple[str, ...] = tuple(load_schema("sku_review_summary").field_names)
 """The view's columns (``schemas/sku_review_summary``): what the pandas side computes."""
@@ -27,38 +33,57 @@ COLUMNS: tuple[str, ...] = tuple(load_schema("sku_review_summary").field_names)
 PUSHED_COLUMNS = COLUMNS  # the job pushes every column
 
 
-def sku_review_summary_view(options: WindowOptions) -> str:
-    """Per-sku review summary over the long horizon: count, mean rating, sentiment, mean embedding."""
+def sku_review_summary_view() -> str:
+    """Per review, the running summary of its sku's reviews (an unbounded event-time OVER window per sku).
+
+    The aggregates are Flink's own, so the window keeps one accumulator per sku, not the reviews:
+    count, mean rating and sentiment, and the mean embedding as one running mean per dimension
+    (:data:`EMBEDDING_DIM`) over the reviews that have one (Flink has no aggregate over arrays, and
+    runs no Python aggregate in an unbounded OVER window; planning the 384 takes seconds, once, at
+    submission). The RANGE window gives reviews of one sku at the same millisecond the same
+    summary, after all of them.
+    """
+    dimensions = range(1, EMBEDDING_DIM + 1)
+    means = ",\n    ".join(f"AVG(CAST(`embedding`[{i}] AS DOUBLE)) OVER w AS `embedding_{i}`" for i in dimensions)
+    vector = ", ".join(f"CAST(`embedding_{i}` AS FLOAT)" for i in dimensions)
     return f"""
 CREATE TEMPORARY VIEW `sku_review_summary` AS
-SELECT `sku`, `s`.`review_count`, `s`.`mean_rating`, `s`.`sentiment`, `s`.`review_embedding`, `window_time`
+SELECT `sku`, `review_count`, `mean_rating`, `sentiment`,
+  CASE WHEN `embedded` > 0 THEN ARRAY[{vector}] END AS `review_embedding`,
+  `event_time`
 FROM (
-  SELECT `sku`,
-    `review_summary`(`rating`, `scored`.`sentiment`, `scored`.`embedding`) AS `s`,
-    TUMBLE_ROWTIME(`event_time`, {interval(options.long_horizon_s)}) AS `window_time`
-  FROM (SELECT `sku`, `rating`, `event_time`, `review_sentiment`(`text`) AS `scored` FROM `valid_reviews`)
-  GROUP BY `sku`, TUMBLE(`event_time`, {interval(options.long_horizon_s)})
+  SELECT `sku`, `event_time`,
+    COUNT(*) OVER w AS `review_count`,
+    AVG(CAST(`rating` AS DOUBLE)) OVER w AS `mean_rating`,
+    AVG(`sentiment`) OVER w AS `sentiment`,
+    COUNT(`embedding`) OVER w AS `embedded`,
+    {means}
+  FROM (
+    SELECT `sku`, `rating`, `event_time`, `scored`.`sentiment` AS `sentiment`, `scored`.`embedding` AS `embedding`
+    FROM (SELECT `sku`, `rating`, `event_time`, `review_sentiment`(`text`) AS `scored` FROM `valid_reviews`)
+  )
+  WINDOW w AS (PARTITION BY `sku` ORDER BY `event_time` RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )"""
 
 
 def sku_review_versions_view() -> str:
-    """Per sku, its hourly review summary as of any event time (a versioned view).
+    """Per sku, its review summary as of any event time (a versioned view).
 
-    A deduplication that keeps each sku's latest summary window on event time, read by Flink as a
-    versioned table keyed by sku: a temporal join finds the summary that was complete at a given
+    A deduplication that keeps each sku's latest summary on event time, read by Flink as a
+    versioned table keyed by sku: a temporal join finds the summary of the reviews up to a given
     event time, the same in every run (the store's latest summary would depend on timing).
     """
     return """
 CREATE TEMPORARY VIEW `sku_review_versions` AS
-SELECT `sku`, `review_count`, `mean_rating`, `sentiment`, `review_embedding`, `window_time`
+SELECT `sku`, `review_count`, `mean_rating`, `sentiment`, `review_embedding`, `event_time`
 FROM (
-  SELECT *, ROW_NUMBER() OVER (PARTITION BY `sku` ORDER BY `window_time` DESC) AS `recency`
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY `sku` ORDER BY `event_time` DESC) AS `recency`
   FROM `sku_review_summary`
 ) WHERE `recency` = 1"""
 
 
 def sku_review_frame(reviews: pd.DataFrame) -> pd.DataFrame:
-    """The ``sku_review_summary`` rows of a review history: the running summary after each review.
+    """The ``sku_review_summary`` rows of a review history: the running summary after each review (module docstring).
 
     Args:
         reviews: ``review`` records (``review_id``, ``sku``, ``rating``, ``event_time``), optionally

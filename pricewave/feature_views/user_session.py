@@ -1,10 +1,13 @@
 """The ``user_session`` feature view: its streaming SQL (the job) and its pandas computation (training,
-evaluation), side by side. Per click, the user's session so far (views, carts, prices seen, dwell).
+evaluation), side by side. Per view or add-to-cart, the user's session so far (views, carts, prices
+seen, dwell, recency).
 
-Offline: :func:`user_session_frame` (``user_session``): per view event, the user's views and carts over
-  the last ``horizon_s`` (30 min) up to and including that view, mean price seen over those views,
-  dwell (first to latest event in the horizon) and recency (seconds since the user's previous
-  event). ``event_time`` = the view.
+Both engines compute, per event of :data:`SESSION_EVENT_TYPES` (the events a personalized offer is
+priced on), over the user's click events in the last ``horizon_s`` (30 min) up to and including it
+(both ends inclusive; events at the same millisecond are all in): views and carts, the mean price
+seen over those views (0 without views), dwell (first to this event) and recency (seconds since
+the user's previous click event, however long ago; 0 for a user's first event). ``event_time`` =
+the event.
 """
 
 from __future__ import annotations
@@ -19,33 +22,49 @@ from pricewave.feature_views.windows import (
     event_times,
 )
 from pricewave.schemas import load_schema
-from pricewave.sql import interval
+from pricewave.sql import interval, seconds_between, sql_string
 
 COLUMNS: tuple[str, ...] = tuple(load_schema("user_session").field_names)
 """The view's columns (``schemas/user_session``): what the pandas side computes."""
 
 
-# What the job pushes: recency_s (time since the previous event) is derived offline only.
-PUSHED_COLUMNS = tuple(name for name in COLUMNS if name != "recency_s")
+PUSHED_COLUMNS = COLUMNS  # the job pushes every column
+
+SESSION_EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart")
+"""The click events that get a session row: the job prices an offer on each and pushes its row."""
+
+
+def session_event_filter() -> str:
+    """SQL: the rows of ``user_sessions`` the job prices and pushes (:data:`SESSION_EVENT_TYPES`)."""
+    return f"`event_type` IN ({', '.join(sql_string(kind) for kind in SESSION_EVENT_TYPES)})"
 
 
 def user_session_view(options: WindowOptions) -> str:
-    """Per click, the user's session so far (OVER window on event time, per pseudonymous user)."""
+    """Per click, the user's session so far (OVER window on event time, per pseudonymous user).
+
+    A first OVER window hands each click the time of the user's previous one (``recency_s``; it
+    keeps the user's last click, only the columns read here); the session window (RANGE: the events
+    at the same millisecond are all in) then counts over it.
+    """
     session = interval(options.session_gap_s)
     return f"""
 CREATE TEMPORARY VIEW `user_sessions` AS
 SELECT `user_key`, `sku`, `event_type`, `event_time`,
   SUM(CASE WHEN `event_type` = 'view' THEN 1 ELSE 0 END) OVER w AS `recent_views`,
   SUM(CASE WHEN `event_type` = 'add_to_cart' THEN 1 ELSE 0 END) OVER w AS `recent_carts`,
-  AVG(`price_seen`) OVER w AS `mean_price_seen`,
-  CAST(TIMESTAMPDIFF(SECOND, MIN(`event_time`) OVER w, `event_time`) AS DOUBLE) AS `dwell_s`,
-  COUNT(*) OVER w AS `session_events`
-FROM `unique_clicks`
+  COALESCE(AVG(CASE WHEN `event_type` = 'view' THEN `price_seen` END) OVER w, CAST(0 AS DOUBLE)) AS `mean_price_seen`,
+  {seconds_between("MIN(`event_time`) OVER w", "`event_time`")} AS `dwell_s`,
+  {seconds_between("`previous_time`", "`event_time`")} AS `recency_s`
+FROM (
+  SELECT `user_key`, `sku`, `event_type`, `price_seen`, `event_time`, MIN(`event_time`) OVER (
+    PARTITION BY `user_key` ORDER BY `event_time` ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS `previous_time`
+  FROM `unique_clicks`
+)
 WINDOW w AS (PARTITION BY `user_key` ORDER BY `event_time` RANGE BETWEEN {session} PRECEDING AND CURRENT ROW)"""
 
 
 def user_session_frame(clicks: pd.DataFrame, horizon_s: int = 1800) -> pd.DataFrame:
-    """The ``user_session`` rows of a click history: one per view event (see the module docstring).
+    """The ``user_session`` rows of a click history: one per view or add-to-cart (see the module docstring).
 
     Args:
         clicks: ``click_event`` records (``event_id``, ``event_type``, ``user_key``,
@@ -67,6 +86,7 @@ def user_session_frame(clicks: pd.DataFrame, horizon_s: int = 1800) -> pd.DataFr
             "time": event_times(clicks),
             "view": (clicks["event_type"] == "view").to_numpy(),
             "cart": (clicks["event_type"] == "add_to_cart").to_numpy(),
+            "session_row": clicks["event_type"].isin(SESSION_EVENT_TYPES).to_numpy(),
             "price": pd.to_numeric(clicks["price_seen"]).to_numpy(dtype=np.float64),
         }
     ).sort_values(["user", "time"], kind="stable")
@@ -75,8 +95,8 @@ def user_session_frame(clicks: pd.DataFrame, horizon_s: int = 1800) -> pd.DataFr
     t0 = int(t.min()) - horizon_ms - 1
     span = int(t.max() - t0) + 2
     keys = user * span + (t - t0)  # already sorted
-    first = np.searchsorted(keys, keys - horizon_ms, side="right")  # first event in (t − h, t]
-    last = np.arange(keys.size) + 1
+    first = np.searchsorted(keys, keys - horizon_ms, side="left")  # first event in [t − h, t]
+    last = np.searchsorted(keys, keys, side="right")  # past the last event at t (all of them are in)
 
     def window_sum(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         cumulative = np.concatenate(([0.0], np.cumsum(values)))
@@ -99,5 +119,5 @@ def user_session_frame(clicks: pd.DataFrame, horizon_s: int = 1800) -> pd.DataFr
             "recency_s": np.where(previous_same_user, (t - previous_t) / 1000.0, 0.0),
             "event_time": t,
         }
-    )[view]
+    )[frame["session_row"].to_numpy()]
     return out.sort_values(["event_time", "user_key"], kind="stable").reset_index(drop=True)

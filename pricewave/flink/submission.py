@@ -29,7 +29,7 @@ from typing import TypedDict, Unpack
 
 import yaml
 
-from pricewave.config import CONFIG_PATH_ENV, SECRET_ENVS, Settings, mask_secrets
+from pricewave.config import CONFIG_PATH_ENV, HOLIDAYS_ENV, SECRET_ENVS, Settings, holidays_variable, mask_secrets
 from pricewave.errors import ConfigError
 from pricewave.feature_store.store import open_store, pinned_settings
 from pricewave.flink.rest import Cluster, JobError, check_cluster, cluster_for, resolve_job_id, stop_with_savepoint
@@ -130,7 +130,8 @@ def submit_environment(settings: Settings, conf_dir: Path, config_file: str | No
     The driver runs from the shipped zip in a temporary folder, where neither the checkout's
     feature repo nor a relative path means anything: the state dir, the feature repo, the store
     profile and the model directory go to it as absolute paths, resolved here as this command
-    resolved them. The driver hands them on to every Python worker with the UDFs.
+    resolved them, and the holiday calendar as this command has it. The driver hands them on to
+    every Python worker with the UDFs.
     """
     pinned = pinned_settings(settings)
     env = child_environment(
@@ -142,6 +143,7 @@ def submit_environment(settings: Settings, conf_dir: Path, config_file: str | No
             "PRICEWAVE_FEATURE_REPO": pinned.feature_repo,
             "PRICEWAVE_STORE_PROFILE": pinned.store_profile,
             "PRICEWAVE_MODELS__MODEL_DIR": pinned.models.model_dir,
+            HOLIDAYS_ENV: holidays_variable(pinned),
         }
     )
     if config_file:

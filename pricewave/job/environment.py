@@ -21,7 +21,7 @@ from pricewave.job.sources import INPUT_SCHEMAS
 from pricewave.sql import millis
 from pricewave.stack.jars import flink_connector_jars
 from udfs.pricing import decision_push_udf, feature_push_udf, offer_pricer_udf, sku_pricer_udf
-from udfs.review_embedding import review_sentiment_udf, review_summary_udaf
+from udfs.review_embedding import review_sentiment_udf
 from udfs.validation import dead_letter_pseudonymizer_udf, validator_udf
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,6 @@ def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptio
     t_env.create_temporary_function("price_sku", sku_pricer_udf(settings))
     t_env.create_temporary_function("price_offer", offer_pricer_udf(settings))
     t_env.create_temporary_function("review_sentiment", review_sentiment_udf(settings))
-    t_env.create_temporary_function("review_summary", review_summary_udaf())
     t_env.create_temporary_function(
         "push_user_session", feature_push_udf(settings, "user_session", user_session.PUSHED_COLUMNS)
     )

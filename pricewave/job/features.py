@@ -55,7 +55,7 @@ def declare_features(t_env: TableEnvironment, options: JobOptions) -> None:
         *sku_demand.sku_demand_views(options),
         sku_competition.sku_competition_view(options),
         sku_features_view(),
-        sku_review_summary.sku_review_summary_view(options),
+        sku_review_summary.sku_review_summary_view(),
         sku_review_summary.sku_review_versions_view(),
         user_session.user_session_view(options),
     ):

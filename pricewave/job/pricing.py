@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pyflink.table import TableEnvironment
 
+from pricewave.feature_views.user_session import session_event_filter
 from pricewave.sql import quote
 from udfs.pricing import (
     DECISION_FIELDS,
@@ -106,7 +107,7 @@ CREATE TEMPORARY VIEW `offer_decisions` AS
 SELECT {fields}
 FROM (
   SELECT `price_offer`({arguments}) AS `d`
-  FROM (SELECT * FROM `user_sessions` WHERE `event_type` IN ('view', 'add_to_cart')) AS u
+  FROM (SELECT * FROM `user_sessions` WHERE {session_event_filter()}) AS u
   LEFT JOIN `sku_price_versions` FOR SYSTEM_TIME AS OF u.`event_time` AS v
     ON u.`sku` = v.`sku`
 )"""

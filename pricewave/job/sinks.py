@@ -76,7 +76,7 @@ def sink_inserts() -> list[str]:
     demand_args = ", ".join(quote(c) for c in sku_demand.PUSHED_COLUMNS)
     competition_args = ", ".join(quote(c) for c in sku_competition.PUSHED_COLUMNS)
     session_args = ", ".join(quote(c) for c in user_session.PUSHED_COLUMNS)
-    review_args = ", ".join(quote(c) for c in sku_review_summary.PUSHED_COLUMNS[:-1])
+    review_args = ", ".join(quote(c) for c in sku_review_summary.PUSHED_COLUMNS)
     log_columns = ", ".join(quote(name) for name in DECISION_LOG_COLUMNS)
     return [
         "INSERT INTO `prices_sink` SELECT `sku`, `decision_json` FROM `all_decisions` "
@@ -84,9 +84,8 @@ def sink_inserts() -> list[str]:
         "INSERT INTO `store_writes` SELECT `push_decisions`(`decision_json`) FROM `all_decisions` "
         "WHERE `decision_json` IS NOT NULL",
         f"INSERT INTO `store_writes` SELECT `push_user_session`({session_args}) FROM `user_sessions` "
-        "WHERE `event_type` IN ('view', 'add_to_cart')",
-        f"INSERT INTO `store_writes` SELECT `push_sku_review_summary`({review_args}, `window_time`) "
-        "FROM `sku_review_summary`",
+        f"WHERE {user_session.session_event_filter()}",
+        f"INSERT INTO `store_writes` SELECT `push_sku_review_summary`({review_args}) FROM `sku_review_summary`",
         f"INSERT INTO `store_writes` SELECT `push_sku_demand`({demand_args}, `window_time`) FROM `sku_demand`",
         f"INSERT INTO `store_writes` SELECT `push_sku_competition`({competition_args}, `window_time`) "
         "FROM `sku_competition`",

@@ -14,6 +14,7 @@ competition                competitor_min_price, competitor_offers, competitor_s
 reviews                    sentiment, mean_rating, review_count, review_embedding (384 floats)
 user session (offers)      recent_views, recent_carts, mean_price_seen, recency_s
 context                    base_price, event_time (epoch ms, UTC), user_key, is_holiday
+                           (:func:`is_holiday` of the holiday calendar)
 =========================  ============================================================
 
 Transforms: counts → log1p(max(x, 0)); conversions clipped to [0, 1];
@@ -53,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pricewave.config import HolidayPeriod
 from pricewave.errors import DataError
 from pricewave.privacy import PROTECTED_ATTRIBUTES
 
@@ -225,6 +227,26 @@ def build_feature_matrix(frame: pd.DataFrame) -> tuple[npt.NDArray[np.float32], 
         out[:, col("dow_cos")] = np.cos(2 * np.pi * day / 7)
         out[:, col("is_holiday")] = numeric_column(frame, "is_holiday") > 0
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32), missing
+
+
+def is_holiday(calendar: Iterable[HolidayPeriod], event_ms: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """The ``is_holiday`` input for each epoch-ms time: True inside any period of ``calendar``.
+
+    The one definition serving and training share: the job's pricers evaluate the configured
+    calendar (``Settings.holidays``), training a simulated history's scenario calendar
+    (:meth:`pricewave.simulator.scenario.Scenario.holiday_calendar`), else the configured one.
+
+    Example:
+        >>> from pricewave.config import HolidayPeriod
+        >>> sale = HolidayPeriod(name="sale", start="2026-11-27", end="2026-11-28")
+        >>> is_holiday([sale], [1795737599999, 1795737600000, 1795823999999, 1795824000000]).tolist()
+        [False, True, True, False]
+    """
+    times = np.asarray(event_ms, dtype=np.float64)
+    flags = np.zeros(times.shape, dtype=bool)
+    for period in calendar:
+        flags |= (times >= period.start_ms) & (times < period.end_ms)
+    return flags
 
 
 def build_embedding_matrix(frame: pd.DataFrame) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:

@@ -20,14 +20,16 @@ Example:
 from __future__ import annotations
 
 import importlib.resources
+import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pricewave.config import HolidayPeriod
 from pricewave.errors import ConfigError
 
 MalformedKind = Literal[
@@ -327,6 +329,45 @@ class Scenario(_Spec):
     seasonality: SeasonalitySpec = Field(default_factory=SeasonalitySpec, description="Daily/weekly cycles, holidays.")
     reviews: ReviewsSpec = Field(default_factory=ReviewsSpec, description="Reviews after purchases.")
     faults: FaultsSpec = Field(default_factory=FaultsSpec, description="Late, out-of-order, duplicate, malformed.")
+
+    def holiday_calendar(self) -> list[HolidayPeriod]:
+        """The holidays as dated periods from this scenario's clock start (what the market applies).
+
+        A simulator's own scenario carries its actual clock start (the live clock's, when it runs
+        live), so its calendar dates the holidays of that run; the model's ``is_holiday`` reads it
+        (:func:`pricewave.pricing.features.is_holiday`).
+
+        Example:
+            >>> rush = Scenario(name="rush", seasonality={"holidays": [{"name": "sale", "start_day": 1.5}]})
+            >>> [(h.name, h.start.isoformat(), h.end.isoformat()) for h in rush.holiday_calendar()]
+            [('sale', '2025-01-07T12:00:00+00:00', '2025-01-08T12:00:00+00:00')]
+        """
+        start_ms = self.clock.start_ms
+        return [
+            HolidayPeriod(
+                name=holiday.name,
+                start=_utc_ms(_first_ms_of_day(start_ms, holiday.start_day)),
+                end=_utc_ms(_first_ms_of_day(start_ms, holiday.start_day + holiday.duration_days)),
+            )
+            for holiday in self.seasonality.holidays
+        ]
+
+
+_DAY_MS = 86_400_000
+
+
+def _first_ms_of_day(start_ms: int, day: float) -> int:
+    """The first epoch millisecond whose day offset, as the market computes it, is at least ``day``."""
+    t = start_ms + math.ceil(day * _DAY_MS)
+    while (t - 1 - start_ms) / _DAY_MS >= day:
+        t -= 1
+    while (t - start_ms) / _DAY_MS < day:
+        t += 1
+    return t
+
+
+def _utc_ms(epoch_ms: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
 
 
 def _scenario_dir() -> Path:

@@ -15,9 +15,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pricewave.config import Settings
+from pricewave.config import HolidayPeriod, Settings
 from pricewave.errors import DataError
 from pricewave.feature_views import sku_competition_frame, sku_demand_frame, sku_review_frame, user_session_frame
+from pricewave.pricing.features import is_holiday
 from pricewave.simulator.scenario import Scenario
 from pricewave.training.history import History
 
@@ -172,13 +173,12 @@ def point_in_time_join(
 
 def holiday_flags(scenario: Scenario | None, event_ms: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
     """Whether each time falls in one of the scenario's holidays (False without a scenario)."""
-    flags = np.zeros(len(event_ms), dtype=bool)
-    if scenario is None:
-        return flags
-    day = (event_ms - scenario.clock.start_ms) / 86_400_000
-    for holiday in scenario.seasonality.holidays:
-        flags |= (day >= holiday.start_day) & (day < holiday.start_day + holiday.duration_days)
-    return flags
+    return is_holiday(scenario.holiday_calendar() if scenario is not None else [], event_ms)
+
+
+def holiday_calendar(history: History, settings: Settings) -> list[HolidayPeriod]:
+    """The calendar a history's ``is_holiday`` comes from: its scenario's, else the configured one (the job's)."""
+    return history.scenario.holiday_calendar() if history.scenario is not None else list(settings.holidays)
 
 
 def build_training_frame(
@@ -202,6 +202,6 @@ def build_training_frame(
     rng = np.random.default_rng(seed)
     sku_level = rng.random(len(frame)) >= personalized_share
     frame["user_key"] = frame["user_key"].where(~sku_level, None)
-    frame["is_holiday"] = holiday_flags(history.scenario, frame["event_time"].to_numpy())
+    frame["is_holiday"] = is_holiday(holiday_calendar(history, settings), frame["event_time"].to_numpy())
     frame["log_price_ratio"] = np.log(frame["price_shown"] / frame["base_price"])
     return frame

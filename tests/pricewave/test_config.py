@@ -143,3 +143,21 @@ def test_the_cli_refuses_to_start_in_production_without_a_secret() -> None:
     )
     assert done.returncode != 0
     assert done.stderr.strip().count("\n") == 0 and "PRICEWAVE_USER_KEY_SECRET" in done.stderr, done.stderr
+
+
+def test_the_holiday_calendar_comes_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "pricewave.yaml"
+    config.write_text("holidays:\n  - {name: black friday, start: 2026-11-27, end: 2026-11-28}\n")
+    (friday,) = load_settings(config, env={}).holidays
+    assert (friday.name, friday.start_ms, friday.end_ms) == ("black friday", 1_795_737_600_000, 1_795_824_000_000)
+    sale = '[{"name": "sale", "start": "2026-12-01T06:30:00+01:00", "end": "2026-12-01T18:00:00.0005"}]'
+    (moved,) = load_settings(config, env={"PRICEWAVE_HOLIDAYS": sale}).holidays  # the environment wins
+    assert moved.start_ms == 1_796_103_000_000  # 05:30 UTC
+    assert moved.end_ms == 1_796_148_000_001  # naive is UTC; the first whole millisecond after the end
+    assert load_settings(env={}).holidays == []
+
+
+def test_a_holiday_must_end_after_it_starts() -> None:
+    message = r"^invalid setting holidays\.0 in defaults \+ PRICEWAVE_\* environment: .*must end after it starts"
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env={"PRICEWAVE_HOLIDAYS": "[{name: x, start: 2026-11-28, end: 2026-11-27}]"})

@@ -62,8 +62,8 @@ from tests.reliability.harness import (
     wait_ready,
 )
 
-# On a private stack (free ports): make test runs it beside the shared-stack tests (deploy/local/test.sh).
-pytestmark = [pytest.mark.integration, pytest.mark.private_stack]
+# On a private stack (free ports), isolated: make test runs it beside the shared-stack tests (deploy/local/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 SEED = 20251205
 N_EVENTS = 6_000

@@ -63,8 +63,8 @@ from tests.reliability.harness import (
     wait_ready,
 )
 
-# On a private stack (free ports): make test runs it beside the shared-stack tests (deploy/local/test.sh).
-pytestmark = [pytest.mark.integration, pytest.mark.private_stack]
+# On a private stack (free ports), isolated: make test runs it beside the shared-stack tests (deploy/local/test.sh).
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 CHECKPOINT_S = 2.0
 BROKER_MAX_TRANSACTION_MS = 300_000

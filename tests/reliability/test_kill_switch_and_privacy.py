@@ -192,6 +192,7 @@ def test_every_personalized_offer_carries_the_disclosure_flag(pricing_settings: 
         "recent_carts": rng.integers(0, 3, n),
         "mean_price_seen": rng.uniform(15, 30, n),
         "dwell_s": rng.uniform(0, 900, n),
+        "recency_s": rng.uniform(0, 600, n),
         "sku_price": [row["base_price"] for row in catalog],
         **window_features(n),
     }

@@ -127,3 +127,27 @@ def test_a_decisions_typed_columns_are_its_wire_records_fields() -> None:
     assert wire["guardrails"] == ["floor", "price_point"]
     assert json.loads(published["features_json"])["views_5m"] == 3.0
     assert withheld["decision_json"] is None and pd.isna(withheld["price"]) and withheld["guardrail"] == "no_floor"
+
+
+def test_the_model_reads_is_holiday_from_the_calendar_in_the_settings(pricing_settings: Settings) -> None:
+    """The calendar travels with the job's settings; a window inside a holiday is priced as one."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from pricewave.config import HolidayPeriod
+    from udfs.pricing import SkuPricer
+
+    publish_model(pricing_settings, age_s=0)
+    day = datetime.fromtimestamp(T0 / 1000, tz=UTC)
+
+    def conversion(calendar: list[HolidayPeriod]) -> float:
+        pricer = SkuPricer(pricing_settings.model_copy(update={"holidays": calendar}))
+        pricer.open(None)
+        (decision,) = pricer.eval(*windows([1]))["decision_json"]  # the same window each time: a replay
+        return float(json.loads(decision)["expected_conversion"])
+
+    ordinary = conversion([])
+    assert conversion([HolidayPeriod(name="later", start=day + timedelta(days=2), end=day + timedelta(days=3))]) == (
+        ordinary
+    )
+    assert conversion([HolidayPeriod(name="sale", start=day, end=day + timedelta(days=1))]) != ordinary

@@ -136,17 +136,39 @@ def test_session_counts_the_last_30_minutes_of_the_user(history: dict[str, pd.Da
     frame = user_session_frame(clicks)
     assert list(frame.columns) == list(SESSION_COLUMNS)
     unique = clicks.drop_duplicates("event_id")
-    assert len(frame) == (unique.event_type == "view").sum()
+    assert len(frame) == unique.event_type.isin(["view", "add_to_cart"]).sum()
     rng = np.random.default_rng(2)
     for i in rng.choice(len(frame), size=60, replace=False):
         row = frame.iloc[i]
         mine = unique[(unique.user_key == row.user_key) & (unique.event_time <= row.event_time)]
-        recent = mine[mine.event_time > row.event_time - 30 * MIN]
+        recent = mine[mine.event_time >= row.event_time - 30 * MIN]  # both ends in, as Flink's RANGE window
         views = recent[recent.event_type == "view"]
         assert row.recent_views == len(views)
         assert row.recent_carts == (recent.event_type == "add_to_cart").sum()
-        assert row.mean_price_seen == pytest.approx(views.price_seen.mean())
+        assert row.mean_price_seen == pytest.approx(views.price_seen.mean() if len(views) else 0.0)
         assert row.dwell_s == pytest.approx((row.event_time - recent.event_time.min()) / 1000)
+        before = mine[mine.event_time < row.event_time]
+        assert row.recency_s == pytest.approx((row.event_time - before.event_time.max()) / 1000 if len(before) else 0.0)
+
+
+def test_session_window_takes_both_ends_and_every_event_of_the_same_millisecond() -> None:
+    minute = 60_000
+    clicks = pd.DataFrame(
+        {
+            "event_id": ["a", "b", "c", "d", "e"],
+            "event_type": ["view", "view", "add_to_cart", "view", "purchase"],
+            "user_key": "u",
+            "price_seen": [10.0, 20.0, 20.0, 30.0, 30.0],
+            "event_time": [0, 30 * minute, 30 * minute, 31 * minute, 32 * minute],
+        }
+    )
+    rows = user_session_frame(clicks)[["recent_views", "recent_carts", "mean_price_seen", "recency_s"]]
+    assert rows.to_dict("records") == [
+        {"recent_views": 1, "recent_carts": 0, "mean_price_seen": 10.0, "recency_s": 0.0},
+        {"recent_views": 2, "recent_carts": 1, "mean_price_seen": 15.0, "recency_s": 1800.0},  # 0 and 30 min
+        {"recent_views": 2, "recent_carts": 1, "mean_price_seen": 15.0, "recency_s": 0.0},  # the view's peer
+        {"recent_views": 2, "recent_carts": 1, "mean_price_seen": 25.0, "recency_s": 60.0},  # 0 is out
+    ]
 
 
 def test_review_summary_is_a_running_mean(history: dict[str, pd.DataFrame]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -297,8 +298,11 @@ def test_client_config_for_another_cluster_carries_the_java_17_module_opens(tmp_
 def test_dry_run_pins_the_store_profile_repo_and_models_and_hides_secrets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What the job's driver (and through it every worker) gets: absolute paths, never a secret."""
+    """What the job's driver (and through it every worker) gets: absolute paths, the calendar, never a secret."""
     monkeypatch.setenv("PRICEWAVE_STATE_DIR", str(tmp_path))
+    config = tmp_path / "pricewave.yaml"
+    config.write_text("holidays: [{name: sale, start: 2026-11-27, end: 2026-11-28}]\n")
+    monkeypatch.setenv("PRICEWAVE_CONFIG", str(config))
     for name, value in {
         "PRICEWAVE_KAFKA_PASSWORD": "kafka-secret-1",
         "PRICEWAVE_REDIS_PASSWORD": "redis-secret-2",
@@ -310,6 +314,8 @@ def test_dry_run_pins_the_store_profile_repo_and_models_and_hides_secrets(
     assert f"PRICEWAVE_FEATURE_REPO={REPO_FEATURE_REPO}" in out
     assert f"PRICEWAVE_MODELS__MODEL_DIR={tmp_path / 'models'}" in out
     assert f"PRICEWAVE_STATE_DIR={tmp_path}" in out
+    calendar = '[{"name": "sale", "start": "2026-11-27T00:00:00Z", "end": "2026-11-28T00:00:00Z"}]'
+    assert f"PRICEWAVE_HOLIDAYS={shlex.quote(calendar)}" in out
     assert "secret" not in out
 
 

@@ -20,7 +20,8 @@ from pricewave.job.options import JobOptions
 # A statement creates the table or view it names; it reads what follows FROM, JOIN or TABLE(...).
 CREATES = re.compile(r"CREATE TEMPORARY (?:VIEW|TABLE) `(\w+)`")
 READS = re.compile(r"(?:FROM|JOIN|TABLE)\s+`(\w+)`")
-STRING_FUNCTIONS = re.compile(r"\b(?:SUBSTRING|TRIM)\([^()]*\)")  # their FROM takes a column, not a table
+# Their FROM takes a column, not a table.
+SQL_FUNCTIONS_WITH_FROM = re.compile(r"\b(?:SUBSTRING|TRIM|EXTRACT)\([^()]*\)")
 INSERTS_INTO = re.compile(r"INSERT INTO `(\w+)`")
 STAGE_MODULES = (sources, features, pricing, sinks)
 FEATURE_VIEW_MODULES = (sku_demand, sku_competition, sku_review_summary, user_session)
@@ -28,7 +29,7 @@ FEATURE_VIEW_MODULES = (sku_demand, sku_competition, sku_review_summary, user_se
 
 def reads(statement: str) -> list[str]:
     """The tables and views a statement reads."""
-    return READS.findall(STRING_FUNCTIONS.sub("", statement))
+    return READS.findall(SQL_FUNCTIONS_WITH_FROM.sub("", statement))
 
 
 class RecordingTableEnvironment:

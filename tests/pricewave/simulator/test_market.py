@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pricewave.pricing.features import is_holiday
 from pricewave.simulator.market import DemandContext, Market
 from pricewave.simulator.scenario import load_scenario, parse_scenario
 
@@ -148,6 +150,31 @@ def test_segments_follow_shares_and_users_have_pseudonymous_keys() -> None:
         assert count / DEFAULT.scenario.users.n_users == pytest.approx(shares[name] / total, abs=0.02)
     user = DEFAULT.user(7)
     assert len(user.user_key) == 32 and user.raw_id not in user.user_key
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    holidays=st.lists(
+        st.tuples(st.floats(0, 30, allow_nan=False), st.floats(0.001, 5, allow_nan=False)), min_size=1, max_size=4
+    ),
+    clock_start_ms=st.integers(946_684_800_000, 4_102_444_800_000),
+    offsets_ms=st.lists(st.integers(0, 40 * 86_400_000), min_size=1, max_size=50),
+)
+def test_the_holiday_calendar_says_what_the_market_applies(
+    holidays: list[tuple[float, float]], clock_start_ms: int, offsets_ms: list[int]
+) -> None:
+    """is_holiday (serving and training) reads the calendar; the simulated market, its start_day offsets."""
+    spec = [{"name": f"h{n}", "start_day": day, "duration_days": days} for n, (day, days) in enumerate(holidays)]
+    scenario = parse_scenario(
+        {"name": "cal", "catalog": {"n_skus": 1}, "users": {"n_users": 1}, "seasonality": {"holidays": spec}}
+    )
+    start = datetime.fromtimestamp(clock_start_ms / 1000, tz=UTC)  # as the simulator starts a live run
+    market = Market(scenario.model_copy(update={"clock": scenario.clock.model_copy(update={"start": start})}))
+    calendar = market.scenario.holiday_calendar()
+    edges = [p.start_ms + d for p in calendar for d in (-1, 0)] + [p.end_ms + d for p in calendar for d in (-1, 0)]
+    times = np.asarray([clock_start_ms + o for o in offsets_ms] + edges, dtype=np.int64)
+    expected = [market.holiday_at(int(t)) is not None for t in times]
+    assert is_holiday(calendar, times).tolist() == expected
 
 
 def test_holidays_raise_traffic_and_competitors_promote_and_run_out() -> None:

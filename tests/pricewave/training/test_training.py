@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pricewave.training import (
     feature_frames,
     fit_demand_model,
     generate_history,
+    holiday_calendar,
     load_history,
     point_in_time_join,
     prepare_feature_repo,
@@ -75,6 +77,18 @@ def test_point_in_time_join_never_uses_a_feature_stamped_after_the_decision(hist
     assert (chosen["views_5m"] == 777_777).all()  # the newest row at or before the decision IS used
     # and nothing newer than each row's own decision time: demand rows are stamped at window ends
     assert ((joined["views_5m"] == 777_777) <= (joined["decision_ms"] >= decision_ms)).all()
+
+
+def test_is_holiday_comes_from_the_scenario_of_a_simulated_history_else_from_the_jobs_calendar(
+    history_dir: Path,
+) -> None:
+    history = load_history(history_dir)
+    assert history.scenario is not None
+    rush = history.scenario.model_copy(update={"seasonality": load_scenario("holiday_rush").seasonality})
+    calendar = holiday_calendar(dataclasses.replace(history, scenario=rush), SETTINGS)
+    assert calendar == rush.holiday_calendar() and len(calendar) >= 2
+    configured = load_settings(env={"PRICEWAVE_HOLIDAYS": "[{name: sale, start: 2026-11-27, end: 2026-11-28}]"})
+    assert holiday_calendar(dataclasses.replace(history, scenario=None), configured) == configured.holidays
 
 
 def test_fit_recovers_a_known_elasticity() -> None:
