@@ -23,7 +23,6 @@ from pricewave.feature_views.windows import (
     dedupe,
     event_times,
 )
-from pricewave.pricing.features import EMBEDDING_DIM
 from pricewave.schemas import load_schema
 
 COLUMNS: tuple[str, ...] = tuple(load_schema("sku_review_summary").field_names)
@@ -36,34 +35,25 @@ PUSHED_COLUMNS = COLUMNS  # the job pushes every column
 def sku_review_summary_view() -> str:
     """Per review, the running summary of its sku's reviews (an unbounded event-time OVER window per sku).
 
-    The aggregates are Flink's own, so the window keeps one accumulator per sku, not the reviews:
-    count, mean rating and sentiment, and the mean embedding as one running mean per dimension
-    (:data:`EMBEDDING_DIM`) over the reviews that have one (Flink has no aggregate over arrays, and
-    runs no Python aggregate in an unbounded OVER window; planning the 384 takes seconds, once, at
-    submission). The RANGE window gives reviews of one sku at the same millisecond the same
-    summary, after all of them.
+    The aggregates run in the JVM, so the window keeps one accumulator per sku, not the reviews:
+    Flink's count and means of rating and sentiment, and the mean embedding by ``mean_vector``, a
+    Java aggregate (``udfs/java``; Flink has no aggregate over arrays, runs no Python aggregate in an
+    unbounded OVER window, and 384 per-dimension averages took seconds to plan). The RANGE window
+    gives reviews of one sku at the same millisecond the same summary, after all of them.
     """
-    dimensions = range(1, EMBEDDING_DIM + 1)
-    means = ",\n    ".join(f"AVG(CAST(`embedding`[{i}] AS DOUBLE)) OVER w AS `embedding_{i}`" for i in dimensions)
-    vector = ", ".join(f"CAST(`embedding_{i}` AS FLOAT)" for i in dimensions)
-    return f"""
+    return """
 CREATE TEMPORARY VIEW `sku_review_summary` AS
-SELECT `sku`, `review_count`, `mean_rating`, `sentiment`,
-  CASE WHEN `embedded` > 0 THEN ARRAY[{vector}] END AS `review_embedding`,
+SELECT `sku`,
+  COUNT(*) OVER w AS `review_count`,
+  AVG(CAST(`rating` AS DOUBLE)) OVER w AS `mean_rating`,
+  AVG(`sentiment`) OVER w AS `sentiment`,
+  `mean_vector`(`embedding`) OVER w AS `review_embedding`,
   `event_time`
 FROM (
-  SELECT `sku`, `event_time`,
-    COUNT(*) OVER w AS `review_count`,
-    AVG(CAST(`rating` AS DOUBLE)) OVER w AS `mean_rating`,
-    AVG(`sentiment`) OVER w AS `sentiment`,
-    COUNT(`embedding`) OVER w AS `embedded`,
-    {means}
-  FROM (
-    SELECT `sku`, `rating`, `event_time`, `scored`.`sentiment` AS `sentiment`, `scored`.`embedding` AS `embedding`
-    FROM (SELECT `sku`, `rating`, `event_time`, `review_sentiment`(`text`) AS `scored` FROM `valid_reviews`)
-  )
-  WINDOW w AS (PARTITION BY `sku` ORDER BY `event_time` RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-)"""
+  SELECT `sku`, `rating`, `event_time`, `scored`.`sentiment` AS `sentiment`, `scored`.`embedding` AS `embedding`
+  FROM (SELECT `sku`, `rating`, `event_time`, `review_sentiment`(`text`) AS `scored` FROM `valid_reviews`)
+)
+WINDOW w AS (PARTITION BY `sku` ORDER BY `event_time` RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"""
 
 
 def sku_review_versions_view() -> str:

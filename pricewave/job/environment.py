@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ from pricewave.feature_views import sku_competition, sku_demand, sku_review_summ
 from pricewave.job.options import JobOptions
 from pricewave.job.sources import INPUT_SCHEMAS
 from pricewave.sql import millis
-from pricewave.stack.jars import flink_connector_jars
+from pricewave.stack.jars import flink_connector_jars, java_udf_jar
 from udfs.pricing import decision_push_udf, feature_push_udf, offer_pricer_udf, sku_pricer_udf
 from udfs.review_embedding import review_sentiment_udf
 from udfs.validation import dead_letter_pseudonymizer_udf, validator_udf
@@ -88,13 +88,8 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     environment = EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build()
     with python_worker_mode(options.python_workers):
         t_env = TableEnvironment.create(environment)
-    # Connector jars ship with the job through pipeline.jars, one way only (never also in lib/).
-    # Append: under `flink run -py` the list already holds PyFlink's runtime jar.
+    ship_jars(t_env, flink_connector_jars(settings))
     table_config = t_env.get_config()
-    # The client may hand the list over in YAML form ("[file:/a.jar]"): parse it as PyFlink does.
-    existing = [str(jar) for jar in Configuration.parse_list_value(table_config.get("pipeline.jars", "") or "")]
-    ours = [path.as_uri() for path in flink_connector_jars(settings)]
-    table_config.set("pipeline.jars", ";".join(existing + [jar for jar in ours if jar not in existing]))
     # Checkpoints on the filesystem unless the cluster names a place: kept in JobManager memory they
     # are capped at 5 MiB and the job fails once its window state outgrows that.
     if options.checkpoint_dir:
@@ -102,6 +97,29 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     if not table_config.get("execution.checkpointing.dir", ""):
         table_config.set("execution.checkpointing.dir", settings.path("flink", "checkpoints").as_uri())
     return t_env
+
+
+MEAN_VECTOR_CLASS = "pricewave.udfs.MeanVector"
+"""The Java aggregate (``udfs/java``) behind ``mean_vector``: the element-wise mean of float arrays."""
+
+
+def ship_jars(t_env: TableEnvironment, jars: Iterable[Path]) -> None:
+    """Add ``jars`` to the job's ``pipeline.jars``: the one way a jar of ours reaches Flink (never also lib/).
+
+    Appends: under ``flink run -py`` the list already holds PyFlink's runtime jar. PyFlink also puts
+    them on the client's class loader, so the planner finds their classes.
+    """
+    table_config = t_env.get_config()
+    # The client may hand the list over in YAML form ("[file:/a.jar]"): parse it as PyFlink does.
+    existing = [str(jar) for jar in Configuration.parse_list_value(table_config.get("pipeline.jars", "") or "")]
+    ours = [path.as_uri() for path in jars]
+    table_config.set("pipeline.jars", ";".join(existing + [jar for jar in ours if jar not in existing]))
+
+
+def register_java_functions(t_env: TableEnvironment, settings: Settings) -> None:
+    """Ship the jar of the job's Java functions (``udfs/java``) and register them: ``mean_vector``."""
+    ship_jars(t_env, [java_udf_jar(settings)])
+    t_env.create_java_temporary_function("mean_vector", MEAN_VECTOR_CLASS)
 
 
 def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptions) -> None:
@@ -112,6 +130,7 @@ def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptio
     t_env.create_temporary_function("price_sku", sku_pricer_udf(settings))
     t_env.create_temporary_function("price_offer", offer_pricer_udf(settings))
     t_env.create_temporary_function("review_sentiment", review_sentiment_udf(settings))
+    register_java_functions(t_env, settings)
     t_env.create_temporary_function(
         "push_user_session", feature_push_udf(settings, "user_session", user_session.PUSHED_COLUMNS)
     )

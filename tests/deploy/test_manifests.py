@@ -42,6 +42,7 @@ import yaml
 
 from pricewave.config import KafkaSettings, Settings, TopicSettings
 from pricewave.stack.flink import flink_config
+from pricewave.stack.jars import java_udf_digest
 from tests.conftest import build_go_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,6 +267,12 @@ def test_the_image_is_built_like_the_local_stack() -> None:
     assert "COPY --from=jars /build/jars/flink /opt/pricewave/state/jars/flink" in dockerfile
     assert "sha256sum deploy/local/pom.xml | cut -c1-16" in dockerfile
     assert "hexdigest()[:16]" in jars_source
+    # the Java functions' jar, prebuilt (the runtime image has no javac) under the name java_udf_jar looks for
+    assert "COPY --from=jars /build/jars/udfs /opt/pricewave/state/jars/udfs" in dockerfile
+    (digest_command,) = re.findall(r"digest=\$\((.*?)\) \\\n", dockerfile)
+    built = subprocess.run(["bash", "-c", digest_command], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert built.stdout.strip() == java_udf_digest()
+    assert 'jar --create --file "/build/jars/udfs/pricewave-udfs-${digest}.jar"' in dockerfile
     # connectors shipped one way only (pipeline.jars), never in Flink's lib/ nor with --jarfile
     assert "! ls /opt/flink/lib | grep -q flink-sql-connector-kafka" in dockerfile
     for text in (dockerfile, (DOCKER / "compose.yaml").read_text(), (K8S / "flink-deployment.yaml").read_text()):

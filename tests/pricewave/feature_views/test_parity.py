@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricewave.config import load_settings
+from pricewave.config import Settings, load_settings
 from pricewave.feature_views import (
     sku_competition,
     sku_competition_frame,
@@ -239,8 +239,11 @@ def job_row_query(t_env: Any, view: str) -> tuple[str, list[str]]:
     return f"{select} WHERE {rows}", [f"{view}.{c}" for c in wanted if c not in present]
 
 
-def job_views(history: dict[str, pd.DataFrame], directory: Path) -> tuple[dict[str, pd.DataFrame], list[str]]:
+def job_views(
+    history: dict[str, pd.DataFrame], directory: Path, settings: Settings
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Every view's rows from the job's feature stage, in one pipeline, and the columns it does not compute."""
+    from pricewave.job.environment import register_java_functions
     from pricewave.job.features import declare_features
 
     write_inputs(history, directory)
@@ -249,6 +252,7 @@ def job_views(history: dict[str, pd.DataFrame], directory: Path) -> tuple[dict[s
         for statement in input_table_ddl(role, directory):
             t_env.execute_sql(statement)
     t_env.create_temporary_function("review_sentiment", scored_reviews_udf())
+    register_java_functions(t_env, settings)
     declare_features(t_env, OPTIONS)
     queries = [job_row_query(t_env, view) for view in JOB_VIEWS]
     # A filesystem sink, not collect(): collect() hands each row to Python in its own gateway call (slow).
@@ -332,9 +336,9 @@ def largest_gap(pairs: list[tuple[Any, Any]], wrong: list[int]) -> str:
 @pytest.mark.isolated  # a MiniCluster over files: no shared service
 @pytest.mark.timeout(300)
 def test_the_job_and_the_offline_frames_compute_the_same_feature_rows(
-    history: dict[str, pd.DataFrame], tmp_path: Path
+    history: dict[str, pd.DataFrame], tmp_path: Path, settings: Settings
 ) -> None:
-    job, missing = job_views(history, tmp_path)
+    job, missing = job_views(history, tmp_path, settings)
     offline = offline_views(history)
     problems = [f"the job does not compute {name}" for name in missing]
     for view in JOB_VIEWS:
