@@ -9,12 +9,12 @@ batches (1,000 rows) of synthetic records:
 * ``validate_clicks``: the schema check every input record passes through;
 * ``price_offer``: a personalized offer (one store read per batch, the pricing network);
 * ``push_decisions``: the decisions into ``sku_price`` / ``user_offer`` (event-time guarded);
-* ``push_user_session``: the session features of every view / add-to-cart;
 * ``price_sku``: a sku decision per window (per sku and minute, not per click): two windows of
   each of 500 skus per batch, priced in two steps against the price history.
 
 A click costs ``validate`` plus, for the share of clicks that are views or add-to-carts (the
-offer triggers), ``price_offer + push_decisions + push_user_session``; the table turns that into
+offer triggers), ``price_offer + push_decisions`` (the job no longer pushes the session features:
+nothing reads them online); the table turns that into
 the clicks/s two cores could reach if they ran nothing but this Python (no Flink, Kafka, Arrow or
 Beam work): an upper bound of the job's throughput.
 
@@ -90,9 +90,8 @@ def sku_windows(market: benchlib.SyntheticMarket, rng: np.random.Generator) -> p
 def measure(settings: Settings, batches: int) -> dict[str, float]:
     """Rows/s of each UDF's ``eval`` on 1,000-row batches."""
     from pricewave.feature_store import FeatureWriter, open_store
-    from pricewave.feature_views import user_session
     from pricewave.privacy import pseudonymize_user
-    from udfs.pricing import SKU_WINDOW_FEATURES, DecisionPush, FeaturePush, OfferPricer, SkuPricer
+    from udfs.pricing import SKU_WINDOW_FEATURES, DecisionPush, OfferPricer, SkuPricer
     from udfs.validation import EventValidator
 
     market = benchlib.SyntheticMarket(seed=3)
@@ -128,8 +127,6 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
     skus.open(None)
     decisions_push = DecisionPush(settings)
     decisions_push.open(None)
-    sessions_push = FeaturePush(settings, "user_session", user_session.PUSHED_COLUMNS)
-    sessions_push.open(None)
 
     prepared = {n: offer_columns(n) for n in range(-1, batches)}
     decided = {n: offers.eval(*prepared[n])["decision_json"] for n in range(-1, batches)}
@@ -147,16 +144,10 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
         frame["window_time"] = pd.to_datetime(t0 + minutes * 60_000 - 1, unit="ms")
         return [frame[name] for name in SkuPricer.COLUMNS]
 
-    def session_columns(number: int) -> list[pd.Series]:
-        # The session columns of the offer batch, in the order the job pushes them.
-        offer = dict(zip(OfferPricer.COLUMNS, prepared[number], strict=True))
-        return [offer[name] for name in user_session.PUSHED_COLUMNS]
-
     return {
         "validate_clicks": _timed(lambda n: validator.reasons(clicks, on_time), batches),
         "price_offer": _timed(lambda n: offers.eval(*prepared[n]), batches),
         "push_decisions": _timed(lambda n: decisions_push.eval(decided[n]), batches),
-        "push_user_session": _timed(lambda n: sessions_push.eval(*session_columns(n)), batches),
         "price_sku": _timed(lambda n: skus.eval(*sku_columns(n)), batches),
     }
 
@@ -190,12 +181,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     benchlib.table(
         ["udf", "rows/s", "µs per row"], [[name, rates[name], micros[name]] for name in rates]
     )  # fmt: skip
-    per_offer = micros["price_offer"] + micros["push_decisions"] + micros["push_user_session"]
+    per_offer = micros["price_offer"] + micros["push_decisions"]
     per_click = micros["validate_clicks"] + OFFER_TRIGGER_SHARE * per_offer
     ceiling = 2 * 1e6 / per_click
     print(
         f"\nper click: {micros['validate_clicks']:.0f} µs validation + {OFFER_TRIGGER_SHARE:.0%} x {per_offer:.0f} µs "
-        f"(offer, its push, the session push) = {per_click:.0f} µs of Python -> at most {ceiling:,.0f} clicks/s on "
+        f"(the offer and its push) = {per_click:.0f} µs of Python -> at most {ceiling:,.0f} clicks/s on "
         "2 cores running nothing else"
     )
     report = {

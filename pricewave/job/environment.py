@@ -15,7 +15,7 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment, TableResult
 
 from pricewave.config import Settings
-from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary, user_session
+from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary
 from pricewave.job.options import JobOptions
 from pricewave.job.sources import INPUT_SCHEMAS
 from pricewave.sql import millis
@@ -131,9 +131,6 @@ def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptio
     t_env.create_temporary_function("price_offer", offer_pricer_udf(settings))
     t_env.create_temporary_function("review_sentiment", review_sentiment_udf(settings))
     register_java_functions(t_env, settings)
-    t_env.create_temporary_function(
-        "push_user_session", feature_push_udf(settings, "user_session", user_session.PUSHED_COLUMNS)
-    )
     t_env.create_temporary_function(
         "push_sku_review_summary", feature_push_udf(settings, "sku_review_summary", sku_review_summary.PUSHED_COLUMNS)
     )

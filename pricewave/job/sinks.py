@@ -13,7 +13,7 @@ from pathlib import Path
 from pyflink.table import TableEnvironment
 
 from pricewave.config import Settings
-from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary, user_session
+from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary
 from pricewave.job.options import JobOptions
 from pricewave.job.sources import kafka_options
 from pricewave.sql import millis, quote, sql_string
@@ -75,7 +75,6 @@ def sink_inserts() -> list[str]:
     # What the job pushes to each online-store view (each view's module says which of its columns).
     demand_args = ", ".join(quote(c) for c in sku_demand.PUSHED_COLUMNS)
     competition_args = ", ".join(quote(c) for c in sku_competition.PUSHED_COLUMNS)
-    session_args = ", ".join(quote(c) for c in user_session.PUSHED_COLUMNS)
     review_args = ", ".join(quote(c) for c in sku_review_summary.PUSHED_COLUMNS)
     log_columns = ", ".join(quote(name) for name in DECISION_LOG_COLUMNS)
     return [
@@ -83,8 +82,6 @@ def sink_inserts() -> list[str]:
         "WHERE `decision_json` IS NOT NULL",
         "INSERT INTO `store_writes` SELECT `push_decisions`(`decision_json`) FROM `all_decisions` "
         "WHERE `decision_json` IS NOT NULL",
-        f"INSERT INTO `store_writes` SELECT `push_user_session`({session_args}) FROM `user_sessions` "
-        f"WHERE {user_session.session_event_filter()}",
         f"INSERT INTO `store_writes` SELECT `push_sku_review_summary`({review_args}) FROM `sku_review_summary`",
         f"INSERT INTO `store_writes` SELECT `push_sku_demand`({demand_args}, `window_time`) FROM `sku_demand`",
         f"INSERT INTO `store_writes` SELECT `push_sku_competition`({competition_args}, `window_time`) "
