@@ -56,7 +56,8 @@ user_session = FeatureView(
     schema=TABLES["user_session"].features(),
     source=user_session_push,
     online=True,
-    description="Recent behaviour per pseudonymous user in the current session.",
+    description="Recent behaviour per pseudonymous user in the current session (training reads it "
+    "offline; the job prices offers from the session in-stream and does not push it online).",
 )
 
 sku_catalog = FeatureView(
