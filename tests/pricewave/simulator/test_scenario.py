@@ -16,8 +16,8 @@ from pricewave.simulator.scenario import CatalogSpec, Scenario, load_scenario, p
 README = Path(scenario_module.__file__).resolve().parents[1] / "scenarios" / "README.md"
 
 
-def test_three_scenarios_are_shipped_and_load() -> None:
-    assert shipped_scenarios() == ["default", "holiday_rush", "small"]
+def test_four_scenarios_are_shipped_and_load() -> None:
+    assert shipped_scenarios() == ["default", "holiday_rush", "price_response", "small"]
     for name in shipped_scenarios():
         assert load_scenario(name).name == name
 
@@ -115,3 +115,11 @@ def test_every_field_is_described_and_documented_in_the_readme() -> None:
     text = README.read_text()
     missing = sorted(name for name in _fields(Scenario, set()) if f"`{name}`" not in text)
     assert not missing, f"scenarios/README.md does not document {missing}"
+
+
+def test_the_price_response_scenario_segments_differ_only_in_their_price_response() -> None:
+    segments = [segment.model_dump() for segment in load_scenario("price_response").users.segments]
+    price_response = {"name", "willingness_to_pay", "elasticity"}
+    rest = [{k: v for k, v in segment.items() if k not in price_response} for segment in segments]
+    assert len(segments) == 3 and all(other == rest[0] for other in rest)
+    assert len({s["willingness_to_pay"] for s in segments}) == 3 and len({s["elasticity"] for s in segments}) == 3
