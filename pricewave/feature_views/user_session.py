@@ -28,10 +28,9 @@ COLUMNS: tuple[str, ...] = tuple(load_schema("user_session").field_names)
 """The view's columns (``schemas/user_session``): what the pandas side computes."""
 
 
-# The job pushes nothing to the online store: no channel, feature service or pricer reads a session
-# there (the offer pricer gets it in-stream, training computes it offline), and the push cost one
-# Python call per view or add-to-cart (about 110 µs, BENCHMARKS.md).
-PUSHED_COLUMNS: tuple[str, ...] = ()
+# Unlike the other views, the job pushes nothing of this one to the online store: nothing reads a
+# session there (the offer pricer gets it in-stream, training computes it offline), and the push
+# cost one Python call per view or add-to-cart (about 110 µs, BENCHMARKS.md).
 
 SESSION_EVENT_TYPES: tuple[str, ...] = ("view", "add_to_cart")
 """The click events that get a session row: the job prices an offer on each."""

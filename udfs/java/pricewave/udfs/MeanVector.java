@@ -45,36 +45,6 @@ public final class MeanVector extends AggregateFunction<Float[], MeanVector.Sums
         acc.count += 1;
     }
 
-    /** Takes one vector back out (bounded OVER windows and retracting inputs). */
-    public void retract(Sums acc, Float[] vector) {
-        if (vector == null || acc.count == 0 || vector.length != acc.sums.length) {
-            return;
-        }
-        for (int i = 0; i < vector.length; i++) {
-            acc.sums[i] -= vector[i] == null ? 0.0 : vector[i];
-        }
-        acc.count -= 1;
-    }
-
-    /** Folds other accumulators into this one (session windows, two-phase aggregation). */
-    public void merge(Sums acc, Iterable<Sums> others) {
-        for (Sums other : others) {
-            if (other.count == 0) {
-                continue;
-            }
-            if (acc.count == 0) {
-                acc.sums = other.sums.clone();
-            } else if (other.sums.length == acc.sums.length) {
-                for (int i = 0; i < acc.sums.length; i++) {
-                    acc.sums[i] += other.sums[i];
-                }
-            } else {
-                continue;
-            }
-            acc.count += other.count;
-        }
-    }
-
     @Override
     public Float[] getValue(Sums acc) {
         if (acc.count == 0) {
