@@ -72,13 +72,30 @@ def shared_scorer(settings: Settings, *, batch_size: int = 64, device: str | Non
         return scorer
 
 
+def default_batch_size(device: str) -> int:
+    """Texts per forward pass in the job: 1 on the CPU, so a text's vector depends on the text alone.
+
+    In a batch, a float32 vector moves by up to ~1e-7 with the batch's other texts (on this CPU, 3 of
+    256 texts embedded 7 at a time differ from the same texts embedded one by one), and a replay
+    after a failure batches its reviews differently: a price that rests on a near-tie could then
+    differ from the first run's. On one thread, one text per pass is the fastest for full-length
+    reviews (no padding) and 0.65x for short ones (BENCHMARKS §6). On CUDA (fp16), 64: a GPU run is
+    not bitwise replayable anyway.
+
+    Example:
+        >>> default_batch_size("cpu"), default_batch_size("cuda")
+        (1, 64)
+    """
+    return 64 if device.startswith("cuda") else 1
+
+
 class ReviewSentimentUDF(ScalarFunction):
     """``review_sentiment(text STRING) -> ROW<sentiment DOUBLE, embedding ARRAY<FLOAT>>``.
 
     Args:
         settings: Settings the worker uses (model path, state directory holding the head);
             default :func:`pricewave.config.load_settings` read in the worker.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; default :func:`default_batch_size` of the device.
         device: ``"cpu"`` or ``"cuda"``; default CUDA when the worker has one.
         cpu_threads: torch intra-op threads in the worker on CPU (``None``: torch's default).
             One per worker is the default: Flink runs one Python worker per slot, and more
@@ -89,7 +106,7 @@ class ReviewSentimentUDF(ScalarFunction):
         self,
         settings: Settings | None = None,
         *,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         device: str | None = None,
         cpu_threads: int | None = 1,
     ) -> None:
@@ -102,11 +119,13 @@ class ReviewSentimentUDF(ScalarFunction):
 
     def open(self, function_context: FunctionContext) -> None:
         """Build (or reuse) the worker's embedder and sentiment head."""
-        settings = self._settings if self._settings is not None else load_settings()
-        self._scorer = shared_scorer(settings, batch_size=self._batch_size, device=self._device)
-        if self._scorer.embedder.device == "cpu" and self._cpu_threads:
-            import torch
+        import torch
 
+        settings = self._settings if self._settings is not None else load_settings()
+        device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+        batch_size = self._batch_size or default_batch_size(device)
+        self._scorer = shared_scorer(settings, batch_size=batch_size, device=device)
+        if self._scorer.embedder.device == "cpu" and self._cpu_threads:
             torch.set_num_threads(self._cpu_threads)
 
     def eval(self, text: pd.Series) -> pd.DataFrame:
@@ -132,7 +151,7 @@ class ReviewSentimentUDF(ScalarFunction):
 def review_sentiment_udf(
     settings: Settings | None = None,
     *,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: str | None = None,
     cpu_threads: int | None = 1,
 ) -> UserDefinedScalarFunctionWrapper:
@@ -140,7 +159,7 @@ def review_sentiment_udf(
 
     Args:
         settings: See :class:`ReviewSentimentUDF`.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass; default :func:`default_batch_size` of the device.
         device: ``"cpu"`` or ``"cuda"``; default CUDA when available on the worker.
         cpu_threads: See :class:`ReviewSentimentUDF`.
     """

@@ -83,7 +83,8 @@ def _elasticity_report(trace: RunTrace, artifact: ModelArtifact) -> dict[str, An
         return {"pearson": None, "n": int(rows.size)}
     model = artifact.model
     with torch.no_grad():
-        base, elasticity = model.decompose(torch.as_tensor(x[rows]).to(next(model.parameters()).device))
+        parameter = next(model.parameters())
+        base, elasticity = model.decompose(torch.as_tensor(x[rows]).to(device=parameter.device, dtype=parameter.dtype))
     base_np, coef = base.double().cpu().numpy(), elasticity.double().cpu().numpy()
     ratio = np.log(decisions["price"].to_numpy()[rows] / decisions["base_price"].to_numpy()[rows])
     probability = 1 / (1 + np.exp(-(base_np - coef * ratio)))

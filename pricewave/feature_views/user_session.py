@@ -6,8 +6,8 @@ Both engines compute, per event of :data:`SESSION_EVENT_TYPES` (the events a per
 priced on), over the user's click events in the last ``horizon_s`` (30 min) up to and including it
 (both ends inclusive; events at the same millisecond are all in): views and carts, the mean price
 seen over those views (0 without views), dwell (first to this event) and recency (seconds since
-the user's previous click event, however long ago; 0 for a user's first event). ``event_time`` =
-the event.
+the user's previous click event at an earlier millisecond, however long ago; 0 at a user's first
+millisecond; every click at one millisecond gets the same). ``event_time`` = the event.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ def session_event_filter() -> str:
 def user_session_view(options: WindowOptions) -> str:
     """Per click, the user's session so far (OVER window on event time, per pseudonymous user).
 
-    A first OVER window hands each click the time of the user's previous one (``recency_s``; it
-    keeps the user's last click, only the columns read here); the session window (RANGE: the events
-    at the same millisecond are all in) then counts over it.
+    A first OVER window hands each click the time of the user's previous click at an earlier
+    millisecond (``recency_s``): ``previous_time``, a Java aggregate (``udfs/java``) over a RANGE
+    window, so clicks at the same millisecond get the same value whatever their arrival order (a
+    ROWS window's preceding row is the one that arrived before); it keeps two longs per user. The
+    session window (RANGE too: the events at the same millisecond are all in) then counts over it.
     """
     session = interval(options.session_gap_s)
     return f"""
@@ -56,10 +58,10 @@ SELECT `user_key`, `sku`, `event_type`, `event_time`,
   SUM(CASE WHEN `event_type` = 'add_to_cart' THEN 1 ELSE 0 END) OVER w AS `recent_carts`,
   COALESCE(AVG(CASE WHEN `event_type` = 'view' THEN `price_seen` END) OVER w, CAST(0 AS DOUBLE)) AS `mean_price_seen`,
   {seconds_between("MIN(`event_time`) OVER w", "`event_time`")} AS `dwell_s`,
-  {seconds_between("`previous_time`", "`event_time`")} AS `recency_s`
+  {seconds_between("COALESCE(`previous_time`, `event_time`)", "`event_time`")} AS `recency_s`
 FROM (
-  SELECT `user_key`, `sku`, `event_type`, `price_seen`, `event_time`, MIN(`event_time`) OVER (
-    PARTITION BY `user_key` ORDER BY `event_time` ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS `previous_time`
+  SELECT `user_key`, `sku`, `event_type`, `price_seen`, `event_time`, `previous_time`(`event_time`) OVER (
+    PARTITION BY `user_key` ORDER BY `event_time` RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS `previous_time`
   FROM `unique_clicks`
 )
 WINDOW w AS (PARTITION BY `user_key` ORDER BY `event_time` RANGE BETWEEN {session} PRECEDING AND CURRENT ROW)"""
@@ -108,9 +110,10 @@ def user_session_frame(clicks: pd.DataFrame, horizon_s: int = 1800) -> pd.DataFr
     views = window_sum(view.astype(np.float64))
     carts = window_sum(frame["cart"].to_numpy().astype(np.float64))
     price_sum = window_sum(np.where(view, np.nan_to_num(frame["price"].to_numpy()), 0.0))
-    previous_same_user = np.zeros(t.size, dtype=bool)
-    previous_same_user[1:] = user[1:] == user[:-1]
-    previous_t = np.concatenate(([0], t[:-1]))
+    # The user's latest click at an earlier millisecond: the event before the first one at t.
+    previous = np.searchsorted(keys, keys, side="left") - 1
+    has_previous = previous >= 0
+    has_previous[has_previous] = user[previous[has_previous]] == user[has_previous]
     out = pd.DataFrame(
         {
             "user_key": frame["user_key"].to_numpy(),
@@ -118,7 +121,7 @@ def user_session_frame(clicks: pd.DataFrame, horizon_s: int = 1800) -> pd.DataFr
             "recent_carts": carts.astype(np.int64),
             "mean_price_seen": price_sum / np.maximum(views, 1),
             "dwell_s": (t - t[first]) / 1000.0,
-            "recency_s": np.where(previous_same_user, (t - previous_t) / 1000.0, 0.0),
+            "recency_s": np.where(has_previous, (t - t[np.maximum(previous, 0)]) / 1000.0, 0.0),
             "event_time": t,
         }
     )[frame["session_row"].to_numpy()]

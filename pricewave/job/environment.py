@@ -99,8 +99,11 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     return t_env
 
 
-MEAN_VECTOR_CLASS = "pricewave.udfs.MeanVector"
-"""The Java aggregate (``udfs/java``) behind ``mean_vector``: the element-wise mean of float arrays."""
+JAVA_FUNCTIONS: dict[str, str] = {
+    "mean_vector": "pricewave.udfs.MeanVector",  # the element-wise mean of float arrays
+    "previous_time": "pricewave.udfs.PreviousTime",  # the latest time before the latest one
+}
+"""The job's Java aggregates (``udfs/java``): SQL name → class."""
 
 
 def ship_jars(t_env: TableEnvironment, jars: Iterable[Path]) -> None:
@@ -117,9 +120,10 @@ def ship_jars(t_env: TableEnvironment, jars: Iterable[Path]) -> None:
 
 
 def register_java_functions(t_env: TableEnvironment, settings: Settings) -> None:
-    """Ship the jar of the job's Java functions (``udfs/java``) and register them: ``mean_vector``."""
+    """Ship the jar of the job's Java functions (``udfs/java``) and register them (:data:`JAVA_FUNCTIONS`)."""
     ship_jars(t_env, [java_udf_jar(settings)])
-    t_env.create_java_temporary_function("mean_vector", MEAN_VECTOR_CLASS)
+    for name, class_name in JAVA_FUNCTIONS.items():
+        t_env.create_java_temporary_function(name, class_name)
 
 
 def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptions) -> None:

@@ -103,3 +103,28 @@ def test_udf_eval_outside_flink_handles_nulls(udf_settings: Settings, embedder: 
     expected = embedder.embed(["Great tea", "", "Awful"])
     np.testing.assert_allclose(np.stack(frame["embedding"].iloc[present].tolist()), expected, atol=1e-6)
     assert np.all(np.abs(frame["sentiment"].iloc[present]) <= 1.0)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_review_vector_does_not_depend_on_its_batch(udf_settings: Settings) -> None:
+    """A replay batches reviews differently: the job's vector of a text is the text's alone, bit for bit."""
+    from pyflink.table.udf import FunctionContext
+
+    from udfs.review_embedding import ReviewSentimentUDF
+
+    texts = [
+        f"Box {i} arrived {'crushed' if i % 4 == 0 else 'fine'}, the taste was {'great' if i % 3 else 'awful'}."
+        + " Would buy again." * (i % 5)
+        for i in range(70)
+    ]
+    function = ReviewSentimentUDF(udf_settings, device="cpu")  # the job's default batch size
+    function.open(FunctionContext(None, {}))
+    embedder = function._scorer.embedder  # type: ignore[union-attr]
+    one_by_one = np.stack([function.eval(pd.Series([text]))["embedding"].iloc[0] for text in texts])
+    embedder.clear_cache()  # the replay: a fresh worker, batched differently
+    in_sevens = np.concatenate(
+        [np.stack(function.eval(pd.Series(texts[i : i + 7]))["embedding"].tolist()) for i in range(0, 70, 7)]
+    )
+    assert embedder.cache_info().misses == 2 * len(texts)  # both runs embedded every text
+    assert np.array_equal(one_by_one, in_sevens)

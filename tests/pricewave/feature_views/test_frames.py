@@ -166,7 +166,8 @@ def test_session_window_takes_both_ends_and_every_event_of_the_same_millisecond(
     assert rows.to_dict("records") == [
         {"recent_views": 1, "recent_carts": 0, "mean_price_seen": 10.0, "recency_s": 0.0},
         {"recent_views": 2, "recent_carts": 1, "mean_price_seen": 15.0, "recency_s": 1800.0},  # 0 and 30 min
-        {"recent_views": 2, "recent_carts": 1, "mean_price_seen": 15.0, "recency_s": 0.0},  # the view's peer
+        # the view's peer: the same recency, whichever of the two came first (the order cannot matter)
+        {"recent_views": 2, "recent_carts": 1, "mean_price_seen": 15.0, "recency_s": 1800.0},
         {"recent_views": 2, "recent_carts": 1, "mean_price_seen": 25.0, "recency_s": 60.0},  # 0 is out
     ]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pricewave.errors import DataError
-from pricewave.pricing.artifact import POINTER, ArtifactWatcher, load_artifact, save_artifact
+from pricewave.pricing.artifact import POINTER, SERVING_DTYPE, ArtifactWatcher, load_artifact, save_artifact
 from pricewave.pricing.demand_model import DemandModel
 from pricewave.pricing.features import FEATURE_NAMES, N_FEATURES, feature_spec
 
@@ -34,8 +34,13 @@ def test_layout_and_round_trip(tmp_path: Path) -> None:
     assert (loaded.version, loaded.metrics, loaded.data_range) == (version, {"auc": 0.7}, {"start_ms": 1, "end_ms": 2})
     assert loaded.created_at == 1e9 and loaded.age_s(now=1e9 + 60) == 60
     assert not loaded.model.training
-    x, emb, ratio = torch.randn(5, N_FEATURES), torch.randn(5, 384), torch.randn(5, 3)
-    assert torch.equal(loaded.model(x, emb, ratio), original.eval()(x, emb, ratio))
+    x, emb, ratio = (
+        torch.randn(5, N_FEATURES, dtype=torch.float64),
+        torch.randn(5, 384, dtype=torch.float64),
+        torch.randn(5, 3, dtype=torch.float64),
+    )
+    assert all(p.dtype == SERVING_DTYPE for p in loaded.model.parameters())
+    assert torch.equal(loaded.model(x, emb, ratio), original.eval().to(SERVING_DTYPE)(x, emb, ratio))
     assert load_artifact(tmp_path / version, device="cpu").version == version  # a version dir works too
 
 
@@ -98,3 +103,17 @@ def test_artifact_age_without_loading_the_model(tmp_path: Path) -> None:
     assert artifact_age_s(tmp_path, now=1_767_225_600.0 + 7200) == pytest.approx(7200)
     (tmp_path / POINTER).write_text("../elsewhere")  # a broken pointer reads as "no model", not a crash
     assert artifact_age_s(tmp_path) is None
+
+
+def test_a_served_row_does_not_depend_on_its_batch(tmp_path: Path) -> None:
+    # A replay batches rows differently from the first run: a row's base logit and elasticity must
+    # not move with them, or a near-tie between two candidate prices flips (float32 moves ~1e-7).
+    save_artifact(model(0), None, {}, {}, tmp_path, created_at=1e9)
+    served = load_artifact(tmp_path, device="cpu").model
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, N_FEATURES, generator=generator, dtype=torch.float64)
+    emb = torch.randn(2000, 384, generator=generator, dtype=torch.float64)
+    with torch.inference_mode():
+        together = torch.stack(served.decompose(x, emb))
+        alone = torch.cat([torch.stack(served.decompose(x[i : i + 1], emb[i : i + 1])) for i in range(2000)], dim=1)
+    assert float((together - alone).abs().max()) < 1e-12

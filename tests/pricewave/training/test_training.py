@@ -125,8 +125,8 @@ def test_train_writes_a_loadable_artifact_that_beats_a_constant(history_dir: Pat
     for name in ("card.md", "calibration.png", "metrics.json", "feature_spec.json"):
         assert (result.path / name).stat().st_size > 0, name
     assert "log loss" in (result.path / "card.md").read_text()
-    x = torch.zeros(1, artifact.model.n_features)
-    probs = artifact.model(x, None, torch.tensor([[-0.2, 0.0, 0.2]]))
+    x = torch.zeros(1, artifact.model.n_features, dtype=torch.float64)
+    probs = artifact.model(x, None, torch.tensor([[-0.2, 0.0, 0.2]], dtype=torch.float64))
     assert bool((probs[0, 1:] < probs[0, :-1]).all())
 
 
