@@ -53,7 +53,7 @@ class ReviewScorer:
     def score(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(sentiment (n,), embeddings (n, 384))`` for the texts."""
         vectors = self.embedder.embed(texts)
-        return self.head.score(vectors), vectors
+        return self.head.score_reviews(texts, vectors), vectors
 
 
 _SCORERS: dict[tuple[Any, ...], ReviewScorer] = {}

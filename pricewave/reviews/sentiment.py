@@ -1,9 +1,13 @@
-"""Review sentiment: an L2-regularized logistic regression on MiniLM review embeddings.
+"""Review sentiment: an L2-regularized logistic regression on MiniLM review embeddings and lexicon scores.
 
-The head is trained on 4,000 real Amazon Fine Foods reviews (:func:`pricewave.data.datasets.load_reviews`,
-label 1 = 'great') with Newton's method (full batch, float64, numpy), evaluated on a stratified
-held-out split, and saved as JSON next to its metrics and the embedding model's fingerprint.
-:meth:`SentimentHead.score` maps the probability of a great review to ``2p - 1`` in ``[-1, 1]``.
+The head reads :func:`sentiment_features`: the text's 384-float MiniLM embedding and its three VADER
+lexicon scores (:mod:`pricewave.reviews.lexicon`). On human-rated review sentences the embedding
+alone ranked below the lexicon alone, and both together rank above each (docs/EVALUATION.md,
+"Review sentiment"). The head is trained on 4,000 real Amazon Fine Foods reviews
+(:func:`pricewave.data.datasets.load_reviews`, label 1 = 'great') with Newton's method (full batch,
+float64, numpy), evaluated on a stratified held-out split, and saved as JSON next to its metrics and
+the embedding model's fingerprint. :meth:`SentimentHead.score` maps the probability of a great
+review to ``2p - 1`` in ``[-1, 1]``.
 
 Example:
     >>> import numpy as np
@@ -44,7 +48,8 @@ if TYPE_CHECKING:
     from pricewave.config import Settings
     from pricewave.reviews.embedding import ReviewEmbedder
 
-HEAD_FORMAT = "pricewave.sentiment_head/1"
+HEAD_FORMAT = "pricewave.sentiment_head/2"
+"""Version 2 reads :func:`sentiment_features` (embedding and lexicon scores); version 1 read the embedding only."""
 DEFAULT_L2 = 1.0
 L2_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 MIN_SAMPLE_REVIEWS = 40
@@ -168,6 +173,26 @@ def stratified_sample(labels: Sequence[int] | np.ndarray, size: int, seed: int =
     return np.sort(np.concatenate(picked))
 
 
+def sentiment_features(texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+    """The head's input per text: its embedding (``vectors``, ``(n, 384)``) then its lexicon scores, ``(n, 387)``.
+
+    Example:
+        >>> sentiment_features(["Great!"], np.zeros((1, 384), dtype=np.float32)).shape
+        (1, 387)
+    """
+    from pricewave.reviews.lexicon import lexicon_scores
+
+    embedded = np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
+    return np.hstack([embedded, lexicon_scores(texts)])
+
+
+def sentiment_input_width(embedding_dim: int) -> int:
+    """How many inputs the head reads: the embedding and the lexicon scores."""
+    from pricewave.reviews.lexicon import LEXICON_FEATURES
+
+    return embedding_dim + len(LEXICON_FEATURES)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|
     return out
@@ -247,6 +272,10 @@ class SentimentHead:
     def score(self, features: np.ndarray) -> np.ndarray:
         """Sentiment ``2p - 1`` in [-1, 1]: -1 surely not great, +1 surely great."""
         return np.clip(2.0 * self.predict_proba(features) - 1.0, -1.0, 1.0)
+
+    def score_reviews(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """The sentiment of review texts in ``[-1, 1]``, from their embeddings (``vectors``) and lexicon scores."""
+        return self.score(sentiment_features(texts, vectors))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description of the head (weights, bias, l2, metrics)."""
@@ -405,7 +434,7 @@ def train_sentiment_head(
     progress: bool = True,
     reviews: int | None = None,
 ) -> tuple[SentimentHead, dict[str, Any]]:
-    """Train the head on the 4,000 real reviews and evaluate it on a stratified held-out split.
+    """Train the head on the 4,000 real reviews' :func:`sentiment_features`; evaluate it on a stratified held-out split.
 
     The head is then refit on all reviews used (same ``l2``) so the shipped model uses every
     label; the reported metrics are those of the held-out evaluation. With ``reviews``, only a
@@ -439,13 +468,13 @@ def train_sentiment_head(
         frame = frame.iloc[stratified_sample(frame["label"].to_numpy(), reviews, seed=seed)]
     texts = frame["text"].tolist()
     labels = frame["label"].to_numpy(dtype=np.int64)
-    vectors = embed_with_disk_cache(embedder, texts, cache_dir, progress=progress)
+    features = sentiment_features(texts, embed_with_disk_cache(embedder, texts, cache_dir, progress=progress))
     train_idx, test_idx = stratified_split(labels, test_size=test_size, seed=seed)
     cv_auc: dict[float, float] = {}
     if l2 is None:
-        l2, cv_auc = choose_l2(vectors[train_idx], labels[train_idx], seed=seed)
-    evaluated = SentimentHead(l2=l2).fit(vectors[train_idx], labels[train_idx])
-    probabilities = evaluated.predict_proba(vectors[test_idx])
+        l2, cv_auc = choose_l2(features[train_idx], labels[train_idx], seed=seed)
+    evaluated = SentimentHead(l2=l2).fit(features[train_idx], labels[train_idx])
+    probabilities = evaluated.predict_proba(features[test_idx])
     metrics: dict[str, Any] = {
         "accuracy": accuracy(labels[test_idx], probabilities >= 0.5),
         "roc_auc": roc_auc(labels[test_idx], probabilities),
@@ -460,7 +489,7 @@ def train_sentiment_head(
         "embedding_fingerprint": embedder.fingerprint,
         "trained_at": time.time(),
     }
-    head = SentimentHead(l2=l2).fit(vectors, labels)
+    head = SentimentHead(l2=l2).fit(features, labels)
     head.metrics = metrics
     return head, metrics
 
@@ -474,7 +503,8 @@ def load_or_train_sentiment_head(
 ) -> SentimentHead:
     """Load the saved head for this embedding model, or train, save and return a new one.
 
-    A saved head trained on another embedding model (different fingerprint) is retrained.
+    A saved head trained on another embedding model (different fingerprint) or on other inputs (an
+    older format) is retrained.
 
     Args:
         settings: Where the head (:func:`sentiment_head_path`) and the embedding cache live.
@@ -492,7 +522,8 @@ def load_or_train_sentiment_head(
             head = SentimentHead.load(candidate)
         except SentimentModelError:
             continue  # unreadable: try the next, else retrain and overwrite
-        if head.metrics.get("embedding_fingerprint") == embedder.fingerprint:
+        same_inputs = head.weights is not None and head.weights.size == sentiment_input_width(embedder.embedding_dim)
+        if head.metrics.get("embedding_fingerprint") == embedder.fingerprint and same_inputs:
             return head
     head, _ = train_sentiment_head(embedder, cache_dir=settings.path("cache", "embeddings"), progress=progress)
     head.save(path)

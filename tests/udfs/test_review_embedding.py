@@ -11,7 +11,7 @@ import pytest
 
 from pricewave.config import Settings, load_settings
 from pricewave.reviews.embedding import ReviewEmbedder
-from pricewave.reviews.sentiment import SentimentHead, sentiment_head_path
+from pricewave.reviews.sentiment import SentimentHead, sentiment_features, sentiment_head_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def udf_settings(tmp_path: Path, embedder: ReviewEmbedder) -> Settings:
     settings = load_settings(env={"PRICEWAVE_STATE_DIR": str(tmp_path / "state")})
     vectors = embedder.embed(TEXTS)
     labels = np.array([1, 0, 0, 1, 1, 0, 1, 1, 0, 1])
-    head = SentimentHead(l2=0.1).fit(vectors, labels)
+    head = SentimentHead(l2=0.1).fit(sentiment_features(TEXTS, vectors), labels)
     head.metrics = {"embedding_fingerprint": embedder.fingerprint}
     head.save(sentiment_head_path(settings))
     return settings
@@ -86,7 +86,7 @@ def test_udf_in_flink_matches_the_embedder(udf_settings: Settings, embedder: Rev
     assert got.shape == (len(TEXTS), 384)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     head = SentimentHead.load(sentiment_head_path(udf_settings))
-    np.testing.assert_allclose(result["sentiment"].to_numpy(), head.score(expected), atol=1e-6)
+    np.testing.assert_allclose(result["sentiment"].to_numpy(), head.score_reviews(TEXTS, expected), atol=1e-6)
     assert np.all(np.abs(result["sentiment"].to_numpy()) <= 1.0)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from pricewave.config import Settings, load_settings
 from pricewave.reviews.embedding import EMBEDDING_DIM, model_fingerprint, packaged_model_path
-from pricewave.reviews.sentiment import SentimentHead, sentiment_head_path
+from pricewave.reviews.sentiment import SentimentHead, sentiment_head_path, sentiment_input_width
 from pricewave.stack.process import child_environment
 from tests.conftest import SENTIMENT_SAMPLE_MIN_AUC, SENTIMENT_SAMPLE_REVIEWS
 
@@ -32,7 +32,7 @@ def state_dir(tmp_path: Path) -> Path:
     state = tmp_path / "state"
     settings = load_settings(env={"PRICEWAVE_STATE_DIR": str(state)})
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, EMBEDDING_DIM))
+    x = rng.normal(size=(64, sentiment_input_width(EMBEDDING_DIM)))
     head = SentimentHead(l2=1.0).fit(x, (x[:, 0] > 0).astype(int))
     head.metrics = {"embedding_fingerprint": model_fingerprint(packaged_model_path(), 128)}
     head.save(sentiment_head_path(settings))
@@ -81,7 +81,7 @@ def test_score_adds_sentiment_and_embedding(tmp_path: Path, state_dir: Path, rev
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # The sentiment column is the saved head applied to the written embedding.
     head = SentimentHead.load(sentiment_head_path(load_settings(env={"PRICEWAVE_STATE_DIR": str(state_dir)})))
-    np.testing.assert_allclose(scored["sentiment"], head.score(vectors), atol=1e-5)
+    np.testing.assert_allclose(scored["sentiment"], head.score_reviews(scored["review"].tolist(), vectors), atol=1e-5)
     # A repeated text gets the cached embedding; its score may differ in the last bit when the head
     # scores it in a batch of another size (BLAS), never more.
     assert scored["sentiment"][0] == pytest.approx(scored["sentiment"][4], abs=1e-12)
@@ -144,3 +144,31 @@ def test_train_sentiment_prints_metrics(tmp_path: Path, settings: Settings) -> N
     auc = float(result.stdout.split("ROC AUC ")[1].split()[0])
     assert auc > SENTIMENT_SAMPLE_MIN_AUC
     assert (state / "models" / "sentiment" / "head.json").is_file()
+
+
+@pytest.mark.integration  # downloads the vaderSentiment source archive (the rated sentences) once per state dir
+@pytest.mark.timeout(600)
+def test_evaluate_ranks_the_shipped_head_and_the_lexicon_against_human_ratings_in_one_run(
+    settings: Settings, tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    result = _run(
+        ["reviews", "evaluate", "--sample", "400", "--reviews", "400", "--out", str(out), "--no-progress"],
+        settings.state_dir,
+        timeout=580,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(path.name for path in out.iterdir()) == ["sentiment.json", "sentiment.md", "sentiment.png"]
+    rows = json.loads((out / "sentiment.json").read_text())
+    by_key = {(row["data"], row["scorer"]): row for row in rows}
+    data_sets = ("fine_foods_held_out", "amazon_sentences")
+    scorers = ("lexicon", "embedding_head", "shipped_head")
+    assert set(by_key) == {(data, scorer) for data in data_sets for scorer in scorers}
+    for row in rows:
+        assert row["n"] == 400 and row["low"] <= row["spearman"] <= row["high"]
+    assert by_key[("fine_foods_held_out", "lexicon")]["roc_auc"] is not None
+    assert by_key[("amazon_sentences", "lexicon")]["roc_auc"] is None  # ratings of many levels: Spearman only
+    # The shipped head (embedding and lexicon) ranks both human-rated sets at least as well as the lexicon.
+    for data in data_sets:
+        assert by_key[(data, "shipped_head")]["spearman"] >= by_key[(data, "lexicon")]["spearman"], data
+    assert "MiniLM + lexicon head (shipped)" in result.stdout

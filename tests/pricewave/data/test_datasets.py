@@ -37,6 +37,15 @@ def test_load_reviews_is_the_real_4000_labelled_reviews() -> None:
     assert reviews.loc[0, "label"] == 0
 
 
+def test_the_held_out_reviews_are_1000_others_never_in_the_training_set() -> None:
+    held_out, training = load_reviews("testing"), load_reviews()
+    assert len(held_out) == 1000 and list(held_out.columns) == ["product", "text", "label"]
+    assert held_out["label"].value_counts().to_dict() == {1: 658, 0: 342}
+    assert len(set(held_out["text"]) & set(training["text"])) == 7  # reviews that recur: the evaluation drops them
+    with pytest.raises(ValueError, match="split must be one of training, testing"):
+        load_reviews("validation")
+
+
 def test_load_reviews_is_cached_and_returns_independent_copies() -> None:
     first = load_reviews()
     first.loc[0, "text"] = "changed"

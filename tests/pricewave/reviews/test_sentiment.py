@@ -23,6 +23,7 @@ from pricewave.reviews.sentiment import (
     load_or_train_sentiment_head,
     roc_auc,
     sentiment_head_path,
+    sentiment_input_width,
     stratified_sample,
     stratified_split,
     texts_fingerprint,
@@ -189,7 +190,7 @@ def embedder() -> ReviewEmbedder:
 
 def test_load_or_train_reuses_a_head_for_the_same_model(tmp_path: Path, embedder: ReviewEmbedder) -> None:
     settings = load_settings(env={"PRICEWAVE_STATE_DIR": str(tmp_path)})
-    x, y = _synthetic(d=embedder.embedding_dim)
+    x, y = _synthetic(d=sentiment_input_width(embedder.embedding_dim))
     saved = SentimentHead(l2=1.0).fit(x, y)
     saved.metrics = {"embedding_fingerprint": embedder.fingerprint}
     saved.save(sentiment_head_path(settings))
@@ -218,8 +219,8 @@ def test_held_out_auc_on_real_reviews(settings: Settings, embedder: ReviewEmbedd
     assert metrics["roc_auc"] > SENTIMENT_SAMPLE_MIN_AUC
     assert metrics["accuracy"] > 0.7
     assert metrics["embedding_fingerprint"] == embedder.fingerprint
-    vectors = embedder.embed(["Absolutely delicious, my favourite snack.", "Disgusting. Stale and overpriced."])
-    good, bad = head.score(vectors)
+    texts = ["Absolutely delicious, my favourite snack.", "Disgusting. Stale and overpriced."]
+    good, bad = head.score_reviews(texts, embedder.embed(texts))
     assert good > bad
 
 
@@ -230,3 +231,20 @@ def test_choose_l2_prefers_a_penalty_that_generalizes() -> None:
     best, scores = choose_l2(x, y, grid=(1e-4, 30.0), folds=4)
     assert set(scores) == {1e-4, 30.0}
     assert best == 30.0 and scores[30.0] > scores[1e-4]
+
+
+def test_the_shipped_head_reads_the_embedding_and_the_lexicon_scores(tmp_path: Path, embedder: ReviewEmbedder) -> None:
+    # A head saved by an older pricewave (embedding only, 384 weights) is not used: the shipped one is.
+    settings = load_settings(env={"PRICEWAVE_STATE_DIR": str(tmp_path)})
+    x, y = _synthetic(d=embedder.embedding_dim)
+    old = SentimentHead(l2=1.0).fit(x, y)
+    old.metrics = {"embedding_fingerprint": embedder.fingerprint}
+    old.save(sentiment_head_path(settings))
+    calls = embedder.model_calls
+    head = load_or_train_sentiment_head(settings, embedder)
+    assert embedder.model_calls == calls  # the packaged head, not a retrained one
+    assert head.weights is not None and head.weights.size == sentiment_input_width(embedder.embedding_dim) == 387
+    assert head.metrics["embedding_fingerprint"] == embedder.fingerprint
+    texts = ["Absolutely delicious, my favourite snack.", "Not good. Stale and overpriced, never again."]
+    good, bad = head.score_reviews(texts, embedder.embed(texts))
+    assert good > 0 > bad
