@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -41,27 +42,34 @@ def minicluster(settings: Settings) -> Any:
 
 
 @pytest.mark.integration
-@pytest.mark.isolated  # a MiniCluster over literal rows: no shared service
+@pytest.mark.isolated  # a MiniCluster over a local file: no shared service
 @pytest.mark.timeout(180)
-def test_running_mean_per_key_skips_null_vectors_and_is_null_before_any(settings: Settings) -> None:
+def test_running_mean_per_key_skips_null_vectors_and_is_null_before_any(settings: Settings, tmp_path: Path) -> None:
+    # (key, time, vector): a null vector first, two vectors for a, one for b. Ordered by event time:
+    # literal VALUES rows (a union of several VALUES when their types differ) may arrive in any order.
+    rows = [
+        ("a", 1000, None),
+        ("a", 2000, [1.0, 2.0, 3.0]),
+        ("b", 3000, [0.5, 0.5, 0.5]),
+        ("a", 4000, [3.0, 0.0, -3.0]),
+    ]
+    (tmp_path / "vectors.json").write_text("".join(json.dumps({"key": k, "ms": t, "v": v}) + "\n" for k, t, v in rows))
     t_env = minicluster(settings)
-    # (key, time, vector): a null vector first, two vectors for a, one for b
-    rows = [("a", 1, None), ("a", 2, [1.0, 2.0, 3.0]), ("b", 3, [0.5, 0.5, 0.5]), ("a", 4, [3.0, 0.0, -3.0])]
-
-    def vector(v: list[float] | None) -> str:
-        return "CAST(NULL AS ARRAY<FLOAT>)" if v is None else f"ARRAY[{', '.join(f'CAST({x} AS FLOAT)' for x in v)}]"
-
-    values = ", ".join(f"('{key}', {time}, {vector(v)})" for key, time, v in rows)
-    query = f"""
-    SELECT `key`, `t`, mean_vector(`v`) OVER (
-      PARTITION BY `key` ORDER BY `proc` ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-    FROM (SELECT *, PROCTIME() AS `proc` FROM (VALUES {values}) AS input(`key`, `t`, `v`))"""
+    t_env.execute_sql(f"""
+    CREATE TEMPORARY TABLE vectors (
+      `key` STRING, `ms` BIGINT, `v` ARRAY<FLOAT>, `t` AS TO_TIMESTAMP_LTZ(`ms`, 3),
+      WATERMARK FOR `t` AS `t` - INTERVAL '1' SECOND
+    ) WITH ('connector' = 'filesystem', 'path' = '{tmp_path / "vectors.json"}', 'format' = 'json')""")
+    query = """
+    SELECT `key`, `ms`, mean_vector(`v`) OVER (
+      PARTITION BY `key` ORDER BY `t` RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    FROM vectors"""
     with t_env.execute_sql(query).collect() as results:
         means = {(row[0], row[1]): row[2] for row in results}
-    assert means[("a", 1)] is None
-    np.testing.assert_allclose(means[("a", 2)], [1.0, 2.0, 3.0])
-    np.testing.assert_allclose(means[("b", 3)], [0.5, 0.5, 0.5])
-    np.testing.assert_allclose(means[("a", 4)], [2.0, 1.0, 0.0])
+    assert means[("a", 1000)] is None
+    np.testing.assert_allclose(means[("a", 2000)], [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(means[("b", 3000)], [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(means[("a", 4000)], [2.0, 1.0, 0.0])
 
 
 @pytest.mark.integration
