@@ -106,6 +106,7 @@ def test_udf_eval_outside_flink_handles_nulls(udf_settings: Settings, embedder: 
 
 
 @pytest.mark.integration
+@pytest.mark.isolated  # the UDF's eval() in this process: no shared service
 @pytest.mark.timeout(300)
 def test_a_review_vector_does_not_depend_on_its_batch(udf_settings: Settings) -> None:
     """A replay batches reviews differently: the job's vector of a text is the text's alone, bit for bit."""

@@ -147,6 +147,7 @@ def test_train_sentiment_prints_metrics(tmp_path: Path, settings: Settings) -> N
 
 
 @pytest.mark.integration  # downloads the vaderSentiment source archive (the rated sentences) once per state dir
+@pytest.mark.isolated  # no shared service: the CLI, the models and the data
 @pytest.mark.timeout(600)
 def test_evaluate_ranks_the_shipped_head_and_the_lexicon_against_human_ratings_in_one_run(
     settings: Settings, tmp_path: Path
