@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from pricewave.reviews.lexicon import LEXICON_FEATURES
 from pricewave.reviews.sentiment import (
     SentimentHead,
     choose_l2,
@@ -199,8 +200,6 @@ def evaluate_sentiment(
         resamples: Bootstrap resamples per interval.
         progress: Progress bars while embedding.
     """
-    from pricewave.reviews.lexicon import lexicon_scores
-
     cache_dir = settings.path("cache", "embeddings")
     baseline = embedding_only_head(embedder, cache_dir, reviews=training_reviews, progress=progress)
     results: list[SentimentScore] = []
@@ -208,10 +207,11 @@ def evaluate_sentiment(
         texts = frame["text"].tolist()
         ratings = frame["rating"].to_numpy(dtype=np.float64)
         vectors = embed_with_disk_cache(embedder, texts, cache_dir, progress=progress)
+        features = sentiment_features(texts, vectors)  # the lexicon scores once, for two scorers
         scores = {
-            "lexicon": lexicon_scores(texts)[:, 0],
+            "lexicon": features[:, vectors.shape[1] + LEXICON_FEATURES.index("lexicon_compound")],
             "embedding_head": baseline.score(vectors),
-            "shipped_head": shipped.score(sentiment_features(texts, vectors)),
+            "shipped_head": shipped.score(features),
         }
         two_level = np.unique(ratings).size == 2
         for scorer, values in scores.items():

@@ -43,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pricewave.errors import ConfigError, PricewaveError
+from pricewave.reviews.lexicon import LEXICON_FEATURES, lexicon_scores
 
 if TYPE_CHECKING:
     from pricewave.config import Settings
@@ -180,16 +181,12 @@ def sentiment_features(texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         >>> sentiment_features(["Great!"], np.zeros((1, 384), dtype=np.float32)).shape
         (1, 387)
     """
-    from pricewave.reviews.lexicon import lexicon_scores
-
     embedded = np.asarray(vectors, dtype=np.float64).reshape(len(texts), -1)
     return np.hstack([embedded, lexicon_scores(texts)])
 
 
 def sentiment_input_width(embedding_dim: int) -> int:
     """How many inputs the head reads: the embedding and the lexicon scores."""
-    from pricewave.reviews.lexicon import LEXICON_FEATURES
-
     return embedding_dim + len(LEXICON_FEATURES)
 
 
