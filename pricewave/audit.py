@@ -175,33 +175,14 @@ def committed_decision_ids(settings: Settings, topic: str, *, timeout_s: float =
         StackError: The broker does not answer (from the consumer factory).
         TimeoutError: The topic could not be read to its end within ``timeout_s``.
     """
-    from kafka import TopicPartition
+    from pricewave.kafka_io import read_topic_values
 
-    from pricewave.kafka_io import make_consumer
-
-    consumer = make_consumer(
-        settings, [], read_committed=True, consumer_timeout_ms=500, max_partition_fetch_bytes=4 * 1024 * 1024
-    )
     counts: Counter[str] = Counter()
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not partitions:
-            return counts
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)  # the last stable offset under read_committed
-        deadline = time.monotonic() + timeout_s
-        while not all(consumer.position(tp) >= end[tp] for tp in partitions):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read topic {topic!r} to its end within {timeout_s:.0f} s")
-            for batch in consumer.poll(timeout_ms=500).values():
-                for record in batch:
-                    decision_id = _decision_id(record.value)
-                    if decision_id is not None:
-                        counts[decision_id] += 1
-        return counts
-    finally:
-        consumer.close()
+    for value in read_topic_values(settings, topic, timeout_s=timeout_s):
+        decision_id = _decision_id(value)
+        if decision_id is not None:
+            counts[decision_id] += 1
+    return counts
 
 
 def _decision_id(value: bytes | None) -> str | None:

@@ -12,7 +12,8 @@ import contextlib
 import json
 import os
 import ssl
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,45 @@ def make_consumer(
         return KafkaConsumer(*topics, **config)
     except _NOT_CONNECTED as exc:
         raise _unreachable(settings, exc) from None
+
+
+def read_topic_values(settings: Settings, topic: str, *, timeout_s: float = 120.0) -> Iterator[bytes | None]:
+    """Every committed record value of ``topic``, from its beginning to its last stable offset now.
+
+    Raises:
+        StackError: The broker does not answer (from the consumer factory).
+        TimeoutError: The topic could not be read to its end within ``timeout_s``.
+    """
+    from kafka import TopicPartition
+
+    fetch_bytes = 4 * 1024 * 1024
+    consumer = make_consumer(
+        settings,
+        [],
+        read_committed=True,
+        consumer_timeout_ms=500,
+        max_partition_fetch_bytes=fetch_bytes,
+        fetch_max_bytes=fetch_bytes,
+        # A fetch answer holds up to fetch_max_bytes of records plus framing: the client's default
+        # frame limit (1 MB) would drop and retry it ("Invalid frame length") on a busy topic.
+        receive_message_max_bytes=2 * fetch_bytes,
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)  # the last stable offset under read_committed
+        deadline = time.monotonic() + timeout_s
+        while not all(consumer.position(tp) >= end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read topic {topic!r} to its end within {timeout_s:.0f} s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                for record in batch:
+                    yield record.value
+    finally:
+        consumer.close()
 
 
 def make_admin(settings: Settings) -> KafkaAdminClient:

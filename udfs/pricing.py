@@ -225,7 +225,7 @@ class _PricerBase(_SettingsCarrier):
         from pricewave.feature_store.degraded import CatalogCache, Outage
         from pricewave.feature_store.stores import ops_for
         from pricewave.pricing.artifact import ArtifactWatcher
-        from pricewave.pricing.guardrails import GuardrailPolicy
+        from pricewave.pricing.guardrails import job_guardrails
         from pricewave.pricing.policy import PricingPolicy
 
         settings = self.settings
@@ -242,7 +242,7 @@ class _PricerBase(_SettingsCarrier):
         self.catalog = CatalogCache(read_catalog, columns, refresh_s=settings.catalog_refresh_s, outage=self.outage)
         model_dir = settings.model_dir
         model_dir.mkdir(parents=True, exist_ok=True)
-        guardrails = GuardrailPolicy(max_model_age_s=settings.models.max_age_s)
+        guardrails = job_guardrails(settings)
         watcher = ArtifactWatcher(model_dir)
         self.policy = PricingPolicy(watcher, guardrails)
         register_store_metrics(function_context, type(self).__name__, self.outage)

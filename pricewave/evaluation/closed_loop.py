@@ -30,6 +30,8 @@ class RunTrace:
     decisions: list[pd.DataFrame] = field(default_factory=list)
     totals: dict[str, float] = field(default_factory=dict)
     events: int = 0
+    clicks: list[pd.DataFrame] = field(default_factory=list)
+    """The policy phase's click events, when the run keeps them (``keep_clicks``)."""
 
 
 class RecentEvents:
@@ -88,7 +90,13 @@ class PairedMargin:
         )
 
 
-def _advance(sim: Simulator, until_ms: int, recent: RecentEvents, paired: PairedMargin | None = None) -> int:
+def _advance(
+    sim: Simulator,
+    until_ms: int,
+    recent: RecentEvents,
+    paired: PairedMargin | None = None,
+    kept_clicks: list[pd.DataFrame] | None = None,
+) -> int:
     """Run the simulator up to ``until_ms`` collecting the clean records; returns how many."""
     records: dict[str, list[dict[str, Any]]] = {"click_event": [], "competitor_price": [], "review": []}
     count = 0
@@ -101,6 +109,8 @@ def _advance(sim: Simulator, until_ms: int, recent: RecentEvents, paired: Paired
             if paired is not None and emission.name == "click_event" and record["event_type"] == "view":
                 paired.add(record)
     recent.add(records)
+    if kept_clicks is not None and records["click_event"]:
+        kept_clicks.append(pd.DataFrame.from_records(records["click_event"]))
     return count
 
 
@@ -136,6 +146,20 @@ def decision_frame(
         frame = frame.merge(latest, on="sku", how="left")
     frame["is_holiday"] = holiday_flags(sim.scenario, np.full(len(frame), now_ms, dtype=np.int64))
     return frame
+
+
+def _purchases(clicks: pd.DataFrame, since_ms: int, frame: pd.DataFrame) -> pd.DataFrame:
+    """Per sku, the purchases from ``since_ms`` on and their margin, Σ (price paid − cost) · quantity."""
+    empty = pd.DataFrame({"purchases": pd.Series(dtype="int64"), "margin": pd.Series(dtype="float64")})
+    if clicks.empty:
+        return empty
+    bought = clicks[(clicks["event_time"] >= since_ms) & (clicks["event_type"] == "purchase")]
+    if bought.empty:
+        return empty
+    cost = bought["sku"].map(frame.set_index("sku")["cost"])
+    quantity = bought["quantity"].fillna(1) if "quantity" in bought.columns else 1
+    margin = (bought["price_seen"] - cost) * quantity
+    return pd.DataFrame({"purchases": bought.groupby("sku").size(), "margin": margin.groupby(bought["sku"]).sum()})
 
 
 def _summary_figures(summary: RunSummary) -> dict[str, float]:
@@ -177,11 +201,13 @@ def run_policy(
     steps: int | None = None,
     oracle_cache: dict[tuple[int, str], float] | None = None,
     progress: bool = True,
+    keep_clicks: bool = False,
 ) -> RunTrace:
     """One closed-loop run: the shared warm-up, then re-price every ``interval_s`` until done.
 
     Stops after ``events`` events of the policy phase (the reference run) or after ``steps``
-    intervals (the others, so every policy covers the same simulated time).
+    intervals (the others, so every policy covers the same simulated time). With ``keep_clicks``
+    the trace keeps the policy phase's click events (what a shop's clickstream would hold).
     """
     sim = exploring_simulator(scenario, settings, seed, explore_until_ms=None, review_texts=["(review)"])
     book = sim.pricebook
@@ -216,6 +242,8 @@ def run_policy(
                 book.set_sku_price(sku, float(price), event_time=now)
                 shown[sku] = float(price)
         frame["price"] = [shown.get(s.sku, s.list_price) for s in sim.market.skus.values()]
+        # The decision log's propensity; a row that published nothing keeps showing an older price.
+        frame["propensity"] = np.where(np.isfinite(prices), pricer.last_propensity, np.nan)
         frame["oracle_price"] = [
             oracle_cache.setdefault((step, sku), sim.market.oracle_price(None, sku, sim.market.context(sku, now)))
             for sku in frame["sku"]
@@ -230,7 +258,7 @@ def run_policy(
                 sum(w * sim.market.true_elasticity(s, sku) for s, w in weights.items()) for sku in frame["sku"]
             ]
         paired_before = (paired.shown, paired.at_list)
-        added = _advance(sim, now + interval_ms, recent, paired)
+        added = _advance(sim, now + interval_ms, recent, paired, trace.clicks if keep_clicks else None)
         trace.events += added
         clicks, _, _ = recent.frames(now + interval_ms)
         period = (
@@ -238,6 +266,9 @@ def run_policy(
         )
         views = period["sku"].value_counts() if not period.empty else pd.Series(dtype="int64")
         frame["views"] = frame["sku"].map(views).fillna(0).astype(int)
+        outcome = _purchases(clicks, now, frame)
+        frame["purchases"] = frame["sku"].map(outcome["purchases"]).fillna(0).astype(int)
+        frame["margin"] = frame["sku"].map(outcome["margin"]).fillna(0.0)
         frame["step"] = step
         trace.decisions.append(frame)
         figures = _summary_figures(sim.summary)

@@ -32,9 +32,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
+import torch
+
+from pricewave.errors import DataError
+
+if TYPE_CHECKING:
+    from pricewave.pricing.artifact import ModelArtifact
+    from pricewave.pricing.policy import PricingPolicy
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -107,6 +116,15 @@ def _mean_with_interval(method: str, terms: FloatArray, weights: FloatArray, con
     return OffPolicyEstimate(method, value, value - half, value + half, terms.size, _effective_sample_size(weights))
 
 
+def _rewards_and_weights(
+    rewards: npt.ArrayLike, target_probability: npt.ArrayLike, logged_propensity: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    (reward,) = _arrays(rewards)
+    weights = importance_weights(target_probability, logged_propensity)
+    _arrays(reward, weights)  # the same length
+    return reward, weights
+
+
 def ips_estimate(
     rewards: npt.ArrayLike,
     target_probability: npt.ArrayLike,
@@ -115,9 +133,7 @@ def ips_estimate(
     confidence: float = 0.95,
 ) -> OffPolicyEstimate:
     """Inverse propensity scoring: the mean of ``w · r`` (see the module docstring)."""
-    (reward,) = _arrays(rewards)
-    weights = importance_weights(target_probability, logged_propensity)
-    _arrays(reward, weights)
+    reward, weights = _rewards_and_weights(rewards, target_probability, logged_propensity)
     return _mean_with_interval("ips", weights * reward, weights, confidence)
 
 
@@ -129,9 +145,7 @@ def snips_estimate(
     confidence: float = 0.95,
 ) -> OffPolicyEstimate:
     """Self-normalized IPS: ``Σ w·r / Σ w``, with a delta-method interval."""
-    (reward,) = _arrays(rewards)
-    weights = importance_weights(target_probability, logged_propensity)
-    _arrays(reward, weights)
+    reward, weights = _rewards_and_weights(rewards, target_probability, logged_propensity)
     mean_weight = float(weights.mean())
     if mean_weight <= 0:
         raise ValueError("the candidate gives every logged price probability 0: nothing to estimate from")
@@ -167,3 +181,180 @@ def doubly_robust_estimate(
     _arrays(reward, weights)
     terms = predicted_target + weights * (reward - predicted_shown)
     return _mean_with_interval("doubly_robust", terms, weights, confidence)
+
+
+# --------------------------------------------------------------------------------------------
+# Pricing policies on a decision log: which prices a candidate would show, and what they earn.
+# --------------------------------------------------------------------------------------------
+
+ESTIMATORS = ("ips", "snips", "doubly_robust")
+
+LOGGED_COLUMNS = ("sku", "base_price", "cost", "event_time", "price", "propensity", "views", "purchases", "margin")
+"""What a logged decision needs besides the features the policies read: the decision's inputs
+(``sku``, ``base_price``, ``cost``, ``event_time``, and the guardrail inputs ``map_price``,
+``ceiling``, ``last_published`` where known), the price shown, its logged propensity, and its
+outcome over the time it was shown: ``views``, ``purchases`` and realized ``margin``."""
+
+
+def logged_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
+    """The decisions an off-policy estimate can use, with ``reward`` = realized margin per view.
+
+    Keeps the decisions that were shown (``views`` > 0) with a finite price and a propensity in
+    (0, 1]. The reward is per view so that a decision shown to many views does not count as many
+    decisions: the policy value is the mean margin per view of a decision.
+
+    Raises:
+        DataError: A column of :data:`LOGGED_COLUMNS` is absent, or no decision is usable.
+    """
+    absent = [name for name in LOGGED_COLUMNS if name not in decisions.columns]
+    if absent:
+        raise DataError(f"the decision log lacks columns {', '.join(absent)}")
+    propensity = decisions["propensity"].to_numpy(dtype=np.float64)
+    price = decisions["price"].to_numpy(dtype=np.float64)
+    views = decisions["views"].to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        usable = (views > 0) & np.isfinite(price) & (propensity > 0) & (propensity <= 1)
+    logged = decisions[usable].reset_index(drop=True)
+    if logged.empty:
+        raise DataError("no logged decision was shown with a price and a propensity: nothing to estimate from")
+    return logged.assign(
+        reward=logged["margin"].to_numpy(dtype=np.float64) / logged["views"].to_numpy(dtype=np.float64)
+    )
+
+
+def purchase_probability(artifact: ModelArtifact, frame: pd.DataFrame, prices: npt.ArrayLike) -> FloatArray:
+    """The model's P(buy) of each row at each price, (B, K) for prices (B, K) (or (B,) → (B, 1)).
+
+    Rows lacking a required feature get NaN.
+    """
+    from pricewave.pricing.demand_model import price_response_logits
+    from pricewave.pricing.features import build_embedding_matrix, build_feature_matrix
+
+    grid = np.asarray(prices, dtype=np.float64)
+    grid = grid.reshape(-1, 1) if grid.ndim == 1 else grid
+    x, missing = build_feature_matrix(frame)
+    emb, has_emb = build_embedding_matrix(frame)
+    model = artifact.model
+    parameter = next(model.parameters())
+    with torch.no_grad():
+        base, elasticity = model.decompose(
+            torch.as_tensor(x, device=parameter.device, dtype=parameter.dtype),
+            torch.as_tensor(emb, device=parameter.device, dtype=parameter.dtype) if has_emb.any() else None,
+        )
+        ref = frame["base_price"].to_numpy(dtype=np.float64).reshape(-1, 1)
+        log_ratio = torch.as_tensor(np.log(grid / ref), device=parameter.device, dtype=parameter.dtype)
+        probability = torch.sigmoid(price_response_logits(base, elasticity, log_ratio)).cpu().numpy()
+    return np.where(missing[:, None], np.nan, probability.astype(np.float64))
+
+
+@dataclass(frozen=True)
+class RewardModel:
+    """Expected margin per view of a price: ``scale · (price − cost) · P̂(buy | features, price)``.
+
+    ``P̂`` is a demand model's (normally the serving one's, fixed before the log was written).
+    ``scale`` matches the model's mean to the log's (units per purchase, and the model's level):
+    Σ reward / Σ prediction at the shown prices. The doubly robust estimate stays unbiased when the
+    reward model is wrong; a closer one only narrows its interval.
+    """
+
+    artifact: ModelArtifact
+    scale: float = 1.0
+
+    @classmethod
+    def fit(cls, artifact: ModelArtifact, logged: pd.DataFrame) -> RewardModel:
+        """Scale ``artifact``'s margin to the rewards of :func:`logged_decisions` rows."""
+        predicted = cls(artifact).predict(logged, logged["price"].to_numpy(dtype=np.float64))[:, 0]
+        usable = np.isfinite(predicted)
+        total = float(predicted[usable].sum())
+        scale = float(logged["reward"].to_numpy(dtype=np.float64)[usable].sum()) / total if total > 0 else 1.0
+        return cls(artifact, scale if math.isfinite(scale) and scale > 0 else 1.0)
+
+    def predict(self, frame: pd.DataFrame, prices: npt.ArrayLike) -> FloatArray:
+        """Expected margin per view at each price, the shape of :func:`purchase_probability`'s output."""
+        grid = np.asarray(prices, dtype=np.float64)
+        grid = grid.reshape(-1, 1) if grid.ndim == 1 else grid
+        cost = frame["cost"].to_numpy(dtype=np.float64).reshape(-1, 1)
+        return self.scale * (grid - cost) * purchase_probability(self.artifact, frame, grid)
+
+
+@dataclass(frozen=True)
+class PolicyTerms:
+    """One policy's per-decision quantities on a log: its probability of the shown price and q̂(π)."""
+
+    target_probability: FloatArray
+    predicted_value: FloatArray
+
+
+def policy_terms(policy: PricingPolicy, logged: pd.DataFrame, reward_model: RewardModel) -> PolicyTerms:
+    """What the estimators need of ``policy`` on the logged contexts (its action distribution).
+
+    Rows the reward model cannot score (a feature missing) get q̂ = 0: the doubly robust estimate
+    is then IPS on those rows.
+    """
+    distribution = policy.action_distribution(logged)
+    predicted = reward_model.predict(logged, np.nan_to_num(distribution.prices, nan=0.0))
+    value = distribution.expectation(np.nan_to_num(predicted, nan=0.0))
+    return PolicyTerms(distribution.probability(logged["price"].to_numpy(dtype=np.float64)), value)
+
+
+def estimate_policy_value(
+    policy: PricingPolicy,
+    logged: pd.DataFrame,
+    reward_model: RewardModel,
+    *,
+    confidence: float = 0.95,
+) -> dict[str, OffPolicyEstimate]:
+    """IPS, self-normalized IPS and doubly robust estimates of ``policy``'s margin per view.
+
+    Args:
+        policy: The policy to evaluate, with the exploration share it would serve with.
+        logged: Rows of :func:`logged_decisions`.
+        reward_model: The doubly robust estimate's reward model.
+        confidence: Coverage of the intervals.
+    """
+    terms = policy_terms(policy, logged, reward_model)
+    rewards = logged["reward"].to_numpy(dtype=np.float64)
+    propensity = logged["propensity"].to_numpy(dtype=np.float64)
+    shown = np.nan_to_num(reward_model.predict(logged, logged["price"].to_numpy(dtype=np.float64))[:, 0], nan=0.0)
+    estimates = {
+        "ips": ips_estimate(rewards, terms.target_probability, propensity, confidence=confidence),
+        "doubly_robust": doubly_robust_estimate(
+            rewards, terms.target_probability, propensity, shown, terms.predicted_value, confidence=confidence
+        ),
+    }
+    if terms.target_probability.sum() > 0:
+        estimates["snips"] = snips_estimate(rewards, terms.target_probability, propensity, confidence=confidence)
+    return {name: estimates[name] for name in ESTIMATORS if name in estimates}
+
+
+@dataclass(frozen=True)
+class PolicyComparison:
+    """A candidate policy against the serving one on the same log (doubly robust, paired)."""
+
+    candidate: dict[str, OffPolicyEstimate]
+    serving: dict[str, OffPolicyEstimate]
+    difference: OffPolicyEstimate
+    """Candidate minus serving, per decision, so the log's shared noise cancels."""
+
+
+def compare_policies(
+    candidate: PricingPolicy,
+    serving: PricingPolicy,
+    logged: pd.DataFrame,
+    reward_model: RewardModel,
+    *,
+    confidence: float = 0.95,
+) -> PolicyComparison:
+    """Both policies' estimates and their paired doubly robust difference on one log."""
+    rewards = logged["reward"].to_numpy(dtype=np.float64)
+    propensity = logged["propensity"].to_numpy(dtype=np.float64)
+    shown = np.nan_to_num(reward_model.predict(logged, logged["price"].to_numpy(dtype=np.float64))[:, 0], nan=0.0)
+    new, old = policy_terms(candidate, logged, reward_model), policy_terms(serving, logged, reward_model)
+    w_new = importance_weights(new.target_probability, propensity)
+    w_old = importance_weights(old.target_probability, propensity)
+    terms = (new.predicted_value + w_new * (rewards - shown)) - (old.predicted_value + w_old * (rewards - shown))
+    return PolicyComparison(
+        candidate=estimate_policy_value(candidate, logged, reward_model, confidence=confidence),
+        serving=estimate_policy_value(serving, logged, reward_model, confidence=confidence),
+        difference=_mean_with_interval("doubly_robust_difference", terms, w_new, confidence),
+    )

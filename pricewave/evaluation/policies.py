@@ -54,7 +54,17 @@ class LinearDemand:
 
 
 class Pricer:
-    """Turns a decision frame into prices for one policy (NaN = publish nothing)."""
+    """Turns a decision frame into prices for one policy (NaN = publish nothing).
+
+    Args:
+        policy: One of :data:`POLICIES`.
+        guardrails: The guardrails every policy's prices pass.
+        linear: The fitted least-squares baseline (``linear``).
+        artifact: The model (``network``).
+        exploration_epsilon: ``network`` only: the share of explored decisions, as the job's
+            ``pricing.exploration_epsilon``; 0 prices greedily. Each call's propensities are in
+            :attr:`last_propensity` (the other policies are deterministic: 1).
+    """
 
     def __init__(
         self,
@@ -62,23 +72,35 @@ class Pricer:
         guardrails: GuardrailPolicy,
         linear: LinearDemand | None = None,
         artifact: ModelArtifact | None = None,
+        *,
+        exploration_epsilon: float = 0.0,
     ) -> None:
         self.policy = policy
         self.guardrails = guardrails
         self.linear = linear
         self.artifact = artifact
-        self._network: Any = None
+        self.network: Any = None
+        self.last_propensity: npt.NDArray[np.float64] = np.ones(0)
         if policy == "network":
             from pricewave.pricing.policy import PricingPolicy
 
             if artifact is None:
                 raise ConfigError("the network policy needs a model artifact")
             created = artifact.created_at
-            self._network = PricingPolicy(
-                artifact, guardrails, exploration_epsilon=0.0, device="cpu", clock=lambda: created
+            self.network = PricingPolicy(
+                artifact, guardrails, exploration_epsilon=exploration_epsilon, device="cpu", clock=lambda: created
             )
 
     def prices(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """The price of every row of ``frame`` (NaN = publish nothing); propensities in :attr:`last_propensity`."""
+        self.last_propensity = np.ones(len(frame))
+        if self.policy == "network":
+            decided = self.network.decide(frame)
+            self.last_propensity = decided["propensity"].to_numpy(dtype=np.float64)
+            return np.asarray(decided["price"].to_numpy(dtype=np.float64))
+        return self._baseline_prices(frame)
+
+    def _baseline_prices(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
         gp = self.guardrails
         common = {
             "cost": frame["cost"].to_numpy(dtype=np.float64),
@@ -89,8 +111,6 @@ class Pricer:
         }
         if self.policy == "static":
             return np.full(len(frame), np.nan)
-        if self.policy == "network":
-            return np.asarray(self._network.decide(frame)["price"].to_numpy(dtype=np.float64))
         if self.policy == "competitor_match":
             cheapest = (
                 frame["competitor_min_price"].to_numpy(dtype=np.float64)

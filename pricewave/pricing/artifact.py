@@ -151,6 +151,7 @@ def save_artifact(
     out_dir: str | Path,
     *,
     created_at: float | None = None,
+    publish: bool = True,
 ) -> str:
     """Write a new model version under ``out_dir`` and point ``LATEST`` at it.
 
@@ -161,6 +162,8 @@ def save_artifact(
         data_range: What the model was trained on (e.g. ``{"start_ms": ..., "end_ms": ...}``).
         out_dir: The model directory.
         created_at: Creation time in epoch seconds (default: now).
+        publish: Point ``LATEST`` at the new version; False leaves ``LATEST`` alone (a candidate
+            that a promotion gate publishes later with :func:`publish_version`, or never).
 
     Returns:
         The new version name, e.g. ``demand-20250101T120000123456Z``.
@@ -198,10 +201,23 @@ def save_artifact(
     }
     (staging / METRICS).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     staging.rename(root / version)
+    if publish:
+        publish_version(root, version)
+    return version
+
+
+def publish_version(out_dir: str | Path, version: str) -> None:
+    """Point ``LATEST`` in ``out_dir`` at ``version`` (atomically: a reader sees the old or the new name).
+
+    Raises:
+        DataError: ``version`` is not a model version directory in ``out_dir``.
+    """
+    root = Path(out_dir)
+    if "/" in version or version.startswith(".") or not (root / version / WEIGHTS).is_file():
+        raise DataError(f"{root / version} is not a model version: nothing published")
     pointer_tmp = root / f".{POINTER}.{os.getpid()}.tmp"
     pointer_tmp.write_text(version + "\n")
     os.replace(pointer_tmp, root / POINTER)
-    return version
 
 
 def _resolve(path_or_dir: str | Path) -> Path:

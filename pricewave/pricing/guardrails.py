@@ -65,6 +65,7 @@ from typing import Any, Required, TypedDict, Unpack
 import numpy as np
 import numpy.typing as npt
 
+from pricewave.config import Settings
 from pricewave.errors import ConfigError
 
 FloatArray = npt.NDArray[np.float64]
@@ -539,3 +540,8 @@ def apply_guardrails_vectorized(
         bits |= np.where(ok & (snapped != price), BIT["price_point"], 0).astype(np.uint16)
         price = np.where(ok, snapped, np.nan)
     return GuardrailBatch(price=price, applied_bits=bits.astype(np.uint16), interval=iv, kill_switch=kill)
+
+
+def job_guardrails(settings: Settings) -> GuardrailPolicy:
+    """The guardrails the streaming job's pricers apply (and the promotion gate judges a model under)."""
+    return GuardrailPolicy(max_model_age_s=settings.models.max_age_s)

@@ -54,7 +54,13 @@ from pricewave.errors import DataError
 from pricewave.pricing.artifact import ArtifactWatcher, ModelArtifact
 from pricewave.pricing.demand_model import default_device, model_device
 from pricewave.pricing.explain import explanations_json, top_feature_contributions
-from pricewave.pricing.exploration import DEFAULT_EPSILON, check_epsilon, explore, shown_price_propensity
+from pricewave.pricing.exploration import (
+    DEFAULT_EPSILON,
+    candidate_probabilities,
+    check_epsilon,
+    explore,
+    shown_price_propensity,
+)
 from pricewave.pricing.features import build_embedding_matrix, build_feature_matrix, numeric_column, personalized_rows
 from pricewave.pricing.guardrails import (
     FeasibleInterval,
@@ -163,13 +169,45 @@ class PricingPolicy:
             raise DataError(f"pricing input lacks columns {', '.join(absent)}")
         if len(frame) == 0:
             return pd.DataFrame({name: pd.Series(dtype=object) for name in OUTPUT_COLUMNS}, index=frame.index)
+        inputs, choice, guarded, version = self._decide(frame, all_candidates=False)
+        return self._output(inputs, choice, guarded, version)
+
+    def action_distribution(self, frame: pd.DataFrame) -> ActionDistribution:
+        """The probability of every price this policy may show for each row of ``frame``.
+
+        What off-policy evaluation needs of a candidate policy (:mod:`pricewave.evaluation.off_policy`):
+        rows the model prices with room to explore get their K guarded candidates, the best with
+        probability ``1 − ε + ε/K`` and each other ``ε/K``; every other row (kill switch, a single
+        feasible price) shows its one decided price with probability 1.
+
+        Raises:
+            DataError: A required column is absent, or ``frame`` is empty.
+        """
+        absent = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
+        if absent or len(frame) == 0:
+            raise DataError(f"pricing input lacks columns {', '.join(absent)}" if absent else "no rows to price")
+        _, choice, guarded, _ = self._decide(frame, all_candidates=True)
+        n = len(frame)
+        prices = np.repeat(np.asarray(guarded.price, dtype=np.float64)[:, None], self.k, axis=1)
+        probabilities = np.zeros((n, self.k))
+        probabilities[:, 0] = 1.0
+        rows = np.flatnonzero(choice.eligible)
+        if rows.size:
+            prices[rows] = choice.shown_candidates[rows]
+            probabilities[rows] = candidate_probabilities(choice.best_index[rows], self.k, self.epsilon)
+        return ActionDistribution(prices, probabilities)
+
+    def _decide(
+        self, frame: pd.DataFrame, *, all_candidates: bool
+    ) -> tuple[DecisionInputs, ModelChoice, GuardrailBatch, str]:
+        """Read, choose and guard (:meth:`decide` without the output frame)."""
         inputs = DecisionInputs.read(frame, self.guardrails)
         artifact = self.artifact()
         age = artifact.age_s(self.clock()) if artifact is not None else np.nan
         fresh = artifact is not None and not self.guardrails.kill_switch and age <= self.guardrails.max_model_age_s
-        choice = ModelChoice.none(len(frame), inputs.interval.feasible & ~inputs.features_missing & fresh)
+        choice = ModelChoice.none(len(frame), inputs.interval.feasible & ~inputs.features_missing & fresh, self.k)
         if artifact is not None and choice.active.any():
-            self._choose(inputs, artifact, age, choice)
+            self._choose(inputs, artifact, age, choice, all_candidates=all_candidates)
         guarded = apply_guardrails_vectorized(
             self.guardrails,
             candidate=choice.candidate,
@@ -178,9 +216,17 @@ class PricingPolicy:
             interval=inputs.interval,
             **inputs.limits,
         )
-        return self._output(inputs, choice, guarded, artifact.version if artifact is not None else NO_MODEL)
+        return inputs, choice, guarded, artifact.version if artifact is not None else NO_MODEL
 
-    def _choose(self, inputs: DecisionInputs, artifact: ModelArtifact, age: float, choice: ModelChoice) -> None:
+    def _choose(
+        self,
+        inputs: DecisionInputs,
+        artifact: ModelArtifact,
+        age: float,
+        choice: ModelChoice,
+        *,
+        all_candidates: bool = False,
+    ) -> None:
         """The model's candidate, exploration and explanation for the rows it may price (``choice.active``).
 
         A model fault (NaN/inf out of the network, e.g. NaN weights) must not price: argmax over NaN
@@ -227,7 +273,9 @@ class PricingPolicy:
         choice.elasticity[rows] = np.where(model_ok, result.elasticity, np.nan)
         choice.base_logit[rows] = np.where(model_ok, result.base_logit, np.nan)
         choice.explored[rows] = explored.explored
-        if self.epsilon > 0 and eligible.any():
+        choice.eligible[rows] = eligible
+        choice.best_index[rows] = result.best_index
+        if (self.epsilon > 0 or all_candidates) and eligible.any():
             # The propensity of the shown price: every candidate guarded, as the shown one will be.
             shown_all = apply_guardrails_vectorized(
                 self.guardrails,
@@ -238,6 +286,7 @@ class PricingPolicy:
                 base_price=limits["base_price"][rows, None],
                 is_offer=limits["is_offer"][rows, None],
             ).price
+            choice.shown_candidates[rows] = shown_all
             choice.propensity[rows] = shown_price_propensity(
                 shown_all, explored.index, result.best_index, self.epsilon, eligible=eligible
             )
@@ -330,6 +379,10 @@ class ModelChoice:
         explored: The candidate is not the model's best.
         propensity: Probability of the shown price under the policy (1 where it could not explore).
         top_names, top_values: The three features that moved the price most, for the explanation.
+        eligible: Rows that could explore (the model priced them and more than one price was feasible).
+        best_index: The model's best candidate per row (-1 where it did not choose).
+        shown_candidates: Every candidate's price after the guardrails, (B, K); NaN unless computed
+            (exploring policies, and :meth:`PricingPolicy.action_distribution`).
     """
 
     active: npt.NDArray[np.bool_]
@@ -340,9 +393,12 @@ class ModelChoice:
     propensity: npt.NDArray[np.float64]
     top_names: npt.NDArray[np.object_]
     top_values: npt.NDArray[np.float64]
+    eligible: npt.NDArray[np.bool_]
+    best_index: npt.NDArray[np.int64]
+    shown_candidates: npt.NDArray[np.float64]
 
     @classmethod
-    def none(cls, n: int, active: npt.NDArray[np.bool_]) -> ModelChoice:
+    def none(cls, n: int, active: npt.NDArray[np.bool_], k: int = 1) -> ModelChoice:
         """No choice made yet for ``n`` rows, of which ``active`` may be priced by the model."""
         return cls(
             active=np.array(active, dtype=bool),
@@ -353,4 +409,36 @@ class ModelChoice:
             propensity=np.ones(n),
             top_names=np.full((n, 3), "", dtype=object),
             top_values=np.full((n, 3), np.nan),
+            eligible=np.zeros(n, dtype=bool),
+            best_index=np.full(n, -1, dtype=np.int64),
+            shown_candidates=np.full((n, k), np.nan),
         )
+
+
+@dataclass(frozen=True)
+class ActionDistribution:
+    """The prices a policy may show per row and their probabilities, (B, K) each; rows sum to 1.
+
+    Several candidates can show the same price (the guardrails round and clamp): a price's
+    probability is the sum over the candidates that show it.
+
+    Example:
+        >>> dist = ActionDistribution(np.array([[9.99, 9.99, 10.49]]), np.array([[0.5, 0.25, 0.25]]))
+        >>> dist.probability(np.array([9.99])).tolist(), dist.probability(np.array([11.0])).tolist()
+        ([0.75], [0.0])
+        >>> dist.expectation(np.array([[1.0, 1.0, 3.0]])).tolist()
+        [1.5]
+    """
+
+    prices: npt.NDArray[np.float64]
+    probabilities: npt.NDArray[np.float64]
+
+    def probability(self, shown: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """P(the policy shows ``shown[i]``) per row (prices equal to the cent count as the same)."""
+        price = np.asarray(shown, dtype=np.float64).reshape(-1, 1)
+        same = np.abs(self.prices - price) < 0.005
+        return np.minimum((self.probabilities * same).sum(axis=1), 1.0)
+
+    def expectation(self, values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The policy's mean of a per-price quantity ``values`` (B, K), e.g. a reward model's margin."""
+        return np.asarray((self.probabilities * np.asarray(values, dtype=np.float64)).sum(axis=1))
