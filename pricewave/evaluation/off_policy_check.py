@@ -71,7 +71,8 @@ def coverage(
     epsilon: float = 0.2,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """One row per seed: the candidate's realized margin per view, and each estimate with its interval."""
+    """One row per seed: the candidate's simulated margin per view (and its 95 % half-width), the serving
+    model's on-policy margin, and each estimator's value with its interval (``<name>_low``/``_high``)."""
     created = candidate.created_at
     policy = PricingPolicy(
         candidate, scenario_guardrails(scenario), exploration_epsilon=epsilon, device="cpu", clock=lambda: created
@@ -86,19 +87,71 @@ def coverage(
         estimates = estimate_policy_value(policy, log, RewardModel.fit(serving, log))
         row: dict[str, Any] = {
             "seed": seed,
-            "logged decisions": len(log),
-            "serving (on-policy)": round(float(log["reward"].mean()), 3),
-            "candidate (simulated)": f"{truth:.3f} ± {truth_half:.3f}",
+            "logged": len(log),
+            "serving": float(log["reward"].mean()),
+            "simulated": truth,
+            "simulated_half": truth_half,
+            "effective_sample_size": estimates["ips"].effective_sample_size,
         }
         for name in ESTIMATORS:
             e = estimates[name]
-            row[name] = f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
-            row[f"{name} covers"] = e.contains(truth)
-            # Estimate − simulated margin, with both sampling errors: is 0 inside its 95 % interval?
-            row[f"{name} agrees"] = abs(e.value - truth) <= math.hypot((e.high - e.low) / 2, truth_half)
-        row["effective sample size"] = round(estimates["ips"].effective_sample_size)
+            row.update({name: e.value, f"{name}_low": e.low, f"{name}_high": e.high})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`coverage`'s figures as printed: each estimate with its interval, whether it covers the
+    simulated margin, and whether the two agree counting both sampling errors."""
+    out = pd.DataFrame(
+        {
+            "seed": table["seed"],
+            "logged decisions": table["logged"],
+            "serving (on-policy)": table["serving"].round(3),
+            "candidate (simulated)": [
+                f"{v:.3f} ± {h:.3f}" for v, h in zip(table["simulated"], table["simulated_half"], strict=True)
+            ],
+        }
+    )
+    for name in ESTIMATORS:
+        value, low, high = table[name], table[f"{name}_low"], table[f"{name}_high"]
+        out[name] = [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(value, low, high, strict=True)]
+        out[f"{name} covers"] = (low <= table["simulated"]) & (table["simulated"] <= high)
+        # Estimate − simulated margin, with both sampling errors: is 0 inside its 95 % interval?
+        both = np.hypot((high - low) / 2, table["simulated_half"])
+        out[f"{name} agrees"] = (value - table["simulated"]).abs() <= both
+    out["effective sample size"] = table["effective_sample_size"].round().astype(int)
+    return out
+
+
+def plot_coverage(table: pd.DataFrame, path: str | Path) -> Path:
+    """Each seed's estimates with their intervals beside the candidate's simulated margin (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    seeds = np.arange(len(table))
+    offsets = {"ips": -0.2, "snips": 0.0, "doubly_robust": 0.2}
+    labels = {"ips": "IPS", "snips": "self-normalized IPS", "doubly_robust": "doubly robust"}
+    for name, offset in offsets.items():
+        value = table[name].to_numpy()
+        err = np.vstack([value - table[f"{name}_low"].to_numpy(), table[f"{name}_high"].to_numpy() - value])
+        ax.errorbar(seeds + offset, value, yerr=err, fmt="o", capsize=3, label=f"{labels[name]} (95 %)")
+    ax.errorbar(
+        seeds, table["simulated"], yerr=table["simulated_half"], fmt="_", color="black", markersize=22,
+        capsize=0, elinewidth=3, alpha=0.6, label="candidate, simulated (± 95 %)",
+    )  # fmt: skip
+    ax.set_xticks(seeds, [str(s) for s in table["seed"]])
+    ax.set_xlabel("seed of the closed-loop market")
+    ax.set_ylabel("margin per view")
+    ax.set_title("The candidate's margin, estimated from the serving model's log vs simulated")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--candidate", metavar="DIR", help="candidate model (default: trained on 60,000 events, seed 9)"
     )
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw the estimates against the simulated margin")
     return parser
 
 
@@ -138,14 +192,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         serving = _model(args.serving, scenario, settings, Path(scratch), 20_000, 5)
         candidate = _model(args.candidate, scenario, settings, Path(scratch), 60_000, 9)
         table = coverage(serving, candidate, scenario, settings, args.seeds, steps=args.steps, epsilon=args.epsilon)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table.to_string(index=False))
-    covered = table[[f"{name} covers" for name in ESTIMATORS]].to_numpy()
-    agreed = table[[f"{name} agrees" for name in ESTIMATORS]].to_numpy()
-    print(
-        f"\nthe interval covers the simulated margin: {int(covered.sum())} of {covered.size} ({np.mean(covered):.0%})"
-    )
+    shown = readable(table)
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(shown.to_string(index=False))
+    covered = shown[[f"{name} covers" for name in ESTIMATORS]].to_numpy()
+    agreed = shown[[f"{name} agrees" for name in ESTIMATORS]].to_numpy()
+    print(f"\nthe interval covers the simulated margin: {int(covered.sum())} of {covered.size}")
     print(f"estimate and simulated margin agree (both errors): {int(agreed.sum())} of {agreed.size}")
+    if args.plot:
+        print(f"plot: {plot_coverage(table, args.plot)}")
     return 0
 
 

@@ -9,6 +9,7 @@ test then types exactly those ``pricewave price`` lines, and opens the dashboard
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from pricewave.config import load_settings
 from tests.journeys.conftest import (
     PRICEWAVE,
     REPO,
@@ -74,6 +76,28 @@ def test_a_channel_reads_a_fresh_personalized_offer_for_the_named_shopper(quicks
     # Disclosed when personalized; an offer the kill switch or the sku's price capped is not.
     assert fields["personalized"].split()[0] in ("yes", "no"), fields
     assert age_seconds(fields) < 60, fields
+
+
+def test_the_feedback_loop_reads_the_live_log_and_clicks_and_says_what_it_decided(
+    quickstart: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``pricewave train --from-log`` (README) right after ``make run``: the job's own decision log, the
+    clicks from Kafka and the catalog from the online store, joined; then a verdict or what to do."""
+    assert "`pricewave train --from-log" in (REPO / "README.md").read_text()
+    models = tmp_path_factory.mktemp("feedback") / "models"  # the served models stay as they are
+    shutil.copytree(load_settings(env={}).model_dir, models)  # the quickstart's, as a clean shell sees it
+    done = run_documented(
+        f"{PRICEWAVE} train --from-log --out {models} --epochs 3 --no-progress", timeout_s=600, check=False
+    )
+    shown = re.search(r"the decision log holds ([\d,]+) shown sku decisions", done.stderr)
+    if done.returncode == 2:  # one minute of live clock: too little to judge, and it says so
+        assert shown is not None and int(shown.group(1).replace(",", "")) > 0, done.stderr
+        assert "let the job run longer, or lower --min-decisions" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    else:  # a longer log (other journeys' decisions too): a verdict, and LATEST moved only if it passed
+        assert done.returncode in (0, 3), done.stdout + done.stderr
+        assert re.search(r"^gate +(PROMOTE|REFUSE)", done.stdout, flags=re.M), done.stdout
+        assert ("promoted: LATEST" in done.stdout) == (done.returncode == 0), done.stdout
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +107,24 @@ def test_a_candidate_the_log_never_explored_toward_has_few_effective_decisions()
     never[log.shown == 7] = 1.0  # the candidate always shows the top price, which ε shows 1 time in 40
     estimate = ips_estimate(log.reward, never, log.propensity)
     assert estimate.effective_sample_size < 0.05 * log.reward.size
+
+
+def test_the_coverage_check_reads_each_interval_against_the_simulated_margin(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from pricewave.evaluation.off_policy_check import build_parser, plot_coverage, readable
+
+    table = pd.DataFrame(
+        {"seed": [1, 2], "logged": [100, 100], "serving": [0.5, 0.5], "simulated": [0.60, 0.60],
+         "simulated_half": [0.01, 0.05], "effective_sample_size": [40.2, 50.7]}
+    )  # fmt: skip
+    for name in ("ips", "snips", "doubly_robust"):
+        # seed 1 covers; seed 2's interval ends 0.02 short, but the simulated margin's own ±0.05 reaches it
+        table[name], table[f"{name}_low"], table[f"{name}_high"] = [0.58, 0.54], [0.55, 0.48], [0.61, 0.58]
+    shown = readable(table)
+    assert shown["doubly_robust covers"].tolist() == [True, False]
+    assert shown["doubly_robust agrees"].tolist() == [True, True]
+    assert shown["candidate (simulated)"].tolist() == ["0.600 ± 0.010", "0.600 ± 0.050"]
+    assert shown["effective sample size"].tolist() == [40, 51]
+    assert plot_coverage(table, tmp_path / "coverage.png").stat().st_size > 10_000
+    assert build_parser().parse_args(["--seeds", "3", "--plot", "x.png"]).plot == "x.png"

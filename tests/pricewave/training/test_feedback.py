@@ -170,3 +170,26 @@ def test_continuous_mode_runs_rounds_on_a_schedule_and_bad_arguments_say_what_to
     empty = _train(["--from-log", str(tmp_path / "nothing"), "--out", str(models)], tmp_path)
     assert empty.returncode != 0 and "no decision log at" in empty.stderr
     assert len(empty.stderr.strip().splitlines()) == 1
+
+
+def test_the_log_reader_keeps_published_sku_decisions_once_and_says_when_there_are_none(tmp_path: Path) -> None:
+    from pricewave.errors import DataError
+
+    def row(decision_id: str, kind: str, price: float | None) -> str:
+        features = json.dumps({"views_5m": 3})
+        return json.dumps(
+            {"decision_id": decision_id, "kind": kind, "sku": "A", "price": price, "propensity": 0.9,
+             "base_price": 10.0, "event_time": 1_700_000_000_000, "features_json": features}
+        )  # fmt: skip
+
+    with pytest.raises(DataError, match="no decision log at"):
+        decision_log_frame(tmp_path / "absent")
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / ".part-0.inprogress").write_text(row("a", "sku", 9.99) + "\n")  # not committed yet
+    (tmp_path / "log" / "part-0").write_text(row("b", "offer", 8.99) + "\n" + row("c", "sku", None) + "\n")
+    with pytest.raises(DataError, match="holds no published sku decision yet"):
+        decision_log_frame(tmp_path / "log")
+    (tmp_path / "log" / "part-1").write_text(row("d", "sku", 9.49) + "\n" + row("d", "sku", 9.49) + "\nnot json\n")
+    frame = decision_log_frame(tmp_path / "log")
+    assert frame["decision_id"].tolist() == ["d"]
+    assert frame["views_5m"].tolist() == [3] and "features_json" not in frame.columns
