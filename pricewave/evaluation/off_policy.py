@@ -222,6 +222,19 @@ def logged_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def view_labels(logged: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """One label per logged view, decision by decision: its first ``purchases`` views count as bought.
+
+    Example:
+        >>> view_labels(pd.DataFrame({"views": [3, 2], "purchases": [1, 5]})).tolist()
+        [True, False, False, True, True]
+    """
+    views = logged["views"].to_numpy(dtype=np.int64)
+    bought = np.minimum(logged["purchases"].to_numpy(dtype=np.int64), views)
+    position = np.arange(int(views.sum())) - np.repeat(np.cumsum(views) - views, views)
+    return np.asarray(position < np.repeat(bought, views))
+
+
 def purchase_probability(artifact: ModelArtifact, frame: pd.DataFrame, prices: npt.ArrayLike) -> FloatArray:
     """The model's P(buy) of each row at each price, (B, K) for prices (B, K) (or (B,) → (B, 1)).
 
@@ -312,18 +325,42 @@ def estimate_policy_value(
         reward_model: The doubly robust estimate's reward model.
         confidence: Coverage of the intervals.
     """
-    terms = policy_terms(policy, logged, reward_model)
-    rewards = logged["reward"].to_numpy(dtype=np.float64)
-    propensity = logged["propensity"].to_numpy(dtype=np.float64)
-    shown = np.nan_to_num(reward_model.predict(logged, logged["price"].to_numpy(dtype=np.float64))[:, 0], nan=0.0)
+    return _estimates(policy_terms(policy, logged, reward_model), _Outcomes.of(logged, reward_model), confidence)
+
+
+@dataclass(frozen=True)
+class _Outcomes:
+    """What the log says of each decision, read once: reward, logged propensity, q̂ of the shown price."""
+
+    rewards: FloatArray
+    propensity: FloatArray
+    predicted_shown: FloatArray
+
+    @classmethod
+    def of(cls, logged: pd.DataFrame, reward_model: RewardModel) -> _Outcomes:
+        shown = reward_model.predict(logged, logged["price"].to_numpy(dtype=np.float64))[:, 0]
+        return cls(
+            logged["reward"].to_numpy(dtype=np.float64),
+            logged["propensity"].to_numpy(dtype=np.float64),
+            np.nan_to_num(shown, nan=0.0),
+        )
+
+    def doubly_robust_terms(self, terms: PolicyTerms) -> FloatArray:
+        """Per decision: ``q̂(π) + w · (r − q̂(shown))``."""
+        weights = importance_weights(terms.target_probability, self.propensity)
+        return np.asarray(terms.predicted_value + weights * (self.rewards - self.predicted_shown))
+
+
+def _estimates(terms: PolicyTerms, outcomes: _Outcomes, confidence: float) -> dict[str, OffPolicyEstimate]:
+    r, p, target = outcomes.rewards, outcomes.propensity, terms.target_probability
     estimates = {
-        "ips": ips_estimate(rewards, terms.target_probability, propensity, confidence=confidence),
+        "ips": ips_estimate(r, target, p, confidence=confidence),
         "doubly_robust": doubly_robust_estimate(
-            rewards, terms.target_probability, propensity, shown, terms.predicted_value, confidence=confidence
+            r, target, p, outcomes.predicted_shown, terms.predicted_value, confidence=confidence
         ),
     }
-    if terms.target_probability.sum() > 0:
-        estimates["snips"] = snips_estimate(rewards, terms.target_probability, propensity, confidence=confidence)
+    if target.sum() > 0:
+        estimates["snips"] = snips_estimate(r, target, p, confidence=confidence)
     return {name: estimates[name] for name in ESTIMATORS if name in estimates}
 
 
@@ -345,16 +382,16 @@ def compare_policies(
     *,
     confidence: float = 0.95,
 ) -> PolicyComparison:
-    """Both policies' estimates and their paired doubly robust difference on one log."""
-    rewards = logged["reward"].to_numpy(dtype=np.float64)
-    propensity = logged["propensity"].to_numpy(dtype=np.float64)
-    shown = np.nan_to_num(reward_model.predict(logged, logged["price"].to_numpy(dtype=np.float64))[:, 0], nan=0.0)
+    """Both policies' estimates and their paired doubly robust difference on one log.
+
+    Each policy's action distribution and the reward model's predictions are computed once.
+    """
+    outcomes = _Outcomes.of(logged, reward_model)
     new, old = policy_terms(candidate, logged, reward_model), policy_terms(serving, logged, reward_model)
-    w_new = importance_weights(new.target_probability, propensity)
-    w_old = importance_weights(old.target_probability, propensity)
-    terms = (new.predicted_value + w_new * (rewards - shown)) - (old.predicted_value + w_old * (rewards - shown))
+    difference = outcomes.doubly_robust_terms(new) - outcomes.doubly_robust_terms(old)
+    weights = importance_weights(new.target_probability, outcomes.propensity)
     return PolicyComparison(
-        candidate=estimate_policy_value(candidate, logged, reward_model, confidence=confidence),
-        serving=estimate_policy_value(serving, logged, reward_model, confidence=confidence),
-        difference=_mean_with_interval("doubly_robust_difference", terms, w_new, confidence),
+        candidate=_estimates(new, outcomes, confidence),
+        serving=_estimates(old, outcomes, confidence),
+        difference=_mean_with_interval("doubly_robust_difference", difference, weights, confidence),
     )

@@ -34,7 +34,7 @@ from pricewave.evaluation.off_policy import ESTIMATORS, RewardModel, estimate_po
 from pricewave.evaluation.policies import Pricer
 from pricewave.pricing.artifact import ModelArtifact, load_artifact
 from pricewave.pricing.guardrails import GuardrailPolicy
-from pricewave.pricing.policy import PricingPolicy
+from pricewave.pricing.policy import offline_policy
 from pricewave.simulator.scenario import Scenario, load_scenario
 
 Z95 = 1.959964
@@ -73,10 +73,7 @@ def coverage(
 ) -> pd.DataFrame:
     """One row per seed: the candidate's simulated margin per view (and its 95 % half-width), the serving
     model's on-policy margin, and each estimator's value with its interval (``<name>_low``/``_high``)."""
-    created = candidate.created_at
-    policy = PricingPolicy(
-        candidate, scenario_guardrails(scenario), exploration_epsilon=epsilon, device="cpu", clock=lambda: created
-    )
+    policy = offline_policy(candidate, scenario_guardrails(scenario), epsilon)
     rows: list[dict[str, Any]] = []
     for seed in tqdm(seeds, desc="seeds", disable=not progress):
         log = logged_run(serving, scenario, settings, seed, steps, epsilon)

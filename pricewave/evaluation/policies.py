@@ -82,14 +82,11 @@ class Pricer:
         self.network: Any = None
         self.last_propensity: npt.NDArray[np.float64] = np.ones(0)
         if policy == "network":
-            from pricewave.pricing.policy import PricingPolicy
+            from pricewave.pricing.policy import offline_policy
 
             if artifact is None:
                 raise ConfigError("the network policy needs a model artifact")
-            created = artifact.created_at
-            self.network = PricingPolicy(
-                artifact, guardrails, exploration_epsilon=exploration_epsilon, device="cpu", clock=lambda: created
-            )
+            self.network = offline_policy(artifact, guardrails, exploration_epsilon)
 
     def prices(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
         """The price of every row of ``frame`` (NaN = publish nothing); propensities in :attr:`last_propensity`."""

@@ -442,3 +442,10 @@ class ActionDistribution:
     def expectation(self, values: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """The policy's mean of a per-price quantity ``values`` (B, K), e.g. a reward model's margin."""
         return np.asarray((self.probabilities * np.asarray(values, dtype=np.float64)).sum(axis=1))
+
+
+def offline_policy(artifact: ModelArtifact, guardrails: GuardrailPolicy, epsilon: float) -> PricingPolicy:
+    """``artifact`` pricing on the CPU as of its training time: for replays and simulations, where the
+    wall clock must not trip the staleness kill switch."""
+    created = artifact.created_at
+    return PricingPolicy(artifact, guardrails, exploration_epsilon=epsilon, device="cpu", clock=lambda: created)

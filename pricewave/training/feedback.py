@@ -46,7 +46,7 @@ import pandas as pd
 
 from pricewave.config import HolidayPeriod, Settings
 from pricewave.errors import DataError
-from pricewave.evaluation.off_policy import logged_decisions
+from pricewave.evaluation.off_policy import logged_decisions, view_labels
 from pricewave.pricing.artifact import ModelArtifact, load_artifact, save_artifact
 from pricewave.pricing.exploration import DEFAULT_EPSILON
 from pricewave.pricing.features import is_holiday
@@ -159,12 +159,8 @@ def training_rows(logged: pd.DataFrame) -> pd.DataFrame:
     The sku-level training frame :func:`~pricewave.training.fit.fit_demand_model` takes: no user, so
     the session features are unknown, as when a sku price is decided.
     """
-    views = logged["views"].to_numpy(dtype=np.int64)
-    bought = np.minimum(logged["purchases"].to_numpy(dtype=np.int64), views)
-    rows = logged.loc[logged.index.repeat(views)].reset_index(drop=True)
-    # Within each decision's block of rows, the first `purchases` rows are the bought views.
-    position = np.arange(len(rows)) - np.repeat(np.cumsum(views) - views, views)
-    rows["purchased"] = position < np.repeat(bought, views)
+    rows = logged.loc[logged.index.repeat(logged["views"].to_numpy(dtype=np.int64))].reset_index(drop=True)
+    rows["purchased"] = view_labels(logged)
     rows["user_key"] = None
     rows["log_price_ratio"] = np.log(
         rows["price"].to_numpy(dtype=np.float64) / rows["base_price"].to_numpy(dtype=np.float64)

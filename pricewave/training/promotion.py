@@ -40,10 +40,11 @@ from pricewave.evaluation.off_policy import (
     RewardModel,
     compare_policies,
     purchase_probability,
+    view_labels,
 )
 from pricewave.pricing.artifact import ModelArtifact, check_publishable, publish_version
 from pricewave.pricing.guardrails import GuardrailPolicy
-from pricewave.pricing.policy import PricingPolicy
+from pricewave.pricing.policy import offline_policy
 from pricewave.training.calibration import calibration_error
 
 GATE_FILE = "gate.json"
@@ -129,28 +130,18 @@ class GateResult:
         return "\n".join(lines)
 
 
-def _policy(artifact: ModelArtifact, guardrails: GuardrailPolicy, epsilon: float) -> PricingPolicy:
-    # Judged as of its training time: a log replayed later must not trip the staleness kill switch.
-    created = artifact.created_at
-    return PricingPolicy(artifact, guardrails, exploration_epsilon=epsilon, device="cpu", clock=lambda: created)
-
-
 def logged_calibration_error(artifact: ModelArtifact, logged: pd.DataFrame) -> float:
     """Expected calibration error of ``artifact``'s P(buy) at the shown prices over the logged views.
 
     Each decision counts once per view it was shown to, with its purchases as the positive labels.
     """
     probability = purchase_probability(artifact, logged, logged["price"].to_numpy(dtype=np.float64))[:, 0]
-    views = logged["views"].to_numpy(dtype=np.int64)
-    purchases = np.minimum(logged["purchases"].to_numpy(dtype=np.int64), views)
-    usable = np.isfinite(probability) & (views > 0)
+    usable = np.isfinite(probability) & (logged["views"].to_numpy(dtype=np.int64) > 0)
     if not usable.any():
         return float("nan")
-    predicted = np.repeat(probability[usable], views[usable])
-    labels = np.concatenate(
-        [np.r_[np.ones(b), np.zeros(v - b)] for v, b in zip(views[usable], purchases[usable], strict=True)]
-    )
-    return calibration_error(labels, predicted)
+    kept = logged[usable]
+    predicted = np.repeat(probability[usable], kept["views"].to_numpy(dtype=np.int64))
+    return calibration_error(view_labels(kept), predicted)
 
 
 def promotion_gate(
@@ -193,8 +184,8 @@ def promotion_gate(
         return GateResult(not reasons, tuple(reasons), len(logged), error, None, (note,))
     reward_model = RewardModel.fit(serving, logged)
     comparison = compare_policies(
-        _policy(candidate, guardrails, epsilon),
-        _policy(serving, guardrails, epsilon),
+        offline_policy(candidate, guardrails, epsilon),
+        offline_policy(serving, guardrails, epsilon),
         logged,
         reward_model,
         confidence=limits.confidence,

@@ -23,7 +23,7 @@ from pricewave.evaluation.off_policy import RewardModel, estimate_policy_value
 from pricewave.evaluation.off_policy_check import logged_run, scenario_guardrails
 from pricewave.pricing.artifact import ArtifactWatcher, ModelArtifact, load_artifact, save_artifact
 from pricewave.pricing.guardrails import GuardrailPolicy
-from pricewave.pricing.policy import PricingPolicy
+from pricewave.pricing.policy import PricingPolicy, offline_policy
 from pricewave.simulator.scenario import load_scenario
 from pricewave.training import generate_history, train
 from pricewave.training.promotion import GATE_FILE, GateLimits, promote, promotion_gate
@@ -45,8 +45,7 @@ def _closed_loop(artifact: ModelArtifact, settings: Settings) -> pd.DataFrame:
 
 
 def _policy(artifact: ModelArtifact) -> PricingPolicy:
-    created = artifact.created_at
-    return PricingPolicy(artifact, _guardrails(), exploration_epsilon=EPSILON, device="cpu", clock=lambda: created)
+    return offline_policy(artifact, _guardrails(), EPSILON)
 
 
 @dataclasses.dataclass(frozen=True)
