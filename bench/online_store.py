@@ -3,11 +3,13 @@
 Everything runs on a private, freshly applied copy of ``feature_repo/`` and, for Redis, a private
 ``redis-server`` on a free port (password set), so nothing shared is touched.
 
-* **Writes** (``sku_price`` rows, what the job's ``push_decisions`` writes): the project's
-  :class:`pricewave.feature_store.FeatureWriter` (event-time guard: one read + one write per
-  batch) in batches of 1,000 rows (the job's Arrow batch) vs one row per call; and Feast's bare
-  ``write_to_online_store`` the same two ways, to show what the guard costs. DESIGN.md §5:
-  batched ≥ 10× one-row rows/s.
+* **Writes** (``sku_price`` rows, and ``user_offer`` rows with a new key each, what the job's
+  pricers write): the project's :class:`pricewave.feature_store.FeatureWriter` on its
+  lean path (one guarded upsert per row, one round trip per batch) and on its Feast path (one
+  online read, then Feast's ``write_to_online_store``: the writer before the lean path), in
+  batches of 1,000 rows (the job's Arrow batch) vs one row per call; and Feast's bare
+  ``write_to_online_store`` (no guard at all). Every variant runs once per round, the rounds
+  interleaved, medians reported. DESIGN.md §5: batched ≥ 10× one-row rows/s.
 * **Reads** for one entity (an anonymous shopper's price: ``sku_price`` + ``sku_catalog``, 4
   features): the Feast SDK ``get_online_features``, pricewave's channel API ``get_price`` and
   ``feast serve`` over HTTP (a subprocess on a free port, keep-alive client). DESIGN.md §5:
@@ -59,28 +61,39 @@ def price_rows(skus: list[str], event_ms: int) -> pd.DataFrame:
     )
 
 
+def offer_rows(n: int, event_ms: int, round_id: int) -> pd.DataFrame:
+    """``user_offer`` rows, a new (user, sku) key each: most of the job's offers find nothing stored."""
+    frame = price_rows([f"SKU-{i % 500:05d}" for i in range(n)], event_ms)
+    frame["user_key"] = [f"{round_id:08x}{i:024x}" for i in range(n)]  # pseudonymous-shaped keys
+    frame["personalized"] = True
+    return frame
+
+
 def write_rates(store: Any, n_batched: int, n_single: int, batch: int, repeats: int) -> dict[str, float]:
-    """rows/s of FeatureWriter and of Feast's write_to_online_store, batched and one row per call."""
+    """rows/s of FeatureWriter (lean and Feast path) and of Feast's write_to_online_store, batched
+    and one row per call, every variant once per round, rounds interleaved; medians."""
     from pricewave.feature_store import FeatureWriter
     from pricewave.feature_store.writer import to_utc
 
-    writer = FeatureWriter(store)
+    writers = {"FeatureWriter": FeatureWriter(store), "FeatureWriter Feast path": FeatureWriter(store, direct=False)}
     skus = [f"SKU-{i:05d}" for i in range(n_batched)]
     clock = [int(time.time() * 1000) - 600_000]
+    rounds = [0]
 
     def next_ms() -> int:
         clock[0] += 1000  # every pass is newer than the last: the guard lets it through
         return clock[0]
 
-    def writer_batched() -> float:
-        frame = price_rows(skus, next_ms())
+    def batched(writer: Any, view: str = "sku_price") -> float:
+        rounds[0] += 1
+        frame = price_rows(skus, next_ms()) if view == "sku_price" else offer_rows(n_batched, next_ms(), rounds[0])
         start = time.perf_counter()
         for first in range(0, n_batched, batch):
-            result = writer.write("sku_price", frame.iloc[first : first + batch])
+            result = writer.write(view, frame.iloc[first : first + batch])
             assert result.written == len(frame.iloc[first : first + batch]), result
         return n_batched / (time.perf_counter() - start)
 
-    def writer_single() -> float:
+    def single(writer: Any) -> float:
         frame = price_rows(skus[:n_single], next_ms())
         start = time.perf_counter()
         for i in range(n_single):
@@ -107,15 +120,22 @@ def write_rates(store: Any, n_batched: int, n_single: int, batch: int, repeats: 
             store.write_to_online_store("sku_price", frame.iloc[i : i + 1])
         return n_single / (time.perf_counter() - start)
 
-    writer_batched()  # warm-up: registry, connections, first rows
-    rates = {}
-    for name, fn in (("FeatureWriter batched", writer_batched), ("FeatureWriter one-row", writer_single),
-                     ("Feast write_to_online_store batched", feast_batched),
-                     ("Feast write_to_online_store one-row", feast_single)):  # fmt: skip
-        rates[name] = benchlib.median([fn() for _ in range(repeats)])
+    variants: dict[str, Any] = {}
+    for name, writer in writers.items():
+        variants[f"{name} batched"] = lambda w=writer: batched(w)
+        variants[f"{name} one-row"] = lambda w=writer: single(w)
+        variants[f"{name} batched, new offer keys"] = lambda w=writer: batched(w, "user_offer")
+    variants["Feast write_to_online_store batched"] = feast_batched
+    variants["Feast write_to_online_store one-row"] = feast_single
+    for writer in writers.values():
+        batched(writer)  # warm-up: registry, connections, first rows
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            samples[name].append(fn())
     # The final state is a price for every sku (reads below need one).
-    writer.write("sku_price", price_rows(skus, next_ms()))
-    return rates
+    writers["FeatureWriter"].write("sku_price", price_rows(skus, next_ms()))
+    return {name: benchlib.median(values) for name, values in samples.items()}
 
 
 def timed_ms(fn: Any, n: int, warmup: int) -> list[float]:
@@ -187,10 +207,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             load = benchlib.load_average()
             for name, rate in rates.items():
                 write_table.append([f"{profile}: {name}", rate, load])
-            for kind in ("FeatureWriter", "Feast write_to_online_store"):
+            for kind in ("FeatureWriter", "FeatureWriter Feast path", "Feast write_to_online_store"):
                 ratio = rates[f"{kind} batched"] / rates[f"{kind} one-row"]
                 write_table.append([f"{profile}: {kind} batched / one-row", f"{ratio:.1f}x", ""])
                 report_writes[f"{profile} {kind} ratio"] = ratio
+            for mode in ("batched", "one-row", "batched, new offer keys"):
+                ratio = rates[f"FeatureWriter {mode}"] / rates[f"FeatureWriter Feast path {mode}"]
+                write_table.append([f"{profile}: lean / Feast path, {mode}", f"{ratio:.2f}x", ""])
+                report_writes[f"{profile} lean/feast-path {mode}"] = ratio
             report_writes.update({f"{profile} {k}": v for k, v in rates.items()})
             env = {
                 **feast_environment(settings),

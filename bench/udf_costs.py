@@ -7,14 +7,17 @@ Python inside it costs. Each UDF class of ``udfs/`` is opened as a Flink worker 
 batches (1,000 rows) of synthetic records:
 
 * ``validate_clicks``: the schema check every input record passes through;
-* ``price_offer``: a personalized offer (one store read per batch, the pricing network);
-* ``push_decisions``: the decisions into ``sku_price`` / ``user_offer`` (event-time guarded);
+* ``price_offer``: a personalized offer (one store read per batch, the pricing network) and its
+  write into ``user_offer`` (event-time guarded, the writer's lean path: one guarded upsert per
+  row), all in the one Python call the job makes per batch; ``price_offer (Feast-path write)`` the
+  same with the writer's Feast path (an online read, then Feast's ``write_to_online_store``), for
+  comparison (the pricer wrote nothing before: a ``push_decisions`` UDF wrote its decisions);
 * ``price_sku``: a sku decision per window (per sku and minute, not per click): two windows of
-  each of 500 skus per batch, priced in two steps against the price history.
+  each of 500 skus per batch, priced in two steps against the price history, and written.
 
 A click costs ``validate`` plus, for the share of clicks that are views or add-to-carts (the
-offer triggers), ``price_offer + push_decisions`` (the job no longer pushes the session features:
-nothing reads them online); the table turns that into
+offer triggers), ``price_offer`` (the job no longer pushes the session features: nothing reads
+them online); the table turns that into
 the clicks/s two cores could reach if they ran nothing but this Python (no Flink, Kafka, Arrow or
 Beam work): an upper bound of the job's throughput.
 
@@ -91,7 +94,7 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
     """Rows/s of each UDF's ``eval`` on 1,000-row batches."""
     from pricewave.feature_store import FeatureWriter, open_store
     from pricewave.privacy import pseudonymize_user
-    from udfs.pricing import SKU_WINDOW_FEATURES, DecisionPush, OfferPricer, SkuPricer
+    from udfs.pricing import SKU_WINDOW_FEATURES, OfferPricer, SkuPricer
     from udfs.validation import EventValidator
 
     market = benchlib.SyntheticMarket(seed=3)
@@ -125,11 +128,13 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
     offers.open(None)
     skus = SkuPricer(settings)
     skus.open(None)
-    decisions_push = DecisionPush(settings)
-    decisions_push.open(None)
+    feast_path_offers = OfferPricer(settings)
+    feast_path_offers.open(None)
+    feast_path_offers.decision_writer.writer = FeatureWriter(open_store(settings), direct=False)
 
     prepared = {n: offer_columns(n) for n in range(-1, batches)}
-    decided = {n: offers.eval(*prepared[n])["decision_json"] for n in range(-1, batches)}
+    # Later clicks for the Feast-path variant, so that its offers are new to the store as well.
+    prepared_later = {n: offer_columns(batches + 1 + n) for n in range(-1, batches)}
     sku_frame = pd.DataFrame({name: [0.0] * BATCH for name in SkuPricer.COLUMNS})
     sku_frame["review_embedding"] = None
     # Every sku's next windows in turn (BATCH / skus windows each): the pricer prices a sku's
@@ -147,7 +152,7 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
     return {
         "validate_clicks": _timed(lambda n: validator.reasons(clicks, on_time), batches),
         "price_offer": _timed(lambda n: offers.eval(*prepared[n]), batches),
-        "push_decisions": _timed(lambda n: decisions_push.eval(decided[n]), batches),
+        "price_offer (Feast-path write)": _timed(lambda n: feast_path_offers.eval(*prepared_later[n]), batches),
         "price_sku": _timed(lambda n: skus.eval(*sku_columns(n)), batches),
     }
 
@@ -181,12 +186,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     benchlib.table(
         ["udf", "rows/s", "µs per row"], [[name, rates[name], micros[name]] for name in rates]
     )  # fmt: skip
-    per_offer = micros["price_offer"] + micros["push_decisions"]
+    per_offer = micros["price_offer"]
     per_click = micros["validate_clicks"] + OFFER_TRIGGER_SHARE * per_offer
     ceiling = 2 * 1e6 / per_click
     print(
         f"\nper click: {micros['validate_clicks']:.0f} µs validation + {OFFER_TRIGGER_SHARE:.0%} x {per_offer:.0f} µs "
-        f"(the offer and its push) = {per_click:.0f} µs of Python -> at most {ceiling:,.0f} clicks/s on "
+        f"(the offer and its write) = {per_click:.0f} µs of Python -> at most {ceiling:,.0f} clicks/s on "
         "2 cores running nothing else"
     )
     report = {

@@ -11,11 +11,14 @@
   temporal join, and the user's session features with the click.
 * Both add the decision's context: ``is_holiday`` of its event time in the settings' holiday
   calendar (:func:`with_holidays`; the calendar travels with the job like the other settings).
-* :class:`DecisionPush` and :class:`FeaturePush`: batched, event-time-guarded writes into the
-  Feast online store through :class:`pricewave.feature_store.FeatureWriter`.
+* Each pricer writes the decisions it published into the Feast online store itself (``sku_price``
+  / ``user_offer``), batched and event-time guarded through
+  :class:`pricewave.feature_store.FeatureWriter`, in the same Python call that priced them: a
+  separate push UDF cost every decision another crossing to a Python worker and another bundle on
+  the price's way to the store. :class:`FeaturePush` writes the feature views the same way.
 
 A store failure (Redis down or hung, SQLite locked or corrupt) never raises out of a UDF: the
-store degrades, not the job (:mod:`pricewave.feature_store.degraded`). The push UDFs keep what
+store degrades, not the job (:mod:`pricewave.feature_store.degraded`). The writers keep what
 the store refused, newest row per entity key, and write it when the store answers again; the
 pricers price from their per-worker copy of the catalog (re-read every ``catalog_refresh_s``) and
 the sku pricer reads the price history from what it recorded itself until the store is back.
@@ -148,8 +151,18 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def decisions_frame(kind: str, inputs: pd.DataFrame, decided: pd.DataFrame, now_ms: int) -> pd.DataFrame:
-    """Assemble the UDF's output rows (wire JSON + typed columns) from the policy's decisions."""
+def decisions_frame(
+    kind: str,
+    inputs: pd.DataFrame,
+    decided: pd.DataFrame,
+    now_ms: int,
+    published: list[dict[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Assemble the UDF's output rows (wire JSON + typed columns) from the policy's decisions.
+
+    With ``published``, each record that is published (has its wire JSON) is appended to it too,
+    as a dict: what the pricer writes into the online store.
+    """
     rows = []
     # Plain dicts, not iloc[i]: a Series per row costs more than the model does.
     for row, out in zip(inputs.to_dict("records"), decided.to_dict("records"), strict=True):
@@ -184,6 +197,8 @@ def decisions_frame(kind: str, inputs: pd.DataFrame, decided: pd.DataFrame, now_
             if reason is not None:  # a contract bug, never a bad input: publish nothing, say why
                 record["guardrail"] = f"invalid_decision: {reason}"
                 decision_json = None
+            elif published is not None:
+                published.append(record)
         features = {name: _json_value(row.get(name)) for name in LOGGED_FEATURES}
         rows.append(
             {
@@ -245,10 +260,28 @@ class _PricerBase(_SettingsCarrier):
         guardrails = job_guardrails(settings)
         watcher = ArtifactWatcher(model_dir)
         self.policy = PricingPolicy(watcher, guardrails)
-        register_store_metrics(function_context, type(self).__name__, self.outage)
+        self.decision_writer = _buffered_writer(self.store, type(self).__name__, self.outage)
+        register_store_metrics(function_context, type(self).__name__, self.outage, self.decision_writer)
         self.metrics = DecisionMetrics(
             function_context, type(self).__name__, self.policy.artifact, lambda: watcher.load_failures
         )
+
+    def close(self) -> None:
+        writer = getattr(self, "decision_writer", None)
+        if writer is not None:
+            writer.close()
+
+    def _write_decisions(self, published: list[dict[str, Any]]) -> None:
+        """The published decisions into ``sku_price`` / ``user_offer``; never raises for the store
+        (what it refuses waits in the writer's backlog, newest per key)."""
+        writer = getattr(self, "decision_writer", None)
+        if writer is None or not published:  # a pricer used without open() (a unit test) writes nothing
+            return
+        from pricewave.feature_store import split_price_decisions
+
+        for view, rows in split_price_decisions(published).items():
+            if len(rows):
+                writer.write(view, rows)
 
     def _decide(self, frame: pd.DataFrame, now_ms: int) -> pd.DataFrame:
         """The policy's decisions for ``frame``, counted in the pricer's Flink metrics."""
@@ -284,9 +317,12 @@ class SkuPricer(_PricerBase):
         self.history = BufferedPriceHistory(PriceHistory(self.store), self.outage)
 
     def close(self) -> None:
-        history = getattr(self, "history", None)
-        if history is not None:
-            history.close()
+        try:
+            history = getattr(self, "history", None)
+            if history is not None:
+                history.close()
+        finally:
+            super().close()
 
     def eval(self, *columns: pd.Series) -> pd.DataFrame:
         frame = pd.DataFrame(dict(zip(self.COLUMNS, columns, strict=True)))
@@ -299,15 +335,17 @@ class SkuPricer(_PricerBase):
         # Step k prices the k-th window (in event time) of every sku in the batch.
         steps = frame.groupby("sku", sort=False)["event_time"].rank(method="first").to_numpy()
         parts = []
+        records: list[dict[str, Any]] = []
         for step in np.unique(steps):
             rows = frame[steps == step].copy()
             rows["last_published"] = self.history.latest_before(rows["sku"].tolist(), rows["event_time"].tolist())
-            decided = decisions_frame("sku", rows, self._decide(rows, now_ms), now_ms).set_axis(rows.index)
+            decided = decisions_frame("sku", rows, self._decide(rows, now_ms), now_ms, records).set_axis(rows.index)
             published = decided[decided["decision_json"].notna()]
             self.history.record(
                 published["sku"].tolist(), published["event_time"].tolist(), published["price"].tolist()
             )
             parts.append(decided)
+        self._write_decisions(records)
         return pd.concat(parts).loc[frame.index].reset_index(drop=True)
 
 
@@ -347,7 +385,10 @@ class OfferPricer(_PricerBase):
         frame["non_personalized_price"] = frame.pop("sku_price")
         frame["last_published"] = np.nan  # offers are per event: no rate limit between them
         now_ms = int(time.time() * 1000)
-        return decisions_frame("offer", frame, self._decide(frame, now_ms), now_ms)
+        records: list[dict[str, Any]] = []
+        decided = decisions_frame("offer", frame, self._decide(frame, now_ms), now_ms, records)
+        self._write_decisions(records)
+        return decided
 
 
 def offer_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:
@@ -368,7 +409,9 @@ class FeaturePush(_SettingsCarrier):
         self.columns = columns
 
     def open(self, function_context: object) -> None:
-        self.writer = _buffered_writer(self.settings, f"push_{self.view}")
+        from pricewave.feature_store import open_store
+
+        self.writer = _buffered_writer(open_store(self.settings, tolerate_outage=True), f"push_{self.view}")
         register_store_metrics(function_context, f"push_{self.view}", self.writer.outage, self.writer)
 
     def eval(self, *columns: pd.Series) -> pd.Series:
@@ -386,45 +429,14 @@ class FeaturePush(_SettingsCarrier):
             writer.close()
 
 
-def _buffered_writer(settings: Settings, what: str) -> Any:
-    """A :class:`pricewave.feature_store.degraded.BufferedWriter` on the store, opened degraded if need be."""
-    from pricewave.feature_store import FeatureWriter, open_store
+def _buffered_writer(store: Any, what: str, outage: Any = None) -> Any:
+    """A :class:`pricewave.feature_store.degraded.BufferedWriter` on an open (maybe degraded) store."""
+    from pricewave.feature_store import FeatureWriter
     from pricewave.feature_store.degraded import JOB_BUSY_RETRY_PAUSES_S, BufferedWriter
 
-    store = open_store(settings, tolerate_outage=True)
-    return BufferedWriter(FeatureWriter(store, busy_retry_pauses_s=JOB_BUSY_RETRY_PAUSES_S), what)
+    return BufferedWriter(FeatureWriter(store, busy_retry_pauses_s=JOB_BUSY_RETRY_PAUSES_S), what, outage=outage)
 
 
 def feature_push_udf(settings: Settings, view: str, columns: tuple[str, ...]) -> UserDefinedFunctionWrapper:
     """The vectorized online-store writer of one feature view."""
     return udf(FeaturePush(settings, view, columns), result_type=DataTypes.BIGINT(), func_type="pandas")
-
-
-class DecisionPush(_SettingsCarrier):
-    """``push_decisions(decision_json) -> BIGINT``: price decisions into ``sku_price`` / ``user_offer``."""
-
-    def open(self, function_context: object) -> None:
-        self.writer = _buffered_writer(self.settings, "push_decisions")
-        register_store_metrics(function_context, "push_decisions", self.writer.outage, self.writer)
-
-    def eval(self, decisions: pd.Series) -> pd.Series:
-        from pricewave.feature_store import split_price_decisions
-
-        records = [json.loads(text) for text in decisions if text]
-        written = 0
-        if records:
-            for view, rows in split_price_decisions(records).items():
-                written += self.writer.write(view, rows)
-        out = np.zeros(len(decisions), dtype=np.int64)
-        out[:written] = 1
-        return pd.Series(out)
-
-    def close(self) -> None:
-        writer = getattr(self, "writer", None)
-        if writer is not None:
-            writer.close()
-
-
-def decision_push_udf(settings: Settings) -> UserDefinedFunctionWrapper:
-    """The vectorized writer of price decisions into the online store."""
-    return udf(DecisionPush(settings), result_type=DataTypes.BIGINT(), func_type="pandas")

@@ -79,7 +79,7 @@ class Outage:
     """Whether one component (a UDF of one worker) can use the online store; logs transitions only.
 
     Args:
-        what: Who uses the store, for the log (e.g. ``"push_decisions"``).
+        what: Who uses the store, for the log (e.g. ``"OfferPricer"``).
         backoff_s: Pauses before successive retries after a failure (the last one repeats).
         clock: Monotonic seconds (a test passes its own).
     """
@@ -228,7 +228,13 @@ class BufferedWriter:
         return written
 
     def close(self) -> None:
-        """Try the backlog once more; what is left is dropped and logged."""
+        """Try the backlog once more; what is left is dropped and logged. Then release the writer."""
+        try:
+            self._close_backlog()
+        finally:
+            self.writer.close()
+
+    def _close_backlog(self) -> None:
         if not self._backlog:
             return
         self.flush()

@@ -20,7 +20,7 @@ from pricewave.job.options import JobOptions
 from pricewave.job.sources import INPUT_SCHEMAS
 from pricewave.sql import millis
 from pricewave.stack.jars import flink_connector_jars, java_udf_jar
-from udfs.pricing import decision_push_udf, feature_push_udf, offer_pricer_udf, sku_pricer_udf
+from udfs.pricing import feature_push_udf, offer_pricer_udf, sku_pricer_udf
 from udfs.review_embedding import review_sentiment_udf
 from udfs.validation import dead_letter_pseudonymizer_udf, validator_udf
 
@@ -109,14 +109,26 @@ JAVA_FUNCTIONS: dict[str, str] = {
 def ship_jars(t_env: TableEnvironment, jars: Iterable[Path]) -> None:
     """Add ``jars`` to the job's ``pipeline.jars``: the one way a jar of ours reaches Flink (never also lib/).
 
-    Appends: under ``flink run -py`` the list already holds PyFlink's runtime jar. PyFlink also puts
-    them on the client's class loader, so the planner finds their classes.
+    Appends: under ``flink run -py`` the list already holds PyFlink's runtime jar. They also go on the
+    table environment's own user class loader, so the planner finds their classes whatever Java
+    thread plans the job: PyFlink puts them only on the context class loader of the gateway thread
+    that set the list, and a planning call served by another thread failed with
+    ``ClassNotFoundException: pricewave.udfs.MeanVector`` (seen in a test process, about one run in two).
     """
     table_config = t_env.get_config()
     # The client may hand the list over in YAML form ("[file:/a.jar]"): parse it as PyFlink does.
     existing = [str(jar) for jar in Configuration.parse_list_value(table_config.get("pipeline.jars", "") or "")]
     ours = [path.as_uri() for path in jars]
     table_config.set("pipeline.jars", ";".join(existing + [jar for jar in ours if jar not in existing]))
+    jvm = get_gateway().jvm
+    implementation = jvm.java.lang.Class.forName("org.apache.flink.table.api.internal.TableEnvironmentImpl")
+    field = implementation.getDeclaredField("resourceManager")  # no public accessor in Flink 2.2
+    field.setAccessible(True)
+    loader = field.get(t_env._j_tenv).getUserClassLoader()
+    known = {url.toString() for url in loader.getURLs()}
+    for uri in ours:
+        if uri not in known:
+            loader.addURL(jvm.java.net.URL(uri))
 
 
 def register_java_functions(t_env: TableEnvironment, settings: Settings) -> None:
@@ -138,7 +150,6 @@ def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptio
     t_env.create_temporary_function(
         "push_sku_review_summary", feature_push_udf(settings, "sku_review_summary", sku_review_summary.PUSHED_COLUMNS)
     )
-    t_env.create_temporary_function("push_decisions", decision_push_udf(settings))
     t_env.create_temporary_function(
         "push_sku_demand", feature_push_udf(settings, "sku_demand", (*sku_demand.PUSHED_COLUMNS, "event_time"))
     )

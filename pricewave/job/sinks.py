@@ -1,7 +1,8 @@
 """The sinks: the ``prices`` topic, the Feast online store and the decision log.
 
 Tables: ``prices_sink`` (exactly-once Kafka), ``store_writes`` (a blackhole for the counts of the
-online-store pushes, which the push UDFs of :mod:`udfs.pricing` write in batches) and
+feature views' online-store pushes, which the push UDFs of :mod:`udfs.pricing` write in batches;
+the pricers write their decisions into the store themselves) and
 ``decision_log`` (JSON lines, committed on checkpoints). :func:`sink_inserts` are the job's INSERTs
 into them.
 """
@@ -71,7 +72,7 @@ CREATE TEMPORARY TABLE `decision_log` (
 
 
 def sink_inserts() -> list[str]:
-    """The INSERTs into the sinks: the prices topic, the online store's views and the decision log."""
+    """The INSERTs into the sinks: the prices topic, the online store's feature views and the decision log."""
     # What the job pushes to each online-store view (each view's module says which of its columns).
     demand_args = ", ".join(quote(c) for c in sku_demand.PUSHED_COLUMNS)
     competition_args = ", ".join(quote(c) for c in sku_competition.PUSHED_COLUMNS)
@@ -79,8 +80,6 @@ def sink_inserts() -> list[str]:
     log_columns = ", ".join(quote(name) for name in DECISION_LOG_COLUMNS)
     return [
         "INSERT INTO `prices_sink` SELECT `sku`, `decision_json` FROM `all_decisions` "
-        "WHERE `decision_json` IS NOT NULL",
-        "INSERT INTO `store_writes` SELECT `push_decisions`(`decision_json`) FROM `all_decisions` "
         "WHERE `decision_json` IS NOT NULL",
         f"INSERT INTO `store_writes` SELECT `push_sku_review_summary`({review_args}) FROM `sku_review_summary`",
         f"INSERT INTO `store_writes` SELECT `push_sku_demand`({demand_args}, `window_time`) FROM `sku_demand`",

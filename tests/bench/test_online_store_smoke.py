@@ -24,5 +24,6 @@ def test_online_store_bench_tiny() -> None:
         assert report["writes"][f"{profile} FeatureWriter batched"] > 0
         assert report["writes"][f"{profile} FeatureWriter one-row"] > 0
         assert report["writes"][f"{profile} FeatureWriter ratio"] > 0
+        assert report["writes"][f"{profile} lean/feast-path batched"] > 0
         for reader in ("SDK get_online_features", "pricewave get_price", "feast serve HTTP /get-online-features"):
             assert report["reads"][f"{profile} {reader}"]["p99_ms"] > 0

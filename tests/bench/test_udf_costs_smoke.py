@@ -19,7 +19,7 @@ def test_udf_costs_tiny() -> None:
         capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    udfs = {"validate_clicks", "price_offer", "push_decisions", "price_sku"}
+    udfs = {"validate_clicks", "price_offer", "price_offer (Feast-path write)", "price_sku"}
     assert set(report["rows_per_s"]) == udfs
     assert all(rate > 0 for rate in report["rows_per_s"].values())  # measured, not asserted
     assert report["python_us_per_click"] > 0

@@ -89,6 +89,23 @@ def test_a_replayed_window_is_priced_as_the_first_time_although_later_ones_were_
     assert priced(pricer, [3, 2, 1]) == first  # one batch, reversed: as in three
 
 
+def test_the_pricer_writes_what_it_published_into_the_store_itself(pricer: Any, pricing_settings: Settings) -> None:
+    """No push UDF behind the pricer: the same call that priced a batch wrote its newest price per
+    sku into ``sku_price``, and a replay of an older window does not take it back."""
+    import json
+
+    out = pricer.eval(*windows([1, 2]))
+    newest = json.loads(out["decision_json"].iloc[-1])
+    store = open_store(pricing_settings)
+    read = store.get_online_features(
+        features=["sku_price:price", "sku_price:decision_id"], entity_rows=[{"sku": SKU}]
+    ).to_dict()
+    assert (read["price"], read["decision_id"]) == ([newest["price"]], [newest["decision_id"]])
+    pricer.eval(*windows([1]))  # replayed after a restart
+    again = store.get_online_features(features=["sku_price:decision_id"], entity_rows=[{"sku": SKU}]).to_dict()
+    assert again["decision_id"] == [newest["decision_id"]]
+
+
 def test_a_decisions_typed_columns_are_its_wire_records_fields() -> None:
     """One encoder: the decision log's columns carry what the published JSON says, field for field."""
     import json

@@ -11,7 +11,11 @@ Everything store-agnostic (ordering, tie-breaks, batching) lives in
 * ``translate_errors``: turn driver errors into one-line :class:`pricewave.errors.PricewaveError`
   (:class:`StoreUnavailableError` when the store cannot answer now: down, hung, corrupt);
 * ``latest_prices_before`` / ``record_prices``: the sku price history
-  (:mod:`pricewave.feature_store.price_history`), kept beside the online store.
+  (:mod:`pricewave.feature_store.price_history`), kept beside the online store;
+* ``direct_writer``: the lean write path, a :class:`DirectWriter` that writes Feast's own layout
+  with one guarded upsert per row, the comparison done by the store itself (see
+  :mod:`pricewave.feature_store.writer`), or None where the store's configuration is one it does
+  not know (the writer then goes through Feast's ``write_to_online_store``).
 
 Example:
     >>> from pricewave.feature_store.stores import ops_for_type
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,6 +45,46 @@ class StoreUnavailableError(StackError):
     What the streaming job degrades on (:mod:`pricewave.feature_store.degraded`); the CLI prints
     the message on one line like any :class:`StackError`.
     """
+
+
+@dataclass(frozen=True)
+class EncodedRow:
+    """One row as the online store keeps it, with its place in the writer's total order.
+
+    Attributes:
+        key: The serialized entity key (Feast's ``serialize_entity_key``).
+        values: Per feature, the serialized ``ValueProto`` Feast stores.
+        protos: Per feature, the ``ValueProto`` itself.
+        event_time: The event time, naive UTC (what Feast's SQLite store is given).
+        event_ms: The event time in epoch milliseconds.
+        rank: The row's rank: a string whose byte order is the writer's "newer" order
+            (:func:`pricewave.feature_store.writer.row_rank`).
+    """
+
+    key: bytes
+    values: dict[str, bytes]
+    protos: dict[str, ValueProto]
+    event_time: datetime
+    event_ms: int
+    rank: str
+
+
+class DirectWriter(Protocol):
+    """The lean write path of one store: one guarded upsert per row, in one round trip per batch."""
+
+    def upsert_if_newer(self, view: FeatureView, rows: Sequence[EncodedRow]) -> list[bool | None]:
+        """Write each row whose rank is above the stored one, atomically per row.
+
+        Returns, per row: True written, False not newer than what is stored, None when the stored
+        row has no rank (written by Feast itself, ``feast materialize`` or an older pricewave):
+        the caller ranks it from its stored values (:meth:`adopt_ranks`) and tries again.
+        """
+
+    def adopt_ranks(self, view: FeatureView, ranks: Sequence[tuple[bytes, int, str]]) -> None:
+        """Record (key, event ms, rank) for stored rows that have no rank yet (others are left)."""
+
+    def close(self) -> None:
+        """Release the connection, if the writer holds one of its own."""
 
 
 class StoreOps(Protocol):
@@ -73,6 +118,9 @@ class StoreOps(Protocol):
     def record_prices(self, store: FeatureStore, rows: Sequence[tuple[str, int, float]], retention_ms: int) -> None:
         """Record (sku, event ms, price) rows, replacing an entry with the same sku and event time,
         and forget a sku's entries more than ``retention_ms`` older than the newest one written."""
+
+    def direct_writer(self, store: FeatureStore) -> DirectWriter | None:
+        """The store's lean write path, or None where its configuration is not one it knows."""
 
 
 def ops_for_type(store_type: str) -> StoreOps:

@@ -9,6 +9,13 @@
   Feast's second (a row written by something else, e.g. ``feast materialize``) is ignored and the
   start of Feast's second is used instead.
 * An equal event time is overwritten as-is, so a tie-break winner needs no preparation.
+* The lean write path (:class:`SqliteDirectWriter`) keeps one connection per writer and writes
+  Feast's table directly: per batch one ``BEGIN IMMEDIATE`` transaction reads the stored ranks of
+  the batch's keys (the side table's ``rank`` column) and upserts the rows that rank higher, side
+  table and feature rows together. Holding the write lock makes each comparison and its write
+  atomic, so two writers of one key cannot interleave. A rank is trusted only while Feast's
+  stored second agrees with the side table's event time; a row that something else wrote since
+  (``feast materialize``, Feast's own writer) is ranked from its stored values first.
 * The sku price history (:mod:`pricewave.feature_store.price_history`) is the table
   ``pricewave_price_history`` in the same file, keyed by (project, sku, event time).
 * :func:`use_write_ahead_log` switches the file to write-ahead logging when the store is opened,
@@ -22,15 +29,16 @@ Example:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pricewave.errors import StackError, StoreBusyError
-from pricewave.feature_store.stores import StoreUnavailableError, feast_millis, iter_chunks
+from pricewave.feature_store.stores import EncodedRow, StoreUnavailableError, feast_millis, iter_chunks
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -39,9 +47,11 @@ if TYPE_CHECKING:
 SIDE_TABLE = "pricewave_event_time"
 _CREATE = (
     f"CREATE TABLE IF NOT EXISTS {SIDE_TABLE} "
-    "(feature_view TEXT NOT NULL, entity_key BLOB NOT NULL, event_ms INTEGER NOT NULL, "
+    "(feature_view TEXT NOT NULL, entity_key BLOB NOT NULL, event_ms INTEGER NOT NULL, rank TEXT, "
     "PRIMARY KEY (feature_view, entity_key))"
 )
+_FEAST_COLUMNS = frozenset({"entity_key", "feature_name", "value", "value_text", "event_ts", "created_ts"})
+"""The columns of Feast's SQLite feature table that the lean path writes (Feast 0.66+ layout)."""
 HISTORY_TABLE = "pricewave_price_history"
 _CREATE_HISTORY = (
     f"CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} "
@@ -101,9 +111,17 @@ def create_missing_tables(store: FeatureStore) -> list[str]:
 
 def _connect(store: FeatureStore) -> sqlite3.Connection:
     connection = sqlite3.connect(database_path(store), timeout=30)
+    _create_side_tables(connection)
+    return connection
+
+
+def _create_side_tables(connection: sqlite3.Connection) -> None:
     connection.execute(_CREATE)
     connection.execute(_CREATE_HISTORY)
-    return connection
+    columns = {row[1] for row in connection.execute(f"PRAGMA table_info({SIDE_TABLE})")}
+    if "rank" not in columns:  # a file written before the lean path
+        with suppress(sqlite3.OperationalError):  # another connection added it first
+            connection.execute(f"ALTER TABLE {SIDE_TABLE} ADD COLUMN rank TEXT")
 
 
 def _table(store: FeatureStore, view: FeatureView) -> str:
@@ -163,9 +181,11 @@ class SqliteOps:
         if not rows:
             return
         with closing(_connect(store)) as connection, connection:
+            # Feast wrote these rows: their rank is no longer the one recorded (the lean path ranks
+            # them again from their stored values).
             connection.executemany(
                 f"INSERT INTO {SIDE_TABLE} (feature_view, entity_key, event_ms) VALUES (?, ?, ?) "
-                "ON CONFLICT(feature_view, entity_key) DO UPDATE SET event_ms = excluded.event_ms",
+                "ON CONFLICT(feature_view, entity_key) DO UPDATE SET event_ms = excluded.event_ms, rank = NULL",
                 rows,
             )
 
@@ -201,6 +221,13 @@ class SqliteOps:
                 [(project, sku, ms - retention_ms) for sku, ms in newest.items()],
             )
 
+    def direct_writer(self, store: FeatureStore) -> SqliteDirectWriter | None:
+        """The lean path, unless the store is configured for vectors or numeric value columns."""
+        config = store.config.online_store
+        if getattr(config, "vector_enabled", False) or getattr(config, "enable_openai_compatible_store", False):
+            return None
+        return SqliteDirectWriter(store)
+
     @contextmanager
     def translate_errors(self, store: FeatureStore) -> Iterator[None]:
         """Turn SQLite failures into :class:`StackError`.
@@ -217,6 +244,192 @@ class SqliteOps:
             raise StackError(f"SQLite online store {database_path(store)}: {exc}{hint}") from None
         except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
             raise StoreUnavailableError(corrupt_message(database_path(store), exc)) from None
+
+
+def feast_seconds(event_ms: int) -> int:
+    """The event time Feast's SQLite store records for an epoch-ms time (its adapter: whole seconds
+    of the naive UTC datetime, as ``datetime.timestamp`` reads it)."""
+    naive = datetime.fromtimestamp(event_ms / 1000, UTC).replace(tzinfo=None)
+    return int(naive.timestamp())
+
+
+class SqliteDirectWriter:
+    """The lean write path on Feast's SQLite layout: one connection, one transaction per batch.
+
+    Args:
+        store: The open FeatureStore whose file to write.
+    """
+
+    def __init__(self, store: FeatureStore) -> None:
+        import feast.infra.online_stores.sqlite  # noqa: F401  (registers the datetime adapter Feast stores with)
+        from feast.infra.online_stores.helpers import compute_table_id
+
+        self.store = store
+        self.path = database_path(store)
+        self._connection: sqlite3.Connection | None = None
+        self._seen: tuple[int | None, int | None] = (None, None)
+        self._checked: set[str] = set()
+        versioning = store.config.registry.enable_online_feature_view_versioning
+        self._feast_table = lambda view: compute_table_id(store.config.project, view, versioning)
+
+    def _files(self) -> tuple[int | None, int | None]:
+        """The inodes of the database file and its write-ahead log (None: absent)."""
+
+        def inode(path: Path) -> int | None:
+            try:
+                return os.stat(path).st_ino
+            except FileNotFoundError:
+                return None
+
+        return inode(self.path), inode(self.path.with_name(self.path.name + "-wal"))
+
+    def _open(self) -> sqlite3.Connection:
+        """The writer's connection; a new one when the files changed under it.
+
+        A file moved aside and recreated, or a write-ahead log deleted beside an open connection,
+        would leave the connection writing where no reader looks (it keeps its own descriptors):
+        the inodes it saw after its last write must still be there.
+        """
+        database, log = self._files()
+        if self._connection is not None and database == self._seen[0] and (self._seen[1] in (None, log)):
+            return self._connection
+        self.close()
+        connection = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
+        try:
+            # In write-ahead-log mode NORMAL syncs at checkpoints, not at every commit: a crash of
+            # the process loses nothing, a power cut may lose the last writes (the job writes them
+            # again from its replay); a sync per commit cost ~4 ms per batch.
+            connection.execute("PRAGMA synchronous=NORMAL")
+            _create_side_tables(connection)
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        self._seen = self._files()
+        self._checked.clear()
+        return connection
+
+    def _check_layout(self, connection: sqlite3.Connection, table: str) -> None:
+        if table in self._checked:
+            return
+        columns = {row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')}
+        if not columns:
+            raise sqlite3.OperationalError(f"no such table: {table}")
+        if not columns >= _FEAST_COLUMNS:
+            raise StackError(
+                f"SQLite online store {self.path}: table {table} lacks Feast's columns "
+                f"{sorted(_FEAST_COLUMNS - columns)}: run 'pricewave features apply'"
+            )
+        self._checked.add(table)
+
+    def upsert_if_newer(self, view: FeatureView, rows: Sequence[EncodedRow]) -> list[bool | None]:
+        """One transaction: the stored ranks of the batch's keys, then the rows that rank higher."""
+        if not rows:
+            return []
+        connection = self._open()
+        table, side_view = self._feast_table(view), _table(self.store, view)
+        self._check_layout(connection, table)
+        try:
+            with _transaction(connection):  # the write lock: nobody writes between the read and the write
+                outcome = self._upsert(connection, table, side_view, rows)
+            self._seen = self._files()  # the log exists once the connection wrote
+            return outcome
+        except sqlite3.Error:
+            self.close()  # a locked, replaced or damaged file: start from a fresh connection
+            raise
+
+    def _upsert(
+        self, connection: sqlite3.Connection, table: str, side_view: str, rows: Sequence[EncodedRow]
+    ) -> list[bool | None]:
+        from feast.infra.online_stores.helpers import extract_text_and_num
+
+        keys = list(dict.fromkeys(row.key for row in rows))
+        ranked: dict[bytes, tuple[int, str | None]] = {}
+        feast_second: dict[bytes, int] = {}
+        for chunk in iter_chunks(keys, 5_000):
+            marks = ",".join("?" * len(chunk))
+            for key, event_ms, rank in connection.execute(
+                f"SELECT entity_key, event_ms, rank FROM {SIDE_TABLE} "
+                f"WHERE feature_view = ? AND entity_key IN ({marks})",
+                (side_view, *chunk),
+            ):
+                ranked[bytes(key)] = (int(event_ms), rank)
+            for key, second in connection.execute(
+                f'SELECT entity_key, MAX(event_ts) FROM "{table}" WHERE entity_key IN ({marks}) GROUP BY entity_key',
+                chunk,
+            ):
+                feast_second[bytes(key)] = int(second) if second is not None else -1
+        outcome: list[bool | None] = []
+        winners: list[EncodedRow] = []
+        for row in rows:
+            if row.key not in feast_second:
+                won: bool | None = True  # nothing stored
+            else:
+                event_ms, rank = ranked.get(row.key, (None, None))
+                if rank is None or event_ms is None or feast_seconds(event_ms) != feast_second[row.key]:
+                    won = None  # stored by something else: rank it from its values first
+                else:
+                    won = row.rank > rank
+            outcome.append(won)
+            if won:
+                winners.append(row)
+        if winners:
+            connection.executemany(
+                f"INSERT INTO {SIDE_TABLE} (feature_view, entity_key, event_ms, rank) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(feature_view, entity_key) DO UPDATE SET event_ms = excluded.event_ms, "
+                "rank = excluded.rank",
+                [(side_view, row.key, row.event_ms, row.rank) for row in winners],
+            )
+            connection.executemany(
+                f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+                "VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+                "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
+                "created_ts = excluded.created_ts",
+                [
+                    (row.key, name, value, extract_text_and_num(row.protos[name], False)[0], row.event_time)
+                    for row in winners
+                    for name, value in row.values.items()
+                ],
+            )
+        return outcome
+
+    def adopt_ranks(self, view: FeatureView, ranks: Sequence[tuple[bytes, int, str]]) -> None:
+        """Record the ranks of rows something else stored (their event ms as the writer read them)."""
+        if not ranks:
+            return
+        connection = self._open()
+        side_view = _table(self.store, view)
+        try:
+            with _transaction(connection):
+                connection.executemany(
+                    f"INSERT INTO {SIDE_TABLE} (feature_view, entity_key, event_ms, rank) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(feature_view, entity_key) DO UPDATE SET event_ms = excluded.event_ms, "
+                    "rank = excluded.rank",
+                    [(side_view, key, event_ms, rank) for key, event_ms, rank in ranks],
+                )
+        except sqlite3.Error:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection (a later write opens a new one)."""
+        if self._connection is not None:
+            with suppress(sqlite3.Error):
+                self._connection.close()
+        self._connection = None
+        self._seen = (None, None)
+
+
+@contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        with suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 def corrupt_message(path: Path, exc: BaseException) -> str:

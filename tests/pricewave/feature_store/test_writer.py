@@ -262,31 +262,140 @@ def test_redis_without_password_fails_clearly(feature_repo_copy: Any, redis_env:
         open_store(redis_env, repo_path=str(feature_repo_copy), profile="redis")
 
 
-def test_a_batch_is_one_read_and_one_write(any_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batching is structural: 2,000 rows in two batches are two store writes, not 2,000.
+def test_a_batch_is_one_guarded_upsert_round_trip(any_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batching is structural: 2,000 rows in two batches are two store round trips, not 2,000, and
+    the lean path never goes through Feast's ``write_to_online_store``.
 
     (The speed that buys is measured in bench/online_store.py, not asserted here.)
     """
     writer = FeatureWriter(any_store)
+    assert writer.direct
     writer.write("sku_price", [decision("WARM-0", T0)])
+    assert writer._direct is not None
     calls: list[int] = []
-    original = any_store.write_to_online_store
+    original = writer._direct.upsert_if_newer
 
-    def counting(view: str, df: Any = None, **kwargs: Any) -> Any:
-        calls.append(len(df))
-        return original(view, df=df, **kwargs)
+    def counting(view: Any, rows: Any) -> Any:
+        calls.append(len(rows))
+        return original(view, rows)
 
-    monkeypatch.setattr(any_store, "write_to_online_store", counting)
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the lean path must not call Feast's writer")
+
+    monkeypatch.setattr(writer._direct, "upsert_if_newer", counting)
+    monkeypatch.setattr(any_store, "write_to_online_store", refuse)
     batch = [decision(f"BT-{i}", T0 + i) for i in range(2000)]
     for start in range(0, len(batch), 1000):
-        writer.write("sku_price", batch[start : start + 1000])
+        assert writer.write("sku_price", batch[start : start + 1000]).written == 1000
     assert calls == [1000, 1000]
+
+
+def stored_rows(store: Any, view: str, keys: list[dict[str, Any]]) -> list[tuple[Any, dict[str, bytes]]]:
+    """Feast's own online read of some entities: (event time, each feature's stored bytes)."""
+    from pricewave.feature_store.stores import online_read
+
+    writer = FeatureWriter(store)
+    feature_view = store.get_feature_view(view)
+    features = [f.name for f in feature_view.features]
+    entity_keys = [writer.entity_key(view, [key[name] for name in writer.join_keys(view)]) for key in keys]
+    return [
+        (when, {name: proto.SerializeToString() for name, proto in (values or {}).items()})
+        for when, values in online_read(store, feature_view, entity_keys, features)
+    ]
+
+
+def test_the_lean_path_stores_exactly_what_feasts_writer_stores(any_store: Any) -> None:
+    """Feast's reads stay valid: per view, the same rows written through Feast's own
+    ``write_to_online_store`` (the Feast path) and through the lean path read back byte for byte
+    the same, event times included, with the SDK and with Feast's raw online read."""
+    key = pseudonymize_user("shopper-lean", b"secret")
+    offer = {"kind": "offer", "user_key": key, "personalized": True, "explanation": None, "guardrail": "floor"}
+    catalog = {"base_price": 20.0, "cost": 10.0, "map_price": None, "ceiling_price": 40.0, "category": "snacks"}
+    cases = {
+        "sku_price": lambda sku: decision(
+            sku, T0 + 123, decision_id="d-1", guardrails=["floor", "max_change"], expected_conversion=None
+        ),
+        "user_offer": lambda sku: decision(sku, T0 + 456, **offer, decision_id="d-2", price=8.5),
+        "sku_catalog": lambda sku: {"sku": sku, **catalog, "event_time": T0 + 789},
+    }
+    for view, row in cases.items():
+        feast_rows = [row(f"FP-{view}-{i}") for i in range(3)]
+        lean_rows = [row(f"LP-{view}-{i}") for i in range(3)]
+        via_feast = FeatureWriter(any_store, direct=False)
+        assert not via_feast.direct
+        assert via_feast.write(view, feast_rows).written == 3
+        assert FeatureWriter(any_store).write(view, lean_rows).written == 3
+        join_keys = FeatureWriter(any_store).join_keys(view)
+        keys = [[{name: r[name] for name in join_keys} for r in rows] for rows in (feast_rows, lean_rows)]
+        assert stored_rows(any_store, view, keys[0]) == stored_rows(any_store, view, keys[1]), view
+        features = [f"{view}:{f.name}" for f in any_store.get_feature_view(view).features]
+        read = [any_store.get_online_features(features=features, entity_rows=k).to_dict() for k in keys]
+        for name in read[0]:
+            if name not in join_keys:
+                assert read[0][name] == read[1][name], (view, name)
+
+
+def test_rows_that_feast_wrote_itself_are_ranked_from_what_is_stored(any_store: Any) -> None:
+    """A row stored without the lean path (Feast's own writer, as ``feast materialize`` writes) is
+    ranked from its stored values: an older row does not replace it, a later one does."""
+    from pricewave.feature_store.writer import to_utc
+
+    frame = pd.DataFrame([decision("FW-1", T0 + 5_000, price=5.0, decision_id="m")])
+    frame["event_time"] = to_utc(frame["event_time"], "event_time", "sku_price")
+    frame["decision_time"] = to_utc(frame["decision_time"], "decision_time", "sku_price")
+    any_store.write_to_online_store("sku_price", frame.drop(columns=["kind", "explanation"]))
+    writer = FeatureWriter(any_store)
+    assert writer.write("sku_price", [decision("FW-1", T0 + 4_999, price=1.0)]).stale == 1
+    assert writer.write("sku_price", [decision("FW-1", T0 + 5_000, price=2.0, decision_id="a")]).stale == 1
+    assert state(any_store, ["FW-1"])["FW-1"] == (5.0, "m", "m1")
+    assert writer.write("sku_price", [decision("FW-1", T0 + 5_000, price=3.0, decision_id="z")]).written == 1
+    assert state(any_store, ["FW-1"])["FW-1"] == (3.0, "z", "m1")
+    # Feast writes over a ranked row: its new value is ranked again, not compared with the old rank.
+    frame["price"], frame["decision_id"] = 6.0, "zz"
+    frame["event_time"] = to_utc(pd.Series([T0 + 9_000]), "event_time", "sku_price")
+    any_store.write_to_online_store("sku_price", frame.drop(columns=["kind", "explanation"]))
+    assert writer.write("sku_price", [decision("FW-1", T0 + 8_000, price=7.0)]).stale == 1
+    assert state(any_store, ["FW-1"])["FW-1"] == (6.0, "zz", "m1")
+
+
+def test_two_writers_at_once_on_the_same_keys_reach_the_newest_state(any_store: Any) -> None:
+    """Two writers (two job workers, each with its own connection) writing the same keys in different
+    orders at the same time: no lock error, nothing lost, the newest row of every key. (Whether
+    their steps interleave is up to the scheduler; the atomicity itself is the store's: a Lua script,
+    a ``BEGIN IMMEDIATE`` transaction.)"""
+    import threading
+
+    rows = [
+        decision(f"RACE-{i % 40}", T0 + (i * 7919) % 5_000, decision_id=f"id-{i}", price=float(i)) for i in range(800)
+    ]
+    expected = newest(rows)
+    orders = [random.Random(1).sample(rows, len(rows)), random.Random(2).sample(rows, len(rows))]
+    errors: list[BaseException] = []
+
+    def run(order: list[dict[str, Any]]) -> None:
+        writer = FeatureWriter(any_store)
+        try:
+            for start in range(0, len(order), 10):
+                writer.write("sku_price", order[start : start + 10])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            writer.close()
+
+    threads = [threading.Thread(target=run, args=(order,)) for order in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert state(any_store, sorted(expected)) == expected
 
 
 def test_a_deleted_sqlite_file_gets_its_tables_back_on_open(sqlite_store: Any) -> None:
     """Deleting the file (to start over) leaves the registry as it was: ``feast apply`` sees no
     change and creates nothing, so ``open_store`` recreates the tables the registry lists."""
-    FeatureWriter(sqlite_store).write("sku_price", [decision("A", T0)])
+    writer = FeatureWriter(sqlite_store)
+    writer.write("sku_price", [decision("A", T0)])
     path = database_path(sqlite_store)
     for file in path.parent.glob(path.name + "*"):  # the file and its -wal / -shm
         file.unlink()
@@ -294,6 +403,9 @@ def test_a_deleted_sqlite_file_gets_its_tables_back_on_open(sqlite_store: Any) -
     assert state(reopened, ["A"]) == {"A": (None, None, None)}
     FeatureWriter(reopened).write("sku_price", [decision("A", T0 + 1, price=12.5)])
     assert state(reopened, ["A"]) == {"A": (12.5, f"d-A-{T0 + 1}", "m1")}
+    # A writer opened before keeps no connection to the deleted file: it writes the new one.
+    assert writer.write("sku_price", [decision("A", T0 + 2, price=13.5)]).written == 1
+    assert state(reopened, ["A"]) == {"A": (13.5, f"d-A-{T0 + 2}", "m1")}
 
 
 def test_a_write_waits_out_another_writers_lock_instead_of_failing(sqlite_store: Any) -> None:
@@ -318,3 +430,13 @@ def test_a_write_waits_out_another_writers_lock_instead_of_failing(sqlite_store:
     assert time.monotonic() - started >= 6.5  # it did wait for the lock
     assert result.written == 1
     assert state(sqlite_store, ["LOCK-1"])["LOCK-1"][0] == 11.0
+
+
+def test_a_redis_that_lost_its_scripts_still_takes_writes(redis_store: Any, redis_server: Any) -> None:
+    """A restarted Redis has no scripts cached: the writer loads its compare-and-set script again."""
+    writer = FeatureWriter(redis_store)
+    assert writer.write("sku_price", [decision("NS-1", T0, price=1.0)]).written == 1
+    redis_server.client().script_flush()
+    assert writer.write("sku_price", [decision("NS-1", T0 + 1, price=2.0)]).written == 1
+    assert writer.write("sku_price", [decision("NS-1", T0, price=3.0)]).stale == 1
+    assert state(redis_store, ["NS-1"])["NS-1"] == (2.0, f"d-NS-1-{T0 + 1}", "m1")

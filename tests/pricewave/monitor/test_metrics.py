@@ -63,7 +63,7 @@ SNAPSHOT = {
                 "store_down": 0.0,
             },
             "OfferPricer": {"decisions": 60.0, "kill_switch": 0.0, "personalized": 45.0, "model_age_s": -1.0},
-            "push_decisions": {"store_down": 1.0},
+            "push_sku_demand": {"store_down": 1.0},
         },
     },
     "freshness": {"views": [{"view": "sku_price", "age_s": 12.0}]},
@@ -94,7 +94,7 @@ def test_the_pricers_flink_metrics_are_exported_per_pricer_and_rule() -> None:
     assert 'pricewave_job_model_age_seconds{pricer="SkuPricer"} 3600' in lines
     no_model = 'pricewave_job_model_age_seconds{pricer="OfferPricer"}'
     assert not any(line.startswith(no_model) for line in lines)
-    assert not any('pricer="push_decisions"' in line for line in lines)  # a store writer is not a pricer
+    assert not any('pricer="push_sku_demand"' in line for line in lines)  # a store writer is not a pricer
 
 
 def test_the_lint_finds_what_promtool_would(prometheus_validator: Path) -> None:
