@@ -65,6 +65,14 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def busy_cpu_seconds() -> float:
+    """CPU-seconds this machine spent busy since boot, over every core and process (``/proc/stat``:
+    all but idle and iowait): the difference of two readings is what a span of work cost."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def versions() -> dict[str, str]:
     """Versions of Python, Java, the Kafka broker jar and the packages that matter."""
     found = {"python": platform.python_version()}
@@ -102,6 +110,14 @@ def model_state(settings: Settings) -> str:
     if age > limit:
         return f"{settings.model_dir}, {age:,.0f} s old > {limit:,.0f} s: stale, the kill switch priced every row"
     return f"{settings.model_dir}, {age:,.0f} s old: fresh, the pricing network priced the rows"
+
+
+def model_is_fresh(settings: Settings) -> bool:
+    """Whether the pricers would price with the network: a model young enough for the kill switch."""
+    from pricewave.pricing.artifact import artifact_age_s
+
+    age = artifact_age_s(settings.model_dir)
+    return age is not None and age <= settings.models.max_age_s
 
 
 def banner(name: str) -> dict[str, Any]:
@@ -383,16 +399,28 @@ class SyntheticMarket:
         out = []
         step = 1000.0 / events_per_s
         for i in range(n):
-            self.serial += 1
             sku = self.skus[sku_idx[i]]
             t = int(t0_ms + i * step)
-            user = self.users[user_idx[i]]
-            value = (
-                f'{{"event_id":"b-{self.run_id}-{self.serial}","event_type":"{kinds[kind_idx[i]]}",'
-                f'"user_key":"{user}","session_id":"s-{user[:12]}","sku":"{sku}",'
-                f'"price_seen":{self.base_price[sku]},"channel":"web","event_time":{t}}}'
-            )
-            out.append((sku.encode(), value.encode(), t))
+            out.append((sku.encode(), self._click_value(kinds[kind_idx[i]], self.users[user_idx[i]], sku, t), t))
+        return out
+
+    def _click_value(self, kind: str, user: str, sku: str, event_time_ms: int) -> bytes:
+        """One click's JSON (built as text: this generator must outpace the producer it feeds)."""
+        self.serial += 1
+        return (
+            f'{{"event_id":"b-{self.run_id}-{self.serial}","event_type":"{kind}",'
+            f'"user_key":"{user}","session_id":"s-{user[:12]}","sku":"{sku}",'
+            f'"price_seen":{self.base_price[sku]},"channel":"web","event_time":{event_time_ms}}}'
+        ).encode()
+
+    def views_of_every_sku(self, start_ms: int, end_ms: int) -> list[tuple[bytes, bytes, int]]:
+        """One view of each sku, event times spread over ``[start_ms, end_ms)``: a pre-fill that gives
+        every sku a window (and so a published price) before the clicks that follow."""
+        step = (end_ms - start_ms) / len(self.skus)
+        out = []
+        for i, sku in enumerate(self.skus):
+            t = int(start_ms + i * step)
+            out.append((sku.encode(), self._click_value("view", self.users[i % len(self.users)], sku, t), t))
         return out
 
     def _on_popular_skus(self, n: int, t0_ms: int, events_per_s: float) -> Iterator[tuple[int, str, int]]:

@@ -12,13 +12,23 @@ the job bounded (``scan.bounded.mode=latest-offset``) from the earliest offsets:
   competition, the pricing pandas UDF, the exactly-once ``prices`` topic, online-store pushes and
   the decision log.
 
+Before the measured clicks, a **pre-fill** of one view per sku over the two window slides before
+them, so every sku has a published price when the measured clicks arrive: an offer is priced by the
+model against its sku's price, not by the kill switch. The pricers need a fresh model: without one
+in the settings' model directory the bench trains a small one first (``--no-train`` skips that, and
+the kill switch then prices everything). The report prints the **kill-switch share** of the
+decisions on the prices topic, per kind: a throughput figure counts only where it is 0.
+
 Throughput = input records / (time from the first to the last input record the sources emit),
 from the job's REST API (``numRecordsOut`` of the source operators, polled every 0.5 s; the
 MiniCluster's REST endpoint is bound to a free port). The bounded run ends with a flush of every
 window still open (all 60 slides of the 1-h HOP window at once): that tail is reported apart, it
 is not part of the sustained rate. Per-vertex ``busyTimeMsPerSecond`` and
 ``backPressuredTimeMsPerSecond`` (mean over the samples while input flowed; max over subtasks)
-show which operator bounds it. ``--cluster`` submits to the standalone cluster through
+show which operator bounds it. **CPU-seconds per 1,000 inputs**: the machine's busy CPU time
+(``/proc/stat``, every process: the job, its Python workers and the broker) over the same span.
+The Python workers run as processes (``--python-workers process``, as on a cluster) unless told
+``loopback``. ``--cluster`` submits to the standalone cluster through
 :func:`pricewave.flink.submit` instead of a MiniCluster.
 
 Usage::
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -48,6 +59,7 @@ import benchlib
 from pricewave.config import Settings, load_settings
 
 ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
+SLIDE_MS = 60_000  # the job's window slide (JobOptions.window_slide_s)
 # Sources back-pressured at least this much (ms per s, mean while input flowed) read at the job's pace.
 SUSTAINED_BACKPRESSURE_MS_PER_S = 100.0
 TERMINAL = ("FINISHED", "FAILED", "CANCELED")
@@ -55,8 +67,9 @@ TERMINAL = ("FINISHED", "FAILED", "CANCELED")
 
 def prepare(
     settings: Settings, workdir: Path, clicks: int, event_rate: float, partitions: int, skus: int = 500
-) -> tuple[Settings, int, Any]:
-    """Fresh topics, an applied repo with the catalog, and the pre-filled input; returns settings, inputs."""
+) -> tuple[Settings, int, int]:
+    """Fresh topics, an applied repo with the catalog, and the pre-filled input; returns the settings, the
+    number of inputs and the event time (ms) where the measured clicks start, after the pre-fill."""
     from pricewave.feature_store import FeatureWriter, open_store
 
     settings = benchlib.fresh_topics(settings, ROLES, partitions=partitions, stem="bench-e2e")
@@ -66,16 +79,19 @@ def prepare(
     span_ms = int(clicks / event_rate * 1000)
     t0 = (int(time.time() * 1000) - span_ms - 600_000) // 60_000 * 60_000
     FeatureWriter(open_store(settings)).write("sku_catalog", market.catalog_rows(t0 - 86_400_000))
-    click_messages = market.clicks(clicks, t0, event_rate)
+    # The pre-fill: one view per sku in the slide before last, so the windows ending one slide before
+    # the measured clicks price every sku (they close once the clicks' watermark passes them).
+    click_messages = market.views_of_every_sku(t0 - 2 * SLIDE_MS, t0 - SLIDE_MS)
+    click_messages += market.clicks(clicks, t0, event_rate)
     competitor_messages = market.competitor_prices(max(clicks // 100, 1), t0, event_rate / 100)
     produce_s = benchlib.produce(settings, settings.topics.clicks, click_messages)
     benchlib.produce(settings, settings.topics.competitor_prices, competitor_messages)
     total = len(click_messages) + len(competitor_messages)
-    print(f"pre-filled {len(click_messages):,} clicks on {skus:,} skus "
+    print(f"pre-filled {skus:,} views (one per sku, before the measured clicks) + {clicks:,} clicks on {skus:,} skus "
           f"({len(click_messages) / produce_s:,.0f}/s produced) + "
           f"{len(competitor_messages):,} competitor prices into {partitions}-partition topics; event time spans "
           f"{span_ms / 1000:,.0f} s ({event_rate:,.0f} events per event-time second)", flush=True)  # fmt: skip
-    return settings, total, market
+    return settings, total, t0
 
 
 def validation_only(t_env: Any, settings: Settings, options: Any) -> Any:
@@ -110,6 +126,10 @@ class Sampler:
         self.state = "?"
         self.end_t: float | None = None
         self.vertex_records: dict[str, tuple[int, int]] = {}
+        # The machine's busy CPU-seconds (benchlib.busy_cpu_seconds) where the span starts and ends.
+        self.zero_cpu: float | None = None
+        self.first_cpu: float | None = None
+        self.last_cpu: float | None = None
 
     def _source_metric_names(self, vertex_id: str) -> list[str]:
         if vertex_id not in self.source_metrics:
@@ -122,7 +142,7 @@ class Sampler:
     def poll(self) -> None:
         details = self.rest.get(f"/jobs/{self.job_id}")
         self.state = details.get("state", "?")
-        now = time.monotonic()
+        now, cpu = time.monotonic(), benchlib.busy_cpu_seconds()
         consumed = 0
         busy: dict[str, tuple[float, float]] = {}
         sources_finished = []
@@ -148,13 +168,14 @@ class Sampler:
         if sources_finished and all(sources_finished) and self.first_t is not None and self.last_t is None:
             consumed = max(consumed, self.expected)
         if consumed == 0 and self.state == "RUNNING":
-            self.zero_t = now  # the last poll before any input: the span starts no later than this
+            self.zero_t, self.zero_cpu = now, cpu  # the last poll before any input: the span starts no later
         if consumed > self.consumed:
             self.consumed = consumed
             if self.first_t is None:
                 self.first_t = self.zero_t if self.zero_t is not None else now
+                self.first_cpu = self.zero_cpu if self.zero_cpu is not None else cpu
             if consumed >= self.expected and self.last_t is None:
-                self.last_t = now
+                self.last_t, self.last_cpu = now, cpu
         if self.state == "RUNNING":
             flowing = self.first_t is not None and self.last_t is None
             self.samples.append((now, busy, flowing))
@@ -227,7 +248,7 @@ def run_minicluster(
     if error is None and sampler.first_t is not None and sampler.last_t is None:
         # The job finished (bounded: every input consumed) and its MiniCluster, REST included, went away
         # before a poll saw the last input: the end of the job bounds the span (rate understated, not inflated).
-        sampler.last_t, sampler.consumed = ended, total
+        sampler.last_t, sampler.last_cpu, sampler.consumed = ended, benchlib.busy_cpu_seconds(), total
     return summarize(variant, sampler, submitted, ended, total, error)
 
 
@@ -241,7 +262,8 @@ def run_cluster(settings: Settings, variant: str, total: int, parallelism: int, 
         return {"variant": variant, "error": "--cluster runs the full job only"}
     config_file = workdir / "bench-settings.yaml"
     config_file.write_text(yaml.safe_dump({"topics": settings.topics.model_dump(mode="json"),
-                                           "feature_repo": settings.feature_repo}))  # fmt: skip
+                                           "feature_repo": settings.feature_repo,
+                                           "models": settings.models.model_dump(mode="json")}))  # fmt: skip
     # The TaskManagers run on this machine: their decision log goes where count_outputs looks.
     args = ["--bounded", "--starting-offsets", "earliest-offset", "--group-id", f"bench-e2e-{uuid.uuid4().hex[:8]}",
             "--decision-log-dir", str(workdir / f"decisions-{variant}")]  # fmt: skip
@@ -270,6 +292,11 @@ def summarize(
             {
                 "consume_s": span,
                 "events_per_s": total / span,
+                "cpu_s_per_1000": (
+                    (sampler.last_cpu - sampler.first_cpu) / total * 1000
+                    if sampler.first_cpu is not None and sampler.last_cpu is not None
+                    else None
+                ),
                 "startup_s": sampler.first_t - submitted,
                 "tail_s": ended - sampler.last_t,
                 "wall_s": ended - submitted,
@@ -282,18 +309,34 @@ def summarize(
     return out
 
 
-def count_outputs(settings: Settings, workdir: Path) -> dict[str, int]:
-    """Price decisions on the prices topic (read_committed) and sku prices in the online store."""
+def count_outputs(settings: Settings, workdir: Path, measured_from_ms: int) -> dict[str, Any]:
+    """Price decisions on the prices topic (read_committed), how many of each kind after the pre-fill
+    (event time from ``measured_from_ms``) the kill switch priced, and the decision log's rows.
+
+    The pre-fill's own views come before any sku price, so their offers are the kill switch's: they
+    are not counted.
+    """
     from pricewave.kafka_io import make_consumer
 
     consumer = make_consumer(settings, [settings.topics.prices], read_committed=True, consumer_timeout_ms=10_000)
-    decisions = sum(1 for _ in consumer)
+    decisions = 0
+    by_kind: dict[str, list[int]] = {}  # kind -> [decisions, priced by the kill switch]
+    for record in consumer:
+        decisions += 1
+        decision = json.loads(record.value)
+        if decision["event_time"] < measured_from_ms:
+            continue
+        counts = by_kind.setdefault(decision["kind"], [0, 0])
+        counts[0] += 1
+        counts[1] += "kill_switch" in decision.get("guardrails", [])
     consumer.close()
     log_dir = workdir / "decisions-full"
     rows = [line for path in sorted(log_dir.rglob("*")) if path.is_file() for line in path.open(errors="ignore")]
     # A decision that broke its own contract is logged with the reason but never published.
     unpublished = sum(1 for line in rows if '"guardrail":"invalid_decision' in line.replace(" ", ""))
-    return {"prices_topic_decisions": decisions, "decision_log_rows": len(rows), "invalid_decisions": unpublished}
+    kill_switch = {kind: {"decisions": n, "kill_switch": k} for kind, (n, k) in sorted(by_kind.items())}
+    return {"prices_topic_decisions": decisions, "decision_log_rows": len(rows), "invalid_decisions": unpublished,
+            "kill_switch": kill_switch}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -314,8 +357,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--python-workers",
         choices=("loopback", "process"),
-        default="loopback",
-        help="MiniCluster only: Python workers as threads of this process (default) or as processes (F8)",
+        default=None,
+        help="MiniCluster only: Python workers as processes (default, as on a cluster) or as threads of this "
+        "process (loopback: one GIL for every worker; F8; the --tiny default, which starts faster)",
+    )
+    parser.add_argument(
+        "--no-train",
+        dest="train",
+        action="store_false",
+        help="without a fresh model, do not train one: the kill switch then prices every decision",
     )
     args = parser.parse_args(argv)
     clicks = args.clicks or (3_000 if args.tiny else 300_000)
@@ -323,25 +373,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     skus = args.skus if args.skus is not None else (50 if args.tiny else 500)
     if skus < 1:
         parser.error(f"--skus must be at least 1, got {skus}")
+    workers = args.python_workers or ("loopback" if args.tiny else "process")
     info = benchlib.banner("e2e_throughput")
     base = load_settings()
-    print(f"model: {benchlib.model_state(base)}")
     results = []
     # A job's last writers (Python workers, the file sink) may still close files in it as the
     # MiniCluster stops: a leftover file must not fail a finished benchmark (seen in CI).
     with tempfile.TemporaryDirectory(prefix="bench-e2e-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
-        settings, total, _ = prepare(base, workdir, clicks, args.event_rate, args.partitions, skus)
+        if args.train and not benchlib.model_is_fresh(base):
+            from pricewave.training import train_small_model
+
+            print(f"model: {benchlib.model_state(base)}; training a small one for this run ...", flush=True)
+            base = base.model_copy(
+                update={"models": base.models.model_copy(update={"model_dir": str(train_small_model(workdir, base))})}
+            )
+        print(f"model: {benchlib.model_state(base)}", flush=True)
+        settings, total, measured_from_ms = prepare(base, workdir, clicks, args.event_rate, args.partitions, skus)
         try:
             for variant in variants:
-                print(f"running {variant} ({'standalone cluster' if args.cluster else 'MiniCluster'}, parallelism "
-                      f"{args.parallelism}) ...", flush=True)  # fmt: skip
+                where = "standalone cluster" if args.cluster else f"MiniCluster, {workers} Python workers"
+                print(f"running {variant} ({where}, parallelism {args.parallelism}) ...", flush=True)
                 if args.cluster:
                     result = run_cluster(settings, variant, total, args.parallelism, workdir)
                 else:
-                    result = run_minicluster(settings, variant, total, args.parallelism, workdir, args.python_workers)
+                    result = run_minicluster(settings, variant, total, args.parallelism, workdir, workers)
                 if variant == "full":
-                    result.update(count_outputs(settings, workdir))
+                    result.update(count_outputs(settings, workdir, measured_from_ms))
                 results.append(result)
                 shown = f"{result['events_per_s']:,.0f} events/s" if "events_per_s" in result else result["error"]
                 print(f"  {variant}: {shown}", flush=True)
@@ -350,10 +408,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print()
     rows = []
     for r in results:
-        rows.append([r["variant"], r["inputs"], r.get("events_per_s", 0.0), r.get("consume_s", 0.0),
-                     r.get("startup_s", 0.0), r.get("tail_s", 0.0), r["load"]])  # fmt: skip
-    benchlib.table(["variant", "inputs", "events/s (sustained)", "consume s", "start-up s", "flush tail s",
-                    "load avg"], rows)  # fmt: skip
+        rows.append([r["variant"], r["inputs"], r.get("events_per_s", 0.0), r.get("cpu_s_per_1000") or 0.0,
+                     r.get("consume_s", 0.0), r.get("startup_s", 0.0), r.get("tail_s", 0.0), r["load"]])  # fmt: skip
+    benchlib.table(["variant", "inputs", "events/s (sustained)", "CPU-s per 1,000", "consume s", "start-up s",
+                    "flush tail s", "load avg"], rows)  # fmt: skip
     for r in results:
         if r.get("error"):
             print(f"{r['variant']}: ERROR {r['error']}")
@@ -362,6 +420,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   "not published)")  # fmt: skip
             print(f"{r['variant']}: {r['prices_topic_decisions']:,} decisions on the prices topic (read_committed), "
                   f"{r['decision_log_rows']:,} decision-log rows")  # fmt: skip
+            shares = ", ".join(
+                f"{kind} {c['kill_switch']:,} of {c['decisions']:,} ({c['kill_switch'] / c['decisions']:.1%})"
+                for kind, c in r["kill_switch"].items()
+            )
+            print(f"{r['variant']}: priced by the kill switch after the pre-fill (must be 0 for a throughput figure): "
+                  f"{shares or 'none'}")  # fmt: skip
         print(f"\nwhere the time goes, {r['variant']} (per vertex, max over subtasks, mean while input flowed)")
         benchlib.table(["vertex", "busy ms/s", "back-pressured ms/s", "records in", "records out"], r["breakdown"])
     rates = {r["variant"]: r["events_per_s"] for r in results if "events_per_s" in r}
@@ -379,8 +443,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"DESIGN.md §5 end-to-end throughput >= 5,000 events/s: {rates['full']:,.0f} events/s -> {verdict}")
     runs = [{**r, "breakdown": [list(b) for b in r["breakdown"]]} for r in results]
     report = {"bench": "e2e_throughput", "date": info["date"], "clicks": clicks, "event_rate": args.event_rate,
-              "parallelism": args.parallelism, "cluster": args.cluster, "events_per_s": rates,
-              "runs": runs}  # fmt: skip
+              "parallelism": args.parallelism, "cluster": args.cluster, "python_workers": workers,
+              "events_per_s": rates, "runs": runs}  # fmt: skip
     benchlib.emit(report)
     return report
 

@@ -20,10 +20,15 @@ per task; the job (``build_pipeline`` unchanged, ``--parallelism``, default 2: o
 periodic watermarks, 5 s out-of-orderness) runs unbounded on a MiniCluster on a private applied
 feature repo. Event time advances ``--speedup``
 times faster than the wall clock so that windows close every 60/speedup s (speedup 1 is the live
-case; more windows per run otherwise, each window with fewer events). Runs once per Python bundle
-setting: the job's (1,000 rows / 100 ms), a balanced one (10,000 rows / 300 ms) and PyFlink's
-defaults (100,000 rows / 1,000 ms): short bundles wait less but cost a round trip to every Python
-worker more often.
+case; more windows per run otherwise, each window with fewer events). Runs once per config: the
+job's own settings (Python bundles of 1,000 rows / 100 ms, watermarks every 50 ms, network buffers
+flushed after 10 ms), with heartbeats (``schemas/heartbeat``) every second of event time on every
+partition of the competitor-price and review topics; ``no-heartbeats``, the same load without them
+(a quiet partition then holds the windows until its next record or the 5 s idle timeout);
+``flink-timers``, the job's settings with Flink's default watermark interval (200 ms)
+and buffer timeout (100 ms); a balanced bundle (10,000 rows / 300 ms) and PyFlink's default bundle
+(100,000 rows / 1,000 ms): short bundles and timers wait less but cost a round trip to every Python
+worker (or a network flush) more often.
 
 Usage::
 
@@ -45,7 +50,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import benchlib
 
@@ -54,7 +59,28 @@ from pricewave.config import Settings, load_settings
 ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
 OUT_OF_ORDERNESS_MS = 5_000
 SLIDE_MS = 60_000
-BUNDLES = {"job": (1_000, 100), "balanced": (10_000, 300), "pyflink-default": (100_000, 1_000)}
+
+
+class Config(NamedTuple):
+    """One run's settings: the job's Python bundles and timers (None: the job's default), and whether
+    the load carries heartbeats on its quiet topics (competitor prices, reviews)."""
+
+    bundle_rows: int
+    bundle_ms: int
+    watermark_interval_ms: int | None = None
+    buffer_timeout_ms: int | None = None
+    heartbeats: bool = True
+
+
+CONFIGS: dict[str, Config] = {
+    "job": Config(1_000, 100),
+    # The quiet topics' watermarks move only with their own records (or after the idle timeout).
+    "no-heartbeats": Config(1_000, 100, heartbeats=False),
+    "flink-timers": Config(1_000, 100, 200, 100),  # Flink's default watermark interval and buffer timeout
+    "balanced": Config(10_000, 300),
+    "pyflink-default": Config(100_000, 1_000),
+}
+HEARTBEAT_MS = 1_000  # event time between heartbeats on each quiet topic
 
 
 class Producer(threading.Thread):
@@ -62,21 +88,30 @@ class Producer(threading.Thread):
     T0 + speedup × elapsed wall time."""
 
     def __init__(
-        self, settings: Settings, market: Any, rate: float, speedup: float, t0_ms: int, review_share: float = 0.0
+        self,
+        settings: Settings,
+        market: Any,
+        rate: float,
+        speedup: float,
+        t0_ms: int,
+        review_share: float = 0.0,
+        heartbeats: bool = True,
     ) -> None:
         super().__init__(daemon=True)
         self.settings, self.market, self.rate, self.speedup, self.t0_ms = settings, market, rate, speedup, t0_ms
         self.review_share = review_share
+        self.heartbeats = heartbeats
         self.reviews_sent = 0
         self.stop = threading.Event()
         self.sent: list[tuple[int, float]] = []  # (event time ms, wall time produced)
         self.wall0 = 0.0
 
     def run(self) -> None:
-        from pricewave.kafka_io import make_producer
+        from pricewave.kafka_io import make_producer, send_heartbeats
 
         producer = make_producer(self.settings)
         self.wall0 = time.time()
+        next_heartbeat_ms = self.t0_ms
         i = 0
         tick = 0.01
         next_t = time.monotonic()
@@ -99,6 +134,10 @@ class Producer(threading.Thread):
             for key, value, _ in self.market.reviews(int(share * (i + 1)) - int(share * i), event_ms, 1e9):
                 producer.send(self.settings.topics.reviews, value=value, key=key)
                 self.reviews_sent += 1
+            if self.heartbeats and event_ms >= next_heartbeat_ms:
+                for topic in (self.settings.topics.competitor_prices, self.settings.topics.reviews):
+                    send_heartbeats(producer, topic, event_ms, "bench")
+                next_heartbeat_ms = event_ms + HEARTBEAT_MS
             next_t += tick
             delay = next_t - time.monotonic()
             if delay > 0:
@@ -243,7 +282,16 @@ def run_config(
     from pricewave.feature_store import FeatureWriter, open_store
     from pricewave.job import JobOptions, build_pipeline, create_table_environment
 
-    bundle_size, bundle_ms = BUNDLES[name]
+    config = CONFIGS[name]
+    bundle_size, bundle_ms = config.bundle_rows, config.bundle_ms
+    timers = {
+        option: value
+        for option, value in (
+            ("watermark_interval_ms", config.watermark_interval_ms),
+            ("buffer_timeout_ms", config.buffer_timeout_ms),
+        )
+        if value is not None
+    }
     port = benchlib.free_port()
     settings = benchlib.fresh_topics(base, ROLES, partitions=parallelism, stem=f"bench-lat-{name}")
     repo = benchlib.applied_feature_repo(workdir / name)
@@ -266,6 +314,7 @@ def run_config(
         bundle_size=bundle_size,
         bundle_time_ms=bundle_ms,
         arrow_batch_size=min(bundle_size, 1000),
+        **timers,  # type: ignore[arg-type]
         decision_log_dir=str(workdir / name / "decisions"),
         extra_config={
             "execution.checkpointing.dir": (workdir / name / "checkpoints").as_uri(),
@@ -282,7 +331,7 @@ def run_config(
     for thread in threads:
         thread.start()
     time.sleep(15)  # let the job and its Python workers start before the load begins
-    producer = Producer(settings, market, rate, speedup, t0, review_share)
+    producer = Producer(settings, market, rate, speedup, t0, review_share, config.heartbeats)
     started = time.time()
     producer.start()
     time.sleep(duration)
@@ -331,7 +380,8 @@ def run_config(
     return {
         "watermark_lags": threads[2].lags(window_closings) if watermarks else [],
         "config": name,
-        "bundle": f"{bundle_size:,} rows / {bundle_ms} ms",
+        "bundle": f"{bundle_size:,} rows / {bundle_ms} ms; watermarks every {options.watermark_interval_ms} ms, "
+        f"buffers flushed after {options.buffer_timeout_ms} ms; heartbeats {'on' if config.heartbeats else 'off'}",
         "rate_target": rate,
         "rate_achieved": achieved,
         "reviews_sent": producer.reviews_sent,
@@ -352,9 +402,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rate", type=float, default=None, help="input events/s wall clock (default 1,000; tiny 500)")
     parser.add_argument("--speedup", type=float, default=None, help="event time / wall time (default 4; tiny 30)")
     parser.add_argument("--duration", type=float, default=None, help="seconds of load per config (default 120)")
-    parser.add_argument(
-        "--configs", default=None, help="comma list of job,balanced,pyflink-default (default all three)"
-    )
+    parser.add_argument("--configs", default=None, help=f"comma list of {','.join(CONFIGS)} (default all)")
     parser.add_argument(
         "--review-share",
         type=float,
@@ -384,7 +432,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rate = args.rate or (500.0 if args.tiny else 1000.0)
     speedup = args.speedup or (30.0 if args.tiny else 4.0)
     duration = args.duration or (25.0 if args.tiny else 120.0)
-    configs = (args.configs or ("job" if args.tiny else ",".join(BUNDLES))).split(",")
+    configs = (args.configs or ("job" if args.tiny else ",".join(CONFIGS))).split(",")
+    unknown = [name for name in configs if name not in CONFIGS]
+    if unknown:
+        parser.error(f"--configs: unknown {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
     info = benchlib.banner("latency")
     print(f"{rate:,.0f} events/s ({args.review_share:.2%} reviews) for {duration:.0f} s per config; "
           f"event time x{speedup:g} wall (a window "
@@ -398,7 +449,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-lat-", ignore_cleanup_errors=True) as tmp:
         for name in configs:
             (Path(tmp) / name).mkdir()
-            print(f"running bundle config {name} ...", flush=True)
+            print(f"running config {name} ...", flush=True)
             results.append(
                 run_config(
                     base,

@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "topics",
     "kafka",
     "simulate",
+    "heartbeat",
     "replay",
     "validate",
     "watch",

@@ -230,6 +230,30 @@ def read_topic_values(settings: Settings, topic: str, *, timeout_s: float = 120.
         StackError: The broker does not answer (from the consumer factory).
         TimeoutError: The topic could not be read to its end within ``timeout_s``.
     """
+    for _, value in _read_to_end(settings, topic, last=None, timeout_s=timeout_s):
+        yield value
+
+
+def read_partition_tails(
+    settings: Settings, topic: str, last: int, *, timeout_s: float = 120.0
+) -> dict[int, list[bytes | None]]:
+    """The last ``last`` committed record values of each partition of ``topic``, in offset order.
+
+    Raises:
+        StackError: The broker does not answer (from the consumer factory).
+        TimeoutError: The tails could not be read within ``timeout_s``.
+    """
+    tails: dict[int, list[bytes | None]] = {}
+    for partition, value in _read_to_end(settings, topic, last=last, timeout_s=timeout_s):
+        tails.setdefault(partition, []).append(value)
+    return tails
+
+
+def _read_to_end(
+    settings: Settings, topic: str, *, last: int | None, timeout_s: float
+) -> Iterator[tuple[int, bytes | None]]:
+    """(partition, value) of each committed record from the beginning (or the last ``last`` of each
+    partition) to the last stable offset now."""
     from kafka import TopicPartition
 
     fetch_bytes = 4 * 1024 * 1024
@@ -249,15 +273,21 @@ def read_topic_values(settings: Settings, topic: str, *, timeout_s: float = 120.
         if not partitions:
             return
         consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
         end = consumer.end_offsets(partitions)  # the last stable offset under read_committed
+        if last is None:
+            consumer.seek_to_beginning(*partitions)
+        else:
+            begin = consumer.beginning_offsets(partitions)
+            for tp in partitions:
+                consumer.seek(tp, max(begin[tp], end[tp] - last))
         deadline = time.monotonic() + timeout_s
         while not all(consumer.position(tp) >= end[tp] for tp in partitions):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read topic {topic!r} to its end within {timeout_s:.0f} s")
-            for batch in consumer.poll(timeout_ms=500).values():
+            for tp, batch in consumer.poll(timeout_ms=500).items():
                 for record in batch:
-                    yield record.value
+                    if last is None or record.offset < end[tp]:  # a tail is exactly the last records
+                        yield tp.partition, record.value
     finally:
         consumer.close()
 
@@ -313,3 +343,27 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None, partit
 def encode_json(record: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON, the wire format of every pricewave topic."""
     return json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def send_heartbeats(producer: KafkaProducer, topic: str, event_time_ms: int, source: str) -> int:
+    """A heartbeat (``schemas/heartbeat``) at ``event_time_ms`` to every partition of ``topic``.
+
+    The pricing job's watermark is the minimum over partitions, so each partition needs its own:
+    a partition that only hears heartbeats then moves with them instead of holding every window
+    back until an idleness timeout (which a replay would not reproduce). The producer's later records
+    on ``topic`` must not be older than ``event_time_ms`` minus the job's out-of-orderness.
+
+    Returns:
+        The number of heartbeats sent (the topic's partitions).
+
+    Example:
+        >>> from pricewave.config import load_settings                                  # doctest: +SKIP
+        >>> producer = make_producer(load_settings())                                  # doctest: +SKIP
+        >>> send_heartbeats(producer, "competitor-prices", 1767225600000, "crawler")  # doctest: +SKIP
+        2
+    """
+    value = encode_json({"heartbeat": source, "event_time": int(event_time_ms)})
+    partitions = sorted(producer.partitions_for(topic) or ())
+    for partition in partitions:
+        producer.send(topic, value=value, partition=partition)
+    return len(partitions)

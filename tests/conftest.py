@@ -122,18 +122,11 @@ def fresh_topic_settings(kafka_stack: Settings) -> Iterator[Callable[..., Settin
     delete_topics_quietly(kafka_stack, created)
 
 
-def train_small_model(work: Path, settings: Settings) -> Path:
-    """Train a real demand model on a small simulated history under ``work``; returns its model dir."""
-    from pricewave.training import generate_history, train
-
-    history = generate_history("small", settings, work / "history", events=20_000, seed=5, progress=False)
-    train(history, work / "models", settings, epochs=15, patience=3, progress=False)
-    return work / "models"
-
-
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Path:
     """A real demand model trained once per session on a small simulated history (not a stub)."""
+    from pricewave.training import train_small_model
+
     return train_small_model(tmp_path_factory.mktemp("trained"), settings)
 
 

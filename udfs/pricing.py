@@ -243,6 +243,7 @@ class _PricerBase(_SettingsCarrier):
         from pricewave.pricing.guardrails import job_guardrails
         from pricewave.pricing.policy import PricingPolicy
 
+        _one_torch_thread_per_worker_process()
         settings = self.settings
         self.holidays = settings.holidays
         self.store = open_store(settings, tolerate_outage=True)
@@ -427,6 +428,24 @@ class FeaturePush(_SettingsCarrier):
         writer = getattr(self, "writer", None)
         if writer is not None:
             writer.close()
+
+
+def _one_torch_thread_per_worker_process() -> None:
+    """One torch thread in a Python worker process of its own (process mode, every cluster).
+
+    A job runs several Python workers per core; torch's default of one intra-op thread per core in
+    each makes them contend, and the network's batches (a bundle, ~100 rows) are too small to gain
+    from threads. A loopback worker is a thread of the client's process (an embedded run, a test),
+    whose torch setting is the client's to keep.
+    """
+    import sys
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "pyflink.fn_execution.beam.beam_boot":
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def _buffered_writer(store: Any, what: str, outage: Any = None) -> Any:

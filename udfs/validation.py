@@ -12,6 +12,8 @@ Example:
     >>> raw = b'{"event_id":"e","sku":"A","competitor":"c","price":2.5,"in_stock":true,"event_time":1767225600000}'
     >>> EventValidator("competitor_price").reasons(pd.Series([raw, raw]), pd.Series([False, True])).tolist()
     [None, 'late']
+    >>> EventValidator("review").reasons(pd.Series([b'{"heartbeat":"simulator","event_time":1767225600000}'])).tolist()
+    ['heartbeat']
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pandas as pd
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, UserDefinedFunctionWrapper, udf
 
-from pricewave.schemas import DEFAULT_INPUT_CLOCK_SKEW_S, check_event, load_schema
+from pricewave.schemas import DEFAULT_INPUT_CLOCK_SKEW_S, HEARTBEAT, check_event, load_schema
 from udfs.metrics import metric_group
 
 
@@ -28,7 +30,10 @@ class EventValidator(ScalarFunction):
     """``reason(raw BYTES, unstamped BOOLEAN) -> STRING``: NULL for a valid record.
 
     The schema's reason comes first; a valid record the source gave no event time (further ahead of
-    the job's clock than ``max_clock_skew_s``) gets :meth:`unstamped_reason`. The job judges
+    the job's clock than ``max_clock_skew_s``) gets :meth:`unstamped_reason`. A record that is not
+    of the topic's schema but a valid heartbeat (``schemas/heartbeat``) gets ``heartbeat``: it has
+    moved the watermark, and the job drops it (neither a feature nor a dead letter; one from a
+    clock too far ahead is a ``bad_timestamp`` dead letter like any record). The job judges
     lateness after this check, per partition (:func:`pricewave.job.sources.checked_view`);
     :meth:`reasons` also takes a late flag, for callers outside the job.
     """
@@ -42,20 +47,26 @@ class EventValidator(ScalarFunction):
         return f"bad_timestamp: event_time more than {self.max_clock_skew_s:g} s ahead of the job's clock"
 
     def open(self, function_context: object) -> None:
-        load_schema(self.schema_name)  # compile the checker once per worker, not per batch
+        load_schema(self.schema_name)  # compile the checkers once per worker, not per batch
+        load_schema(HEARTBEAT)
         # Flink metrics (REST, Web UI, Prometheus): records this check rejects. The job asks it
         # for no late verdict (that comes after it, per partition); dead letters and late ones
         # are counted where they are routed (DeadLetterPseudonymizer).
         group = metric_group(function_context, self.schema_name)
         if group is not None:
             self.rejected_counter = group.counter("invalid")
+            self.heartbeat_counter = group.counter("heartbeats")
 
     def reasons(self, raw: pd.Series, late: pd.Series | None = None, unstamped: pd.Series | None = None) -> pd.Series:
         """The reason for each raw value (None when valid and on time)."""
         out = [check_event(self.schema_name, value if value is not None else b"")[1] for value in raw]
+        out = [HEARTBEAT if reason and _is_heartbeat(value) else reason for reason, value in zip(out, raw, strict=True)]
         if unstamped is not None:
             ahead = self.unstamped_reason()
-            out = [reason or (ahead if bad else None) for reason, bad in zip(out, unstamped, strict=True)]
+            out = [
+                ahead if bad and reason in (None, HEARTBEAT) else reason
+                for reason, bad in zip(out, unstamped, strict=True)
+            ]
         if late is not None:
             out = [reason or ("late" if is_late else None) for reason, is_late in zip(out, late, strict=True)]
         return pd.Series(out, index=raw.index, dtype=object)
@@ -63,8 +74,15 @@ class EventValidator(ScalarFunction):
     def eval(self, raw: pd.Series, unstamped: pd.Series) -> pd.Series:
         reasons = self.reasons(raw, unstamped=unstamped)
         if hasattr(self, "rejected_counter"):
-            self.rejected_counter.inc(int(reasons.notna().sum()))
+            heartbeats = int((reasons == HEARTBEAT).sum())
+            self.heartbeat_counter.inc(heartbeats)
+            self.rejected_counter.inc(int(reasons.notna().sum()) - heartbeats)
         return reasons
+
+
+def _is_heartbeat(raw: bytes | None) -> bool:
+    """Whether ``raw`` is a valid heartbeat record (asked only of records their topic's schema refused)."""
+    return raw is not None and check_event(HEARTBEAT, raw)[1] is None
 
 
 class DeadLetterPseudonymizer(ScalarFunction):

@@ -15,7 +15,7 @@ import argparse
 import json
 from typing import Any
 
-from pricewave.commands.arguments import positive_float, positive_int, share
+from pricewave.commands.arguments import non_negative_float, positive_float, positive_int, share
 from pricewave.config import Settings
 from pricewave.errors import ConfigError
 
@@ -84,6 +84,15 @@ def register(subparsers: Any) -> None:
         "--seed", type=int, default=0, metavar="K", help="random seed: same seed and prices, same events (default 0)"
     )
     parser.add_argument(
+        "--heartbeat",
+        type=non_negative_float,
+        default=1.0,
+        metavar="S",
+        help="into Kafka: every S simulated seconds a heartbeat (schemas/heartbeat) to every partition of the "
+        "competitor-price and review topics, so their few records do not hold the job's windows back until its "
+        "idle timeout (default 1; 0: none)",
+    )
+    parser.add_argument(
         "--no-closed-loop",
         dest="closed_loop",
         action="store_false",
@@ -108,7 +117,8 @@ def _print_summary(summary: dict[str, Any], as_json: bool, history: bool = False
         return
     if not history:
         rate, elapsed = summary["events_per_s"], summary["elapsed_s"]
-        print(f"messages      {summary['messages']:,} ({rate:,.0f}/s over {elapsed:.1f} s)")
+        beats = f"; heartbeats {summary['heartbeats']:,}" if summary["heartbeats"] else ""
+        print(f"messages      {summary['messages']:,} ({rate:,.0f}/s over {elapsed:.1f} s){beats}")
     counts = ", ".join(f"{name} {count:,}" for name, count in summary["source_events"].items())
     types = ", ".join(f"{name} {count:,}" for name, count in summary["event_types"].items())
     print(f"events        {counts or 'none'}")
@@ -169,6 +179,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         max_events=args.max_events,
         closed_loop=args.closed_loop,
         progress=args.progress,
+        heartbeat_s=args.heartbeat or None,
     )
     _print_summary(summary.to_dict(), args.json)
     return 0 if summary.delivery_errors == 0 else 1

@@ -196,7 +196,7 @@ LOGGED_COLUMNS = ("sku", "base_price", "cost", "event_time", "price", "propensit
 outcome over the time it was shown: ``views``, ``purchases`` and realized ``margin``."""
 
 
-def logged_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
+def logged_decisions(decisions: pd.DataFrame, *, allow_empty: bool = False) -> pd.DataFrame:
     """The decisions an off-policy estimate can use, with ``reward`` = realized margin per view.
 
     Keeps the decisions that were shown (``views`` > 0) with a finite price and a propensity in
@@ -204,7 +204,8 @@ def logged_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
     decisions: the policy value is the mean margin per view of a decision.
 
     Raises:
-        DataError: A column of :data:`LOGGED_COLUMNS` is absent, or no decision is usable.
+        DataError: A column of :data:`LOGGED_COLUMNS` is absent, or no decision is usable (unless
+            ``allow_empty``: then the result is empty).
     """
     absent = [name for name in LOGGED_COLUMNS if name not in decisions.columns]
     if absent:
@@ -215,7 +216,7 @@ def logged_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(invalid="ignore"):
         usable = (views > 0) & np.isfinite(price) & (propensity > 0) & (propensity <= 1)
     logged = decisions[usable].reset_index(drop=True)
-    if logged.empty:
+    if logged.empty and not allow_empty:
         raise DataError("no logged decision was shown with a price and a propensity: nothing to estimate from")
     return logged.assign(
         reward=logged["margin"].to_numpy(dtype=np.float64) / logged["views"].to_numpy(dtype=np.float64)

@@ -72,6 +72,8 @@ def create_table_environment(settings: Settings, options: JobOptions) -> TableEn
     config.set_string("restart-strategy.type", options.restart_strategy)
     if options.parallelism is not None:
         config.set_string("parallelism.default", str(options.parallelism))
+    config.set_string("pipeline.auto-watermark-interval", f"{options.watermark_interval_ms} ms")
+    config.set_string("execution.buffer-timeout.interval", f"{options.buffer_timeout_ms} ms")
     config.set_string("python.fn-execution.bundle.size", str(options.bundle_size))
     config.set_string("python.fn-execution.bundle.time", str(options.bundle_time_ms))
     config.set_string("python.fn-execution.arrow.batch.size", str(options.arrow_batch_size))

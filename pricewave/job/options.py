@@ -77,6 +77,12 @@ class JobOptions:
     bundle_size: int = 1000
     bundle_time_ms: int = 100
     arrow_batch_size: int = 1000
+    # Latency between operators: how often the sources emit a watermark, and how long a network
+    # buffer that is not full waits before it is sent. A price crosses about six exchanges and waits
+    # for a watermark at each window and temporal join: Flink's defaults (200 ms, 100 ms) add up to
+    # most of a second at live rates, where buffers rarely fill (BENCHMARKS.md, latency).
+    watermark_interval_ms: int = 50
+    buffer_timeout_ms: int = 10
     # Embedded runs only (a cluster always starts worker processes): 'loopback' runs the Python
     # workers as threads of this process, sharing its interpreter and GIL; 'process' starts worker
     # processes that use every core (more throughput, fewer GIL waits; BENCHMARKS.md F8).
@@ -113,6 +119,8 @@ class JobOptions:
             raise ConfigError(f"--max-clock-skew must be in (0, {MAX_FUTURE_SKEW_MS // 1000}] seconds")
         if not 0 < self.max_record_skew_s <= MAX_FUTURE_SKEW_MS / 1000:
             raise ConfigError(f"--max-record-skew must be in (0, {MAX_FUTURE_SKEW_MS // 1000}] seconds")
+        if self.watermark_interval_ms <= 0 or self.buffer_timeout_ms < 0:
+            raise ConfigError("--watermark-interval must be > 0 ms and --buffer-timeout >= 0 ms")
         if self.python_workers not in PYTHON_WORKER_MODES:
             raise ConfigError(f"--python-workers must be loopback or process, not {self.python_workers!r}")
         if self.tolerable_failed_checkpoints < 0 or self.decision_log_file_mb <= 0 or self.decision_log_rollover_s <= 0:
@@ -186,6 +194,23 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         default=defaults.tolerable_failed_checkpoints,
         metavar="N",
         help="consecutive checkpoint failures (e.g. a full checkpoint disk) the job runs through (default 60)",
+    )
+    parser.add_argument(
+        "--watermark-interval",
+        dest="watermark_interval_ms",
+        type=int,
+        default=defaults.watermark_interval_ms,
+        metavar="MS",
+        help=f"how often the sources emit a watermark (default {defaults.watermark_interval_ms} ms; Flink's is 200)",
+    )
+    parser.add_argument(
+        "--buffer-timeout",
+        dest="buffer_timeout_ms",
+        type=int,
+        default=defaults.buffer_timeout_ms,
+        metavar="MS",
+        help=f"longest wait of a network buffer that is not full (default {defaults.buffer_timeout_ms} ms; "
+        "Flink's is 100; 0 sends every record at once, at a cost in throughput)",
     )
     parser.add_argument("--parallelism", type=int, default=None, help="default: flink run -p, else 1")
     parser.add_argument("--bounded", action="store_true", help="stop at the offsets that are latest at start")

@@ -16,7 +16,7 @@ from pyflink.table import TableEnvironment
 from pricewave.config import Settings
 from pricewave.job.options import JobOptions
 from pricewave.kafka_io import flink_security_properties
-from pricewave.schemas import MIN_EVENT_TIME_MS, flink_ddl_columns, flink_row_type
+from pricewave.schemas import HEARTBEAT, MIN_EVENT_TIME_MS, flink_ddl_columns, flink_row_type
 from pricewave.sql import interval, millis, quote, sql_string
 
 # The schema of each input topic's records.
@@ -112,6 +112,9 @@ def checked_view(settings: Settings, role: str, options: JobOptions | None = Non
     the windows would drop is dead-lettered, not lost. Every branch of the plan (dead letters,
     windows) sees the same verdict for a record. Reasons, first that applies: the schema's; an
     event time the source refused (ahead of the job's clock, or of the record's timestamp); late.
+    A heartbeat (``schemas/heartbeat``) has reason ``heartbeat`` (unless its time was refused): its
+    event time moved the watermark and the partition's maximum, and neither the typed view nor the
+    dead letters take it.
     """
     options = options or JobOptions()
     schema = INPUT_SCHEMAS[role]
@@ -224,7 +227,7 @@ FROM (
   SELECT *, COALESCE(TO_BASE64(`raw`), '') AS `raw_b64`, COALESCE(TO_BASE64(`kept`.`raw`), '') AS `kept_b64`,
     `kept`.`pseudonymized` AS `pseudonymized`
   FROM (SELECT *, `pseudonymize_dead_letter`(`raw`, `reason`) AS `kept` FROM {quote("checked_" + role)}
-        WHERE `reason` IS NOT NULL)
+        WHERE `reason` IS NOT NULL AND `reason` <> {sql_string(HEARTBEAT)})
 )"""
 
 

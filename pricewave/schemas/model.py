@@ -26,6 +26,10 @@ watermark (``JobOptions.max_clock_skew_s``, 5 minutes)."""
 DEFAULT_INPUT_CLOCK_SKEW_S = 300.0
 """The pricing job's default bound on how far an input event time may lie ahead of its clock."""
 
+HEARTBEAT = "heartbeat"
+"""The heartbeat schema (``schemas/heartbeat``: a record that carries only event time, accepted on
+every input topic) and the job's verdict on one: it moved the watermark, and is dropped."""
+
 
 TIMESTAMP_UNIT = "epoch-millis"
 

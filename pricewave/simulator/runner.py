@@ -102,6 +102,7 @@ class RunSummary:
     price_sources: Counter[str] = field(default_factory=Counter)
     prices_received: int = 0
     delivery_errors: int = 0
+    heartbeats: int = 0
     elapsed_s: float = 0.0
     sim_start_ms: int = 0
     sim_end_ms: int = 0
@@ -553,6 +554,7 @@ class Simulator:
         *,
         progress: bool = True,
         speedup: float | None = None,
+        heartbeat_s: float | None = None,
     ) -> RunSummary:
         """Produce events into Kafka at ``rate`` messages/s until ``duration_s`` or ``max_events``.
 
@@ -571,6 +573,10 @@ class Simulator:
                 reaches its simulated time, the simulated clock running ``speedup`` times faster
                 than the wall clock (1.0: live, with :func:`live_clock_start`). ``rate`` then caps
                 the messages per second (None or 0: no cap).
+            heartbeat_s: Every ``heartbeat_s`` simulated seconds, a heartbeat (``schemas/heartbeat``,
+                :func:`pricewave.kafka_io.send_heartbeats`) at the simulated clock to every
+                partition of the competitor-price and review topics, whose few records would
+                otherwise hold the job's windows back; not counted in ``messages``. None: none.
 
         Returns:
             The run summary (also in ``self.summary``).
@@ -580,12 +586,14 @@ class Simulator:
         """
         from kafka.errors import KafkaError
 
-        from pricewave.kafka_io import make_producer
+        from pricewave.kafka_io import make_producer, send_heartbeats
 
         if rate is not None and rate < 0:
             raise ConfigError(f"rate must be positive (messages per second), got {rate}")
         if speedup is not None and not speedup > 0:
             raise ConfigError(f"speedup must be > 0, got {speedup}")
+        if heartbeat_s is not None and not heartbeat_s > 0:
+            raise ConfigError(f"heartbeat interval must be > 0 s, got {heartbeat_s}")
         if closed_loop:
             self.pricebook.start_consumer(self.settings)
         producer = make_producer(self.settings)
@@ -598,6 +606,8 @@ class Simulator:
         bar = tqdm(total=max_events, unit="msg", disable=not progress, mininterval=0.5, desc="simulate")
         pending_bar = 0
         sent = 0
+        sparse_topics = (self.settings.topics.competitor_prices, self.settings.topics.reviews)
+        next_heartbeat_ms = self.now_ms
         try:
             for emission in self.iter_events(max_events=max_events):
                 if speedup is not None:
@@ -615,6 +625,12 @@ class Simulator:
                 future = producer.send(topics[emission.name], value=emission.value, key=emission.key)
                 future.add_errback(failures.append)
                 sent += 1
+                if heartbeat_s is not None and self.now_ms >= next_heartbeat_ms:
+                    # After the event at now_ms: nothing the simulator sends later is older than it
+                    # by more than its out-of-order fault's shift.
+                    for topic in sparse_topics:
+                        self.summary.heartbeats += send_heartbeats(producer, topic, self.now_ms, "simulator")
+                    next_heartbeat_ms = self.now_ms + int(heartbeat_s * 1000)
                 pending_bar += 1
                 if pending_bar >= 256:
                     bar.update(pending_bar)

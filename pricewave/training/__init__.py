@@ -58,7 +58,14 @@ from pricewave.training.history import (
     generate_history,
     load_history,
 )
-from pricewave.training.train import TrainResult, default_model_dir, model_card, torch_threads_from_env, train
+from pricewave.training.train import (
+    TrainResult,
+    default_model_dir,
+    model_card,
+    torch_threads_from_env,
+    train,
+    train_small_model,
+)
 
 __all__ = [
     "DECISION_LEAD_MS",
@@ -92,5 +99,6 @@ __all__ = [
     "prepare_feature_repo",
     "torch_threads_from_env",
     "train",
+    "train_small_model",
     "write_calibration_plot",
 ]

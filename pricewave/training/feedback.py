@@ -173,6 +173,8 @@ def split_by_time(logged: pd.DataFrame, gate_share: float) -> tuple[pd.DataFrame
     if not 0 < gate_share < 1:
         raise DataError(f"the gate's share of the log must lie in (0, 1), not {gate_share}")
     times = logged["event_time"].to_numpy(dtype=np.int64)
+    if times.size == 0:
+        return logged, logged
     split = times.min() + (1 - gate_share) * (times.max() - times.min())
     return logged[times < split].reset_index(drop=True), logged[times >= split].reset_index(drop=True)
 
@@ -225,7 +227,8 @@ def train_from_log(
             ``min_decisions``: then nothing is trained or written.
     """
     limits = limits or GateLimits()
-    shown = logged_decisions(logged)
+    # None shown yet (a job just started) is "too little", said below like any short log.
+    shown = logged_decisions(logged, allow_empty=True)
     train_part, gate_part = split_by_time(shown, gate_share)
     if train_part.empty or len(gate_part) < limits.min_decisions:
         # Said before fitting: nothing is trained or written that the gate could not judge.

@@ -55,7 +55,7 @@ from pricewave.flink import cancel_job, cluster_for, job_details
 from pricewave.job import JobOptions
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import load_scenario
-from tests.conftest import train_small_model
+from pricewave.training import train_small_model
 from tests.reliability.harness import (
     PrivateStack,
     decision_log_rows,

@@ -50,7 +50,8 @@ from pricewave.config import Settings, load_settings
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import FaultsSpec, load_scenario
 from pricewave.stack.process import running_pid
-from tests.conftest import restored_from, train_small_model
+from pricewave.training import train_small_model
+from tests.conftest import restored_from
 from tests.reliability.harness import (
     PrivateStack,
     decision_log_rows,

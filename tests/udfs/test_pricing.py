@@ -168,3 +168,25 @@ def test_the_model_reads_is_holiday_from_the_calendar_in_the_settings(pricing_se
         ordinary
     )
     assert conversion([HolidayPeriod(name="sale", start=day, end=day + timedelta(days=1))]) != ordinary
+
+
+def test_a_pricer_takes_one_torch_thread_only_in_a_worker_process_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+    from importlib.machinery import ModuleSpec
+
+    import torch
+
+    from udfs.pricing import _one_torch_thread_per_worker_process
+
+    threads = torch.get_num_threads()
+    try:
+        _one_torch_thread_per_worker_process()  # here: a loopback worker would share this process
+        assert torch.get_num_threads() == threads
+        worker = types.ModuleType("__main__")
+        worker.__spec__ = ModuleSpec("pyflink.fn_execution.beam.beam_boot", None)  # python -m …beam_boot
+        monkeypatch.setitem(sys.modules, "__main__", worker)
+        _one_torch_thread_per_worker_process()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

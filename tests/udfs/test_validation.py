@@ -33,3 +33,21 @@ def test_lateness_only_applies_to_records_that_are_otherwise_accepted() -> None:
     reasons = validator.reasons(raw, pd.Series([True, True, False]), pd.Series([False, True, False]))
     assert reasons.tolist() == ["late", validator.unstamped_reason(), None]
     assert "60 s ahead" in validator.unstamped_reason()
+
+
+def _heartbeat(event_time: int, extra: bytes = b"") -> bytes:
+    return b'{"heartbeat":"crawler","event_time":%d%s}' % (event_time, extra)
+
+
+def test_a_heartbeat_is_neither_a_feature_nor_a_dead_letter_unless_its_clock_runs_ahead() -> None:
+    """Any input topic takes heartbeats; one the source could not stamp is a bad_timestamp like any record."""
+    for schema in ("click_event", "competitor_price", "review"):
+        validator = EventValidator(schema, max_clock_skew_s=300)
+        raw = pd.Series([_heartbeat(NOW_MS), _heartbeat(NOW_MS + 600_000), _heartbeat(NOW_MS, b',"sku":"A"')])
+        reasons = validator.reasons(raw, unstamped=pd.Series([False, True, False])).tolist()
+        assert reasons[0] == "heartbeat"
+        assert reasons[1] == validator.unstamped_reason()
+        # Not a heartbeat (its schema allows no other field): the topic schema's own verdict.
+        assert reasons[2] is not None and reasons[2] != "heartbeat" and reasons[2].startswith("missing_field")
+        # A lateness flag never turns a heartbeat into a dead letter.
+        assert validator.reasons(raw[:1], late=pd.Series([True])).tolist() == ["heartbeat"]

@@ -51,3 +51,27 @@ def test_command_line_flags_reach_the_options(tmp_path: Path) -> None:
         7,
         "x",
     )
+
+
+def test_latency_knobs_come_from_flags_and_impossible_values_are_refused() -> None:
+    defaults = JobOptions()
+    # Shorter than Flink's own defaults (200 ms, 100 ms): a price waits on both at every exchange.
+    assert defaults.watermark_interval_ms < 200 and defaults.buffer_timeout_ms < 100
+    _, options, _, _ = parse_args(["--watermark-interval", "25", "--buffer-timeout", "0"])
+    assert (options.watermark_interval_ms, options.buffer_timeout_ms) == (25, 0)
+    with pytest.raises(ConfigError, match="--watermark-interval must be > 0 ms"):
+        JobOptions(watermark_interval_ms=0).validate()
+    with pytest.raises(ConfigError, match="--buffer-timeout >= 0 ms"):
+        JobOptions(buffer_timeout_ms=-1).validate()
+
+
+@pytest.mark.integration
+@pytest.mark.isolated
+def test_the_table_environment_carries_the_latency_knobs(settings: Settings) -> None:
+    """What the options set is what the job's (JVM) configuration holds."""
+    from pricewave.job import create_table_environment
+
+    t_env = create_table_environment(settings, JobOptions(watermark_interval_ms=40, buffer_timeout_ms=7))
+    config = t_env.get_config()
+    assert config.get("pipeline.auto-watermark-interval", "") == "40 ms"
+    assert config.get("execution.buffer-timeout.interval", "") == "7 ms"

@@ -19,7 +19,7 @@ from pricewave.errors import ConfigError
 from pricewave.job import JobOptions, build_pipeline, create_table_environment
 from pricewave.job.environment import PYTHON_WORKER_MODE_VARIABLE
 from pricewave.job.sources import source_ddl
-from pricewave.kafka_io import encode_json, ensure_topics, make_producer
+from pricewave.kafka_io import encode_json, ensure_topics, make_producer, send_heartbeats
 from pricewave.privacy import pseudonymize_user
 from tests.conftest import consume_all
 from tests.reliability.harness import bounded_options
@@ -74,6 +74,8 @@ def test_bad_and_late_records_go_to_the_dead_letter_topic_and_windows_count_exac
     topic = job_settings.topics.clicks
     for record in clicks[:11]:
         producer.send(topic, encode_json(record))
+    # A heartbeat at the newest click's time: neither a dead letter nor a click in any window.
+    send_heartbeats(producer, topic, int(clicks[10]["event_time"]), "test")
     producer.send(topic, encode_json(duplicate))  # a replayed event, on time: counted once
     for raw in malformed:
         producer.send(topic, raw)
@@ -195,6 +197,51 @@ def test_simulated_market_is_priced_end_to_end(job_settings: Settings, trained_m
     assert quote.source == "offer" and quote.personalized == newest_offer["personalized"]
     log_files = list((tmp_path / "decisions").rglob("*"))
     assert any(path.is_file() for path in log_files), "the decision log is empty"
+
+
+def test_heartbeats_on_quiet_topics_close_windows_without_an_idle_timeout(job_settings: Settings) -> None:
+    """A live run whose competitor and review topics carry one record each, then only heartbeats.
+
+    The sku windows wait for those topics' watermarks (the competition join, the review summary as
+    of the window). With the idle timeout at an hour, only the heartbeats can move them: a sku price
+    for a window minutes after the last quote arrives within seconds, and no heartbeat is a dead letter.
+    """
+    write_catalog_row(job_settings, "hb-1")
+    producer = make_producer(job_settings)
+    topics = job_settings.topics
+    quote = {"event_id": "q1", "sku": "hb-1", "competitor": "acme", "price": 9.5, "in_stock": True, "event_time": T0}
+    review = {"review_id": "r1", "sku": "hb-1", "rating": 4, "text": "fine snack", "event_time": T0}
+    producer.send(topics.competitor_prices, encode_json(quote))
+    producer.send(topics.reviews, encode_json(review))
+    for n in range(25):  # a view every 10 s for 4 minutes, a heartbeat on each quiet topic with it
+        view = click(n, "hb-1", "view", minute=n / 6)
+        producer.send(topics.clicks, encode_json(view))
+        for topic in (topics.competitor_prices, topics.reviews):
+            send_heartbeats(producer, topic, int(view["event_time"]), "test")
+    producer.flush()
+
+    options = bounded_options(bounded=False, idle_timeout_s=3600, checkpoint_interval_s=1)
+    t_env = create_table_environment(job_settings, options)
+    result = build_pipeline(t_env, job_settings, options).execute()
+    client = result.get_job_client()
+    try:
+        # The window ending at T0 + 3:00 (its time 1 ms before) closes once every watermark passes it:
+        # the last heartbeats (T0 + 4:00) take each quiet topic's there; the quote alone stays at T0.
+        wanted = T0 + 150_000
+
+        def priced(records: list[object]) -> bool:
+            return any(d["kind"] == "sku" and d["event_time"] >= wanted for d in map(_decision, records))
+
+        records = consume_all(job_settings, topics.prices, until=priced, timeout_s=120)
+        assert priced(records), sorted({(d["kind"], d["event_time"]) for d in map(_decision, records)})
+        dead = consume_all(job_settings, topics.dlq, timeout_s=5)
+        assert dead == [], [json.loads(r.value)["reason"] for r in dead]
+    finally:
+        client.cancel().result()
+
+
+def _decision(record: object) -> dict[str, object]:
+    return json.loads(record.value)  # type: ignore[attr-defined]
 
 
 def _collect_demand(settings: Settings, options: JobOptions) -> list[tuple[object, ...]]:

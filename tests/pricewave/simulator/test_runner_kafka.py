@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -212,3 +213,30 @@ def test_the_cli_streams_on_the_live_clock_paced_by_event_time(
     span_s = (last - first) / 1000
     assert speedup * duration_s * 0.4 <= span_s <= speedup * duration_s * 1.1, span_s
     assert summary["elapsed_s"] == pytest.approx(duration_s, abs=1.5)
+
+
+def test_heartbeats_reach_every_partition_of_the_quiet_topics_and_are_not_messages(
+    fresh_topic_settings: Any,
+) -> None:
+    settings = fresh_topic_settings("test-sim-heartbeat", partitions=3)
+    sim = Simulator(SMALL, settings, seed=2, review_texts=TEXTS, faults=NO_FAULTS)
+    summary = sim.run_to_kafka(rate=None, max_events=400, closed_loop=False, progress=False, heartbeat_s=60)
+    assert summary.delivery_errors == 0 and summary.heartbeats > 0
+    clicks = consume_all(settings, settings.topics.clicks, timeout_s=20)
+    assert not any(b'"heartbeat"' in record.value for record in clicks)  # only the quiet topics get them
+    for topic in (settings.topics.competitor_prices, settings.topics.reviews):
+        records = consume_all(settings, topic, timeout_s=20)
+        beats = [(r.partition, json.loads(r.value)) for r in records if b'"heartbeat"' in r.value]
+        assert len(beats) == summary.heartbeats // 2
+        assert all(check_event("heartbeat", json.dumps(beat).encode())[1] is None for _, beat in beats)
+        # Each round reaches all 3 partitions, at the simulated clock, rounds >= 60 simulated s apart.
+        times = sorted({beat["event_time"] for _, beat in beats})
+        assert Counter(partition for partition, _ in beats) == {p: len(times) for p in range(3)}
+        assert all(later - earlier >= 60_000 for earlier, later in itertools.pairwise(times))
+        assert summary.sim_start_ms <= times[0] and times[-1] <= summary.sim_end_ms
+    # What the market sent is counted as before; the heartbeats apart.
+    market = len(clicks) + sum(
+        sum(b'"heartbeat"' not in r.value for r in consume_all(settings, topic, timeout_s=5))
+        for topic in (settings.topics.competitor_prices, settings.topics.reviews)
+    )
+    assert market == summary.messages

@@ -114,6 +114,20 @@ def test_training_rows_label_as_many_views_bought_as_the_decision_sold() -> None
     assert early["event_time"].tolist() == [0, 10] and late["event_time"].tolist() == [70, 100]
 
 
+def test_a_log_with_no_decision_shown_yet_is_too_short_and_says_so(tmp_path: Path) -> None:
+    """A job that just started: decisions logged, none seen by a click yet. Nothing is trained."""
+    from pricewave.errors import DataError
+    from pricewave.training.feedback import train_from_log
+
+    unseen = pd.DataFrame(
+        {"sku": ["a", "b"], "base_price": [10.0, 10.0], "cost": [6.0, 6.0], "event_time": [0, 60_000],
+         "price": [9.5, 10.5], "propensity": [0.5, 0.5], "views": [0, 0], "purchases": [0, 0], "margin": [0.0, 0.0]}
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"holds 0 shown sku decisions.*let the job run longer"):
+        train_from_log(unseen, tmp_path / "models", guardrails=job_guardrails(Settings()))
+    assert not (tmp_path / "models").exists()
+
+
 def _train(args: list[str], state: Path) -> subprocess.CompletedProcess[str]:
     env = child_environment({"PRICEWAVE_STATE_DIR": str(state), "OMP_NUM_THREADS": "1"})
     return subprocess.run(
