@@ -165,12 +165,19 @@ def test_cli_simulate_small_into_kafka(kafka_stack: Settings, fresh_topic: str) 
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["messages"] == 300
-    assert len(consume_all(kafka_stack, fresh_topic, expected=300)) == 300
+    assert summary["messages"] == 300 and summary["heartbeats"] > 0  # heartbeats on by default, apart
+    market, beats = _without_heartbeats(consume_all(kafka_stack, fresh_topic, expected=300 + summary["heartbeats"]))
+    assert (len(market), len(beats)) == (300, summary["heartbeats"])
 
     bad = subprocess.run([*command[:3], "no_such_scenario"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
     assert bad.stderr.strip().count("\n") == 0 and "unknown scenario" in bad.stderr
+
+
+def _without_heartbeats(records: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The market's records and the heartbeats among ``records`` (every role routed to one topic)."""
+    beats = [record for record in records if check_event("heartbeat", record.value)[1] is None]
+    return [record for record in records if record not in beats], beats
 
 
 def _event_times(records: list[Any]) -> list[int]:
@@ -200,9 +207,10 @@ def test_the_cli_streams_on_the_live_clock_paced_by_event_time(
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    records = consume_all(kafka_stack, fresh_topic, expected=summary["messages"], timeout_s=30)
+    expected = summary["messages"] + summary["heartbeats"]
+    records, beats = _without_heartbeats(consume_all(kafka_stack, fresh_topic, expected=expected, timeout_s=30))
     # The summary counts what was sent: not the message made when the duration ran out.
-    assert len(records) == summary["messages"]
+    assert (len(records), len(beats)) == (summary["messages"], summary["heartbeats"])
     times = sorted(_event_times(records))
     assert len(times) > 20
     # The scenario's late events carry old event times on purpose: judge by the 5th-95th percentiles.
