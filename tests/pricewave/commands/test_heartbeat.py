@@ -21,11 +21,16 @@ pytestmark = pytest.mark.integration
 
 def heartbeat(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m pricewave heartbeat ARGS`` in a child process whose topics are ``settings``'."""
-    env = child_environment()
-    env.update({f"PRICEWAVE_TOPICS__{role.upper()}": getattr(settings.topics, role) for role in ("clicks", "reviews")})
-    env["PRICEWAVE_TOPICS__COMPETITOR_PRICES"] = settings.topics.competitor_prices
+    return pricewave_on_topics(settings, "heartbeat", *args)
+
+
+def pricewave_on_topics(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m pricewave ARGS`` in a child process whose input topics are ``settings``' (wide tables)."""
+    env = {**child_environment(), "COLUMNS": "250"}
+    for role in ("clicks", "competitor_prices", "reviews"):
+        env[f"PRICEWAVE_TOPICS__{role.upper()}"] = getattr(settings.topics, role)
     return subprocess.run(
-        [sys.executable, "-m", "pricewave", "heartbeat", *args],
+        [sys.executable, "-m", "pricewave", *args],
         capture_output=True,
         text=True,
         check=False,

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 
 import pytest
 
 from pricewave.config import Settings
-from pricewave.stack.process import child_environment
+from tests.pricewave.commands.test_heartbeat import pricewave_on_topics
 
 pytestmark = pytest.mark.integration
 
@@ -31,17 +29,7 @@ def test_topics_lateness_measures_the_input_and_sizes_the_out_of_orderness(
     send_heartbeats(producer, settings.topics.reviews, t0, "test")
     producer.flush()
     producer.close()
-    env = {**child_environment(), "COLUMNS": "250"}  # the table's topic names unabridged
-    env.update({f"PRICEWAVE_TOPICS__{role.upper()}": getattr(settings.topics, role) for role in
-                ("clicks", "competitor_prices", "reviews")})  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "-m", "pricewave", "topics", "lateness", "--late-share", "0.1"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        timeout=120,
-    )
+    result = pricewave_on_topics(settings, "topics", "lateness", "--late-share", "0.1")
     assert result.returncode == 0, result.stderr
     # Behind the newest before them: 10 % by 1 s, 10 % by 2 s, 10 % by 19 s (the rest are on time).
     assert "recommended: --out-of-orderness 2.1" in result.stdout, result.stdout

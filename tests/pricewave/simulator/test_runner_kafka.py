@@ -176,8 +176,10 @@ def test_cli_simulate_small_into_kafka(kafka_stack: Settings, fresh_topic: str) 
 
 def _without_heartbeats(records: list[Any]) -> tuple[list[Any], list[Any]]:
     """The market's records and the heartbeats among ``records`` (every role routed to one topic)."""
-    beats = [record for record in records if check_event("heartbeat", record.value)[1] is None]
-    return [record for record in records if record not in beats], beats
+    is_beat = [check_event("heartbeat", record.value)[1] is None for record in records]
+    return [r for r, beat in zip(records, is_beat, strict=True) if not beat], [
+        r for r, beat in zip(records, is_beat, strict=True) if beat
+    ]
 
 
 def _event_times(records: list[Any]) -> list[int]:
