@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
+# Private (a feature repo copy, Redis on a free port, its own servers): make test runs it beside the shared stack.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 
 def test_online_store_bench_tiny() -> None:

@@ -12,7 +12,8 @@ import pytest
 from tests.bench import failure_report
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
+# Private (a feature repo copy, Redis on a free port, its own servers): make test runs it beside the shared stack.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 
 def test_price_api_bench_tiny() -> None:

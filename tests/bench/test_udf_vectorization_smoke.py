@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.integration
+# A MiniCluster and datagen only: make test runs it beside the shared-stack tests.
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 
 def test_udf_vectorization_bench_tiny() -> None:

@@ -41,3 +41,24 @@ def test_feast_classes_skip_typeguard_only_when_pricewave_comes_first(tmp_path: 
     (tmp_path / "other.py").write_text(OTHER)
     assert run("", tmp_path) == ["True", "True", "checked"]  # Feast alone: instrumented at import
     assert run("import pricewave", tmp_path) == ["False", "False", "checked"]  # others keep their checks
+
+
+LAZY_TORCH = """
+import sys
+{first}
+import feast
+from feast.online_response import OnlineResponse
+print("torch" in sys.modules)
+from feast.torch_wrapper import TORCH_AVAILABLE, get_torch
+print(TORCH_AVAILABLE, "torch" in sys.modules, get_torch() is sys.modules["torch"])
+"""
+
+
+def test_feast_imports_torch_only_when_asked_for_it_once_pricewave_comes_first() -> None:
+    def run_lazy(first: str) -> list[str]:
+        code = LAZY_TORCH.format(first=first)
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+        return result.stdout.split()
+
+    assert run_lazy("") == ["True", "True", "True", "True"]  # Feast alone imports torch with itself
+    assert run_lazy("import pricewave") == ["False", "True", "True", "True"]  # on first use, same answers

@@ -3,7 +3,7 @@
 A PRIVATE stack (own broker, standalone Flink cluster with 2 TaskManagers and no HA, free ports,
 temporary state directory: the shared stack is never touched) holds a fixed input: the ``small``
 scenario of the simulator, seed fixed, every fault share 0, single-partition topics. The pricing
-job prices with a demand model trained when the module starts. Its settings are PRICEWAVE_*
+job prices with the session's demand model (``trained_model_dir``). Its settings are PRICEWAVE_*
 variables, as for ``pricewave submit``; the resubmission after the failure goes through
 ``pricewave submit`` itself (Flink's ``flink run --detached -s``), the other submissions from this
 process with the same job options (a ``flink run`` client JVM per job costs minutes on a busy
@@ -50,7 +50,6 @@ from pricewave.config import Settings, load_settings
 from pricewave.simulator.runner import Simulator
 from pricewave.simulator.scenario import FaultsSpec, load_scenario
 from pricewave.stack.process import running_pid
-from pricewave.training import train_small_model
 from tests.conftest import restored_from
 from tests.reliability.harness import (
     PrivateStack,
@@ -104,7 +103,7 @@ class RunResult:
 
 @pytest.fixture(scope="module")
 def failover_env(
-    settings: Settings, applied_feature_repo: Path, tmp_path_factory: pytest.TempPathFactory
+    settings: Settings, applied_feature_repo: Path, trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FailoverEnv]:
     base = tmp_path_factory.mktemp("failover")
     private = private_settings(base / "stack", taskmanagers=2)
@@ -115,8 +114,8 @@ def failover_env(
         simulator = Simulator(load_scenario("small"), private, seed=SEED, faults=faults, review_texts=["fine"])
         simulator.run_to_kafka(rate=None, max_events=N_EVENTS, closed_loop=False, progress=False)
         catalog = simulator.catalog_records()
-        model_dir = train_small_model(base / "model", settings)
-        yield FailoverEnv(stack, base, applied_feature_repo, catalog, [row["sku"] for row in catalog], model_dir)
+        skus = [row["sku"] for row in catalog]
+        yield FailoverEnv(stack, base, applied_feature_repo, catalog, skus, trained_model_dir)
     finally:
         stack.close()
 

@@ -63,6 +63,7 @@ def test_user_key_must_be_pseudonymous() -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.isolated  # a private copy of the feature repo on SQLite: runs beside the shared-stack tests
 def test_push_then_price_for_a_raw_user(feature_repo_copy: Path, tmp_path: Path) -> None:
     now = int(time.time() * 1000)
     key = pseudonymize_user("alice@example.com", SECRET.encode())
@@ -97,6 +98,7 @@ def test_push_then_price_for_a_raw_user(feature_repo_copy: Path, tmp_path: Path)
 
 
 @pytest.mark.integration
+@pytest.mark.isolated
 def test_push_reports_bad_input_clearly(feature_repo_copy: Path, tmp_path: Path) -> None:
     repo = ["--repo", str(feature_repo_copy), "--profile", "sqlite"]
     missing = pricewave("features", "push", "--view", "sku_price", "--file", str(tmp_path / "none.parquet"), *repo)

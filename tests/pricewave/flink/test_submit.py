@@ -4,17 +4,22 @@ The pricing job is submitted with Flink's own ``flink run`` at parallelism 2 ove
 job's driver reads them from PRICEWAVE_TOPICS__* in its environment). Malformed clicks are the
 observable output: each one must reach the fresh dead-letter topic exactly once, before and after an
 upgrade that restores the job from its savepoint. Valid clicks must come out as prices
-(:func:`test_a_live_job_on_the_cluster_prices_every_view`, skipped: a known failure in CI).
+(:func:`test_a_live_job_on_the_cluster_prices_every_view`). One job serves both (the ``live_job``
+fixture): the live-pricing test reads its prices first, the upgrade test then upgrades and stops it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shlex
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,8 +29,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from pricewave import cli
 from pricewave import flink as flink_jobs
 from pricewave.config import Settings, load_settings
-from pricewave.kafka_io import encode_json, make_producer
-from tests.conftest import consume_all, job_progress, restored_from
+from pricewave.kafka_io import encode_json, ensure_topics, make_producer
+from tests.conftest import consume_all, delete_topics_quietly, job_progress, restored_from
 
 pytestmark = pytest.mark.integration
 
@@ -68,24 +73,72 @@ def fresh_taskmanagers(kafka_stack: Settings, flink_cluster: Settings) -> Settin
     return flink_cluster
 
 
-@pytest.fixture
-def job_settings(
-    fresh_topic_settings: Callable[..., Settings],
+@dataclass
+class LiveJob:
+    """The module's pricing job on the cluster, as ``pricewave submit`` started it."""
+
+    settings: Settings
+    env: dict[str, str]  # the PRICEWAVE_* variables naming its topics and feature repo (for the CLI)
+    job_id: str
+    args: list[str]  # the job's own flags, as submitted
+    submit_output: str
+
+
+@pytest.fixture(scope="module")
+def live_job(
+    kafka_stack: Settings,
     fresh_taskmanagers: Settings,
-    feature_repo_copy: object,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Settings:
-    """Settings (and environment, for the flink run client) naming five fresh topics and a private
-    applied feature repo holding a catalog."""
+    applied_feature_repo: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LiveJob]:
+    """One pricing job for the module: ``pricewave submit --parallelism 2`` over five fresh topics and a
+    private applied feature repo holding a catalog (the job's driver reads them from PRICEWAVE_*).
+
+    The live-pricing test reads its prices, then the upgrade test upgrades and stops it: one
+    ``flink run`` client and one job start less than a job per test (minutes on 2 busy cores).
+    Cancelled at the end if still running; its topics are deleted.
+    """
     from pricewave.feature_store import FeatureWriter, open_store
 
-    topics = fresh_topic_settings("test-submit", partitions=None).topics
-    for role in ROLES:
-        monkeypatch.setenv(f"PRICEWAVE_TOPICS__{role.upper()}", getattr(topics, role))
-    monkeypatch.setenv("PRICEWAVE_FEATURE_REPO", str(feature_repo_copy))
-    settings = load_settings()
-    FeatureWriter(open_store(settings)).write("sku_catalog", [CATALOG_ROW])
-    return settings
+    suffix = uuid.uuid4().hex[:8]
+    topics = {role: f"test-submit-{role.replace('_', '-')}-{suffix}" for role in ROLES}
+    ensure_topics(kafka_stack, topics.values(), partitions=None)
+    repo = tmp_path_factory.mktemp("submit") / "feature_repo"
+    shutil.copytree(applied_feature_repo, repo)
+    env = {f"PRICEWAVE_TOPICS__{role.upper()}": name for role, name in topics.items()}
+    env["PRICEWAVE_FEATURE_REPO"] = str(repo)
+    job_ids: list[str] = []
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            settings = load_settings()
+            FeatureWriter(open_store(settings)).write("sku_catalog", [CATALOG_ROW])
+            args = live_job_args()
+            job_id, out = submit_running(settings, job_ids, args)
+        yield LiveJob(settings, env, job_id, args, out)
+    finally:
+        cancel_active(kafka_stack, job_ids)
+        delete_topics_quietly(kafka_stack, list(topics.values()))
+
+
+@pytest.fixture
+def job_env(live_job: LiveJob, monkeypatch: pytest.MonkeyPatch) -> LiveJob:
+    """The module's job, with its PRICEWAVE_* variables set for this test's CLI calls."""
+    for name, value in live_job.env.items():
+        monkeypatch.setenv(name, value)
+    return live_job
+
+
+def cancel_active(settings: Settings, job_ids: list[str]) -> None:
+    """Cancel each of ``job_ids`` that is still active on the stack's cluster."""
+    cluster = flink_jobs.cluster_for(settings)
+    for job_id in job_ids:
+        try:
+            if flink_jobs.job_details(cluster, job_id).get("state") in flink_jobs.ACTIVE_STATES:
+                flink_jobs.cancel_job(cluster, job_id)
+        except Exception as exc:  # keep cancelling the others
+            print(f"could not cancel {job_id}: {exc}")
 
 
 @pytest.fixture
@@ -93,13 +146,7 @@ def submitted_jobs(flink_cluster: Settings) -> Iterator[list[str]]:
     """Job ids the test started; each still active at the end is cancelled."""
     job_ids: list[str] = []
     yield job_ids
-    cluster = flink_jobs.cluster_for(flink_cluster)
-    for job_id in job_ids:
-        try:
-            if flink_jobs.job_details(cluster, job_id).get("state") in flink_jobs.ACTIVE_STATES:
-                flink_jobs.cancel_job(cluster, job_id)
-        except Exception as exc:  # keep cancelling the others
-            print(f"could not cancel {job_id}: {exc}")
+    cancel_active(flink_cluster, job_ids)
 
 
 def bad_clicks(settings: Settings, count: int, tag: str) -> None:
@@ -130,11 +177,13 @@ def live_job_args() -> list[str]:
             "--checkpoint-interval", "2"]  # fmt: skip
 
 
-def submit_running(
-    settings: Settings, submitted_jobs: list[str], capsys: pytest.CaptureFixture[str], job_args: list[str]
-) -> tuple[str, str]:
+def submit_running(settings: Settings, submitted_jobs: list[str], job_args: list[str]) -> tuple[str, str]:
     """``pricewave submit --parallelism 2 -- ARGS``; waits until the job runs. Returns its id and the output."""
-    out = run_cli(capsys, "submit", "--parallelism", "2", "--", *job_args)
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = cli.main(["submit", "--parallelism", "2", "--", *job_args])
+    out = output.getvalue()
+    assert code == 0, out
     found = flink_jobs.JOB_ID_PATTERN.search(f"JobID {out.split()[2]}")
     assert found is not None, out
     job_id = found.group(1)
@@ -143,15 +192,42 @@ def submit_running(
     return job_id, out
 
 
-def test_submit_jobs_upgrade_from_savepoint_and_stop(
-    job_settings: Settings, submitted_jobs: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cluster = flink_jobs.cluster_for(job_settings)
-    job_args = live_job_args()
+def test_a_live_job_on_the_cluster_prices_every_view(job_env: LiveJob) -> None:
+    """Ten minutes of views on both partitions: an offer for each and a price for each sku window."""
+    job_settings, job_id = job_env.settings, job_env.job_id
+    good_clicks(job_settings, minutes=10)
 
-    # submit at parallelism 2 through the CLI, as a user would
-    first_id, out = submit_running(job_settings, submitted_jobs, capsys, job_args)
-    assert f"{job_settings.flink.rest_url}/#/job/{first_id}/overview" in out
+    def priced(records: list[ConsumerRecord]) -> bool:
+        """A sku price and (nearly) an offer per view: sku prices and offers commit in different checkpoints."""
+        kinds = [json.loads(r.value)["kind"] for r in records]
+        return "sku" in kinds and kinds.count("offer") >= 50
+
+    records = consume_all(job_settings, job_settings.topics.prices, until=priced, timeout_s=120)
+    prices = [json.loads(r.value) for r in records]
+    progress = job_progress(job_settings.flink.rest_url, job_id)  # where records and watermarks stand
+    assert any(p["kind"] == "sku" and p["sku"] == "A1" for p in prices), f"{prices[:3]}\n{progress}"
+    assert sum(p["kind"] == "offer" for p in prices) >= 50, progress  # (nearly) one per view
+    assert all(p["price"] >= 10.0 * 1.05 for p in prices)  # the margin floor holds
+
+    # What Prometheus scrapes from Flink's own reporter: the pricers' business metrics of this job.
+    reported = reported_pricer_metrics(job_id, until=lambda found: found.get(("OfferPricer", "decisions"), 0) >= 50)
+    assert reported.get(("OfferPricer", "decisions"), 0) >= 50, sorted(reported)
+    assert reported.get(("SkuPricer", "decisions"), 0) >= 1, sorted(reported)
+    assert any(name.startswith("rule_guardrail_hits{") for _, name in reported), sorted(reported)  # hits per rule
+    assert reported[("OfferPricer", "event_to_decision_ms_p99")] > 0
+    assert 0 <= reported[("OfferPricer", "kill_switch")] <= reported[("OfferPricer", "decisions")]
+    assert reported[("OfferPricer", "model_age_s")] >= -1  # -1: no model, the kill switch prices
+
+
+def test_submit_jobs_upgrade_from_savepoint_and_stop(
+    job_env: LiveJob, submitted_jobs: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs after the live-pricing test, on the same job (its prices are not dead letters)."""
+    job_settings, job_args, first_id = job_env.settings, job_env.args, job_env.job_id
+    cluster = flink_jobs.cluster_for(job_settings)
+
+    # submitted at parallelism 2 through the CLI, as a user would (the module's job)
+    assert f"{job_settings.flink.rest_url}/#/job/{first_id}/overview" in job_env.submit_output
     details = flink_jobs.job_details(cluster, first_id)
     assert max(vertex["parallelism"] for vertex in details["vertices"]) == 2
 
@@ -165,9 +241,6 @@ def test_submit_jobs_upgrade_from_savepoint_and_stop(
     assert len(letters) == 6
     assert {letter["source_topic"] for letter in letters} == {job_settings.topics.clicks}
     assert len({(letter["partition"], letter["offset"]) for letter in letters}) == 6
-
-    # (Prices from a live job on the cluster: test_a_live_job_on_the_cluster_prices_every_view,
-    # skipped as a known failure in CI.)
 
     # upgrade: stop with a savepoint, then the current code restored from it
     savepoints = tmp_path / "savepoints"
@@ -199,35 +272,6 @@ def test_submit_jobs_upgrade_from_savepoint_and_stop(
     final = Path(out.strip().splitlines()[-1].split(": ", 1)[1].removeprefix("file:"))
     assert (final / "_metadata").is_file() and final.parent == second_savepoints.resolve()
     assert flink_jobs.job_details(cluster, second_id)["state"] == "FINISHED"
-
-
-def test_a_live_job_on_the_cluster_prices_every_view(
-    job_settings: Settings, submitted_jobs: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Ten minutes of views on both partitions: an offer for each and a price for each sku window."""
-    job_id, _ = submit_running(job_settings, submitted_jobs, capsys, live_job_args())
-    good_clicks(job_settings, minutes=10)
-
-    def priced(records: list[ConsumerRecord]) -> bool:
-        """A sku price and (nearly) an offer per view: sku prices and offers commit in different checkpoints."""
-        kinds = [json.loads(r.value)["kind"] for r in records]
-        return "sku" in kinds and kinds.count("offer") >= 50
-
-    records = consume_all(job_settings, job_settings.topics.prices, until=priced, timeout_s=120)
-    prices = [json.loads(r.value) for r in records]
-    progress = job_progress(job_settings.flink.rest_url, job_id)  # where records and watermarks stand
-    assert any(p["kind"] == "sku" and p["sku"] == "A1" for p in prices), f"{prices[:3]}\n{progress}"
-    assert sum(p["kind"] == "offer" for p in prices) >= 50, progress  # (nearly) one per view
-    assert all(p["price"] >= 10.0 * 1.05 for p in prices)  # the margin floor holds
-
-    # What Prometheus scrapes from Flink's own reporter: the pricers' business metrics of this job.
-    reported = reported_pricer_metrics(job_id, until=lambda found: found.get(("OfferPricer", "decisions"), 0) >= 50)
-    assert reported.get(("OfferPricer", "decisions"), 0) >= 50, sorted(reported)
-    assert reported.get(("SkuPricer", "decisions"), 0) >= 1, sorted(reported)
-    assert any(name.startswith("rule_guardrail_hits{") for _, name in reported), sorted(reported)  # hits per rule
-    assert reported[("OfferPricer", "event_to_decision_ms_p99")] > 0
-    assert 0 <= reported[("OfferPricer", "kill_switch")] <= reported[("OfferPricer", "decisions")]
-    assert reported[("OfferPricer", "model_age_s")] >= -1  # -1: no model, the kill switch prices
 
 
 PRICER_SAMPLE = re.compile(r"^flink_taskmanager_job_task_operator_pricewave_(\w+)\{([^}]*)\} (\S+)$", re.M)
