@@ -322,8 +322,10 @@ def count_outputs(settings: Settings, workdir: Path, measured_from_ms: int) -> d
     by_kind: dict[str, list[int]] = {}  # kind -> [decisions, priced by the kill switch]
     # The bounded job has ended: its last transaction is committed, so the topic's end is final.
     for value in read_topic_values(settings, settings.topics.prices):
+        if value is None:  # the job writes no tombstones; a foreign one is no decision
+            continue
         decisions += 1
-        decision = json.loads(value or b"{}")
+        decision = json.loads(value)
         if decision["event_time"] < measured_from_ms:
             continue
         counts = by_kind.setdefault(decision["kind"], [0, 0])

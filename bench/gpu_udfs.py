@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -303,18 +302,11 @@ def bench_embed_text(
 
 def bench_pricing_udf(device: torch.device, batches: list[int], seconds: float, budget: Budget) -> list[Row]:
     """``PricingPolicy.decide`` on the device: the pricers' work per Arrow batch, model and guardrails."""
-    from pricing_udf import synthetic_frame  # bench/pricing_udf.py, beside this script
-
-    from pricewave.pricing.artifact import load_artifact, save_artifact
-    from pricewave.pricing.demand_model import DemandModel
-    from pricewave.pricing.policy import PricingPolicy
+    from pricing_udf import synthetic_frame, untrained_policy  # bench/pricing_udf.py, beside this script
 
     torch.manual_seed(0)
     frame = synthetic_frame(max(batches) * 2, seed=1)
-    with tempfile.TemporaryDirectory() as model_dir:  # an untrained network runs at a trained one's speed
-        save_artifact(DemandModel(), None, {}, {}, model_dir)
-        artifact = load_artifact(model_dir, device=device)
-    policy = PricingPolicy(artifact, exploration_epsilon=0.05, device=device)
+    policy = untrained_policy(device)
     rows = []
     for batch in batches:
         if not budget.allows(f"pricing UDF decide, {device.type}, batch {batch}"):

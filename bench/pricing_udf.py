@@ -75,6 +75,14 @@ def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def untrained_policy(device: torch.device | str | None) -> PricingPolicy:
+    """The job's policy over an untrained demand network on ``device`` (it runs at a trained one's speed)."""
+    with tempfile.TemporaryDirectory() as model_dir:
+        save_artifact(DemandModel(), None, {}, {}, model_dir)
+        artifact = load_artifact(model_dir, device=device)
+    return PricingPolicy(artifact, exploration_epsilon=0.05, device=device)
+
+
 def _rows_per_s(policy: PricingPolicy, frame: pd.DataFrame, batch: int, min_time_s: float) -> float:
     """Records/s of ``decide`` on consecutive batches of ``batch`` rows, repeated for ``min_time_s``."""
     batches = [frame.iloc[i : i + batch] for i in range(0, len(frame) - batch + 1, batch)] or [frame]
@@ -101,10 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sizes = [1, 64, 256] if args.tiny else [1, 64, 1024, 8192]
     min_time_s = 0.2 if args.tiny else 2.0
     frame = synthetic_frame(max(sizes) * (1 if args.tiny else 2), seed=1)
-    with tempfile.TemporaryDirectory() as model_dir:
-        save_artifact(DemandModel(), None, {}, {}, model_dir)
-        artifact = load_artifact(model_dir, device=args.device)
-    policy = PricingPolicy(artifact, exploration_epsilon=0.05, device=args.device)
+    policy = untrained_policy(args.device)
     rates = {}
     for size in sizes:
         rates[size] = _rows_per_s(policy, frame, size, min_time_s)
