@@ -70,6 +70,11 @@ def synthetic_frame(n: int, seed: int = 0) -> pd.DataFrame:
             "recent_carts": np.where(offer, rng.integers(0, 3, n), np.nan),
             "mean_price_seen": np.where(offer, base * rng.uniform(0.5, 1.5, n), np.nan),
             "recency_s": np.where(offer, rng.uniform(0, 600, n), np.nan),
+            "shopper_views": np.where(offer, rng.integers(0, 200, n), np.nan),
+            "shopper_clicks": np.where(offer, rng.integers(0, 80, n), np.nan),
+            "shopper_carts": np.where(offer, rng.integers(0, 20, n), np.nan),
+            "shopper_purchases": np.where(offer, rng.integers(0, 10, n), np.nan),
+            "shopper_paid_ratio": np.where(offer, rng.uniform(0.7, 1.2, n), np.nan),
             "review_embedding": embeddings,
         }
     )

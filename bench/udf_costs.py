@@ -117,6 +117,9 @@ def measure(settings: Settings, batches: int) -> dict[str, float]:
             pd.Series(rng.uniform(5, 30, BATCH)),
             pd.Series(rng.uniform(0, 900, BATCH)),
             pd.Series(rng.uniform(0, 600, BATCH)),  # recency_s
+            # the shopper profile: views, clicks, carts, purchases over days, the paid ratio
+            *[pd.Series(rng.integers(0, n, BATCH)) for n in (200, 80, 20, 10)],
+            pd.Series(rng.uniform(0.7, 1.2, BATCH)),
             # The sku's price and window features, as the job's temporal join hands them over.
             *[skus.map(window[name]) for name in ("sku_price", *SKU_WINDOW_FEATURES)],
         ]

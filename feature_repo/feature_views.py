@@ -10,6 +10,7 @@ from entities import sku, user
 from feast import FeatureView
 from sources import (
     TABLES,
+    shopper_profile_push,
     sku_catalog_push,
     sku_competition_push,
     sku_demand_push,
@@ -58,6 +59,18 @@ user_session = FeatureView(
     online=True,
     description="Recent behaviour per pseudonymous user in the current session (training reads it "
     "offline; the job prices offers from the session in-stream and does not push it online).",
+)
+
+shopper_profile = FeatureView(
+    name="shopper_profile",
+    entities=[user],
+    ttl=timedelta(days=7),  # the profile horizon: the job's keyed state keeps a shopper's clicks this long
+    schema=TABLES["shopper_profile"].features(),
+    source=shopper_profile_push,
+    online=True,
+    description="A pseudonymous shopper's revealed price response over days (views, carts, purchases, "
+    "paid vs shown prices); the job pushes it at each purchase and prices offers from it in-stream. "
+    "`pricewave profile delete` removes one on request.",
 )
 
 sku_catalog = FeatureView(

@@ -53,6 +53,7 @@ TABLES = {
         Table("sku_competition", "sku_competition", ("sku",)),
         Table("sku_review_summary", "sku_review_summary", ("sku",)),
         Table("user_session", "user_session", ("user_key",)),
+        Table("shopper_profile", "shopper_profile", ("user_key",)),
         Table("sku_catalog", "sku_catalog", ("sku",)),
         Table("sku_price", "price_decision", ("sku",), (*_DECISION_ONLY, "user_key")),
         Table("user_offer", "price_decision", ("user_key", "sku"), _DECISION_ONLY),
@@ -96,6 +97,7 @@ sku_demand_push = _push_source(TABLES["sku_demand"])
 sku_competition_push = _push_source(TABLES["sku_competition"])
 sku_review_summary_push = _push_source(TABLES["sku_review_summary"])
 user_session_push = _push_source(TABLES["user_session"])
+shopper_profile_push = _push_source(TABLES["shopper_profile"])
 sku_catalog_push = _push_source(TABLES["sku_catalog"])
 sku_price_push = _push_source(TABLES["sku_price"])
 user_offer_push = _push_source(TABLES["user_offer"])

@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "features",
     "catalog",
     "price",
+    "profile",
     "serve",
     "jobs",
     "monitor",

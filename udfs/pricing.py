@@ -358,7 +358,8 @@ def sku_pricer_udf(settings: Settings) -> UserDefinedFunctionWrapper:
 class OfferPricer(_PricerBase):
     """``price_offer(user_key, sku, event_time, <session...>, sku_price, <sku window...>) -> ROW``.
 
-    A personalized offer, triggered by a view or add-to-cart. The job joins each click with its
+    A personalized offer, triggered by a view or add-to-cart, from the user's session and shopper
+    profile as of the click (:mod:`pricewave.feature_views.shopper_profile`). The job joins each click with its
     sku's published price, window features and review summary as of the click's event time (an
     event-time temporal join on the sku decisions), so the offer does not depend on when another
     branch wrote the online store. The cap for the discount-only policy is that price for everyone
@@ -375,6 +376,11 @@ class OfferPricer(_PricerBase):
         "mean_price_seen",
         "dwell_s",
         "recency_s",
+        "shopper_views",
+        "shopper_clicks",
+        "shopper_carts",
+        "shopper_purchases",
+        "shopper_paid_ratio",
         "sku_price",
         *SKU_WINDOW_FEATURES,
     )

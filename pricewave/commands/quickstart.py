@@ -103,19 +103,27 @@ def prepare_store(settings: Settings, scenario: str, seed: int) -> Path:
 
 
 def ensure_model(settings: Settings, scenario: str) -> None:
-    """Train a demand model on simulated history of ``scenario`` unless the model directory has a fresh one.
+    """Train a demand model on simulated history of ``scenario`` unless the model directory has a fresh one
+    of this code's feature spec.
 
     A model older than ``models.max_age_h`` trips the kill switch, which would price everything at
     base: the quickstart trains a new one instead.
     """
-    from pricewave.pricing.artifact import artifact_age_s
+    from pricewave.pricing.artifact import artifact_age_s, artifact_spec_version
+    from pricewave.pricing.features import FEATURE_SPEC_VERSION
 
     model_dir = settings.model_dir
     age, limit = artifact_age_s(model_dir), settings.models.max_age_s
-    if age is not None and age <= limit:
+    spec = artifact_spec_version(model_dir)
+    if age is not None and age <= limit and spec == FEATURE_SPEC_VERSION:
         _say(f"using the model in {model_dir} ({age / 60:.0f} min old)")
         return
-    if age is None:
+    if age is not None and spec != FEATURE_SPEC_VERSION:
+        _say(
+            f"the model in {model_dir} reads feature spec v{spec}, this pricewave builds v{FEATURE_SPEC_VERSION} "
+            "inputs and would refuse it: training a fresh one (about a minute) ..."
+        )
+    elif age is None:
         _say(f"no model yet: training one on simulated {scenario} history (about a minute) ...")
     else:
         _say(

@@ -401,6 +401,21 @@ class FeatureWriter:
             ],
         )
 
+    def delete(self, view: str, entities: Sequence[Sequence[Any]]) -> int:
+        """Remove entities' rows of a view from the online store (a deletion on request).
+
+        Args:
+            view: The feature view.
+            entities: Each entity's join key values, in :meth:`join_keys` order.
+
+        Returns:
+            How many of the entities had a row.
+        """
+        info = self._view(view)
+        keys = [self.entity_key(view, values) for values in entities]
+        with self._ops.translate_errors(self.store):
+            return self._ops.delete_rows(self.store, info.view, keys)
+
     def join_keys(self, view: str) -> list[str]:
         """The entity columns of a view."""
         return list(self._view(view).join_keys)

@@ -5,7 +5,8 @@ together.
 * :mod:`~pricewave.feature_views.sku_demand`: per sku and window, demand at two horizons;
 * :mod:`~pricewave.feature_views.sku_competition`: per sku and window, the competitors' prices;
 * :mod:`~pricewave.feature_views.sku_review_summary`: per sku, the running review summary;
-* :mod:`~pricewave.feature_views.user_session`: per view or add-to-cart, the user's session so far.
+* :mod:`~pricewave.feature_views.user_session`: per view or add-to-cart, the user's session so far;
+* :mod:`~pricewave.feature_views.shopper_profile`: per click, the user's revealed price response over days.
 
 The streaming job (:mod:`pricewave.job.features`) declares the SQL; training and the closed-loop
 evaluation compute the same features offline with the ``*_frame`` functions, so a model sees offline
@@ -26,9 +27,16 @@ Example:
     [{'sku': 'A', 'views_5m': 2, 'purchases_5m': 1, 'unique_users_5m': 2, 'conversion_5m': 0.5, 'event_time': 120000}]
 """
 
+from pricewave.feature_views.shopper_profile import shopper_profile_frame
 from pricewave.feature_views.sku_competition import sku_competition_frame
 from pricewave.feature_views.sku_demand import sku_demand_frame
 from pricewave.feature_views.sku_review_summary import sku_review_frame
 from pricewave.feature_views.user_session import user_session_frame
 
-__all__ = ["sku_competition_frame", "sku_demand_frame", "sku_review_frame", "user_session_frame"]
+__all__ = [
+    "shopper_profile_frame",
+    "sku_competition_frame",
+    "sku_demand_frame",
+    "sku_review_frame",
+    "user_session_frame",
+]

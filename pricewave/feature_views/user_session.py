@@ -13,16 +13,16 @@ millisecond; every click at one millisecond gets the same). ``event_time`` = the
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from pricewave.feature_views.windows import (
+    TrailingRangeWindow,
     WindowOptions,
     dedupe,
     event_times,
 )
 from pricewave.schemas import load_schema
-from pricewave.sql import interval, seconds_between, sql_string
+from pricewave.sql import interval, quote, seconds_between, sql_string
 
 COLUMNS: tuple[str, ...] = tuple(load_schema("user_session").field_names)
 """The view's columns (``schemas/user_session``): what the pandas side computes."""
@@ -41,7 +41,7 @@ def session_event_filter() -> str:
     return f"`event_type` IN ({', '.join(sql_string(kind) for kind in SESSION_EVENT_TYPES)})"
 
 
-def user_session_view(options: WindowOptions) -> str:
+def user_session_view(options: WindowOptions, source: str = "unique_clicks", carried: str = "") -> str:
     """Per click, the user's session so far (OVER window on event time, per pseudonymous user).
 
     A first OVER window hands each click the time of the user's previous click at an earlier
@@ -49,8 +49,15 @@ def user_session_view(options: WindowOptions) -> str:
     window, so clicks at the same millisecond get the same value whatever their arrival order (a
     ROWS window's preceding row is the one that arrived before); it keeps two longs per user. The
     session window (RANGE too: the events at the same millisecond are all in) then counts over it.
+
+    Args:
+        options: The window lengths (``session_gap_s``).
+        source: The view of deduplicated clicks to read (the job reads ``shopper_profiles``, clicks
+            with their shopper profile).
+        carried: SQL select items of ``source`` that each session row carries on (e.g. the profile).
     """
     session = interval(options.session_gap_s)
+    carried_items = f", {carried}" if carried else ""
     return f"""
 CREATE TEMPORARY VIEW `user_sessions` AS
 SELECT `user_key`, `sku`, `event_type`, `event_time`,
@@ -58,11 +65,11 @@ SELECT `user_key`, `sku`, `event_type`, `event_time`,
   SUM(CASE WHEN `event_type` = 'add_to_cart' THEN 1 ELSE 0 END) OVER w AS `recent_carts`,
   COALESCE(AVG(CASE WHEN `event_type` = 'view' THEN `price_seen` END) OVER w, CAST(0 AS DOUBLE)) AS `mean_price_seen`,
   {seconds_between("MIN(`event_time`) OVER w", "`event_time`")} AS `dwell_s`,
-  {seconds_between("COALESCE(`previous_time`, `event_time`)", "`event_time`")} AS `recency_s`
+  {seconds_between("COALESCE(`previous_time`, `event_time`)", "`event_time`")} AS `recency_s`{carried_items}
 FROM (
-  SELECT `user_key`, `sku`, `event_type`, `price_seen`, `event_time`, `previous_time`(`event_time`) OVER (
+  SELECT *, `previous_time`(`event_time`) OVER (
     PARTITION BY `user_key` ORDER BY `event_time` RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS `previous_time`
-  FROM `unique_clicks`
+  FROM {quote(source)}
 )
 WINDOW w AS (PARTITION BY `user_key` ORDER BY `event_time` RANGE BETWEEN {session} PRECEDING AND CURRENT ROW)"""
 
@@ -94,34 +101,22 @@ def user_session_frame(clicks: pd.DataFrame, horizon_s: int = 1800) -> pd.DataFr
             "price": pd.to_numeric(clicks["price_seen"]).to_numpy(dtype=np.float64),
         }
     ).sort_values(["user", "time"], kind="stable")
-    user, t = frame["user"].to_numpy(), frame["time"].to_numpy()
-    horizon_ms = horizon_s * 1000
-    t0 = int(t.min()) - horizon_ms - 1
-    span = int(t.max() - t0) + 2
-    keys = user * span + (t - t0)  # already sorted
-    first = np.searchsorted(keys, keys - horizon_ms, side="left")  # first event in [t − h, t]
-    last = np.searchsorted(keys, keys, side="right")  # past the last event at t (all of them are in)
-
-    def window_sum(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        cumulative = np.concatenate(([0.0], np.cumsum(values)))
-        return np.asarray(cumulative[last] - cumulative[first], dtype=np.float64)
-
+    t = frame["time"].to_numpy()
+    window = TrailingRangeWindow(frame["user"].to_numpy(), t, horizon_s * 1000)
     view = frame["view"].to_numpy()
-    views = window_sum(view.astype(np.float64))
-    carts = window_sum(frame["cart"].to_numpy().astype(np.float64))
-    price_sum = window_sum(np.where(view, np.nan_to_num(frame["price"].to_numpy()), 0.0))
+    views = window.sum(view.astype(np.float64))
+    carts = window.sum(frame["cart"].to_numpy().astype(np.float64))
+    price_sum = window.sum(np.where(view, np.nan_to_num(frame["price"].to_numpy()), 0.0))
     # The user's latest click at an earlier millisecond: the event before the first one at t.
-    previous = np.searchsorted(keys, keys, side="left") - 1
-    has_previous = previous >= 0
-    has_previous[has_previous] = user[previous[has_previous]] == user[has_previous]
+    previous_time, has_previous = window.previous_time()
     out = pd.DataFrame(
         {
             "user_key": frame["user_key"].to_numpy(),
             "recent_views": views.astype(np.int64),
             "recent_carts": carts.astype(np.int64),
             "mean_price_seen": price_sum / np.maximum(views, 1),
-            "dwell_s": (t - t[first]) / 1000.0,
-            "recency_s": np.where(has_previous, (t - t[np.maximum(previous, 0)]) / 1000.0, 0.0),
+            "dwell_s": (t - t[window.first]) / 1000.0,
+            "recency_s": np.where(has_previous, (t - previous_time) / 1000.0, 0.0),
             "event_time": t,
         }
     )[frame["session_row"].to_numpy()]

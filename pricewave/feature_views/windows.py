@@ -153,3 +153,38 @@ def window_queries(
     else:
         q_codes, q_ends = requested_ends(codes, window_ends)
     return sku_names, codes, times, q_codes, q_ends
+
+
+class TrailingRangeWindow:
+    """Per key, each row's trailing event-time window ``[t − horizon, t]``, as a SQL OVER ``RANGE`` frame.
+
+    Rows must be sorted by (key code, time). Both ends are inclusive and rows at the same
+    millisecond are all in each other's window (``RANGE BETWEEN <horizon> PRECEDING AND CURRENT ROW``).
+
+    Example:
+        >>> import numpy as np
+        >>> window = TrailingRangeWindow(np.array([0, 0, 0, 1]), np.array([0, 5, 5, 7]), horizon_ms=5)
+        >>> window.sum(np.ones(4)).tolist()
+        [1.0, 3.0, 3.0, 1.0]
+    """
+
+    def __init__(self, codes: IntArray, times: IntArray, horizon_ms: int) -> None:
+        self.times = times
+        t0 = int(times.min()) - horizon_ms - 1 if times.size else 0
+        span = int(times.max() - t0) + 2 if times.size else 1
+        self.keys = codes * span + (times - t0)  # sorted, as the rows are
+        self.first = np.searchsorted(self.keys, self.keys - horizon_ms, side="left")  # first row in [t − h, t]
+        self.last = np.searchsorted(self.keys, self.keys, side="right")  # past the last row at t
+        self.codes = codes
+
+    def sum(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Each row's window sum of ``values`` (aligned with the rows)."""
+        cumulative = np.concatenate(([0.0], np.cumsum(values)))
+        return np.asarray(cumulative[self.last] - cumulative[self.first], dtype=np.float64)
+
+    def previous_time(self) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        """Each row's key's latest time at an earlier millisecond, and whether there is one."""
+        previous = np.searchsorted(self.keys, self.keys, side="left") - 1
+        has_previous = previous >= 0
+        has_previous[has_previous] = self.codes[previous[has_previous]] == self.codes[has_previous]
+        return self.times[np.maximum(previous, 0)], has_previous

@@ -15,7 +15,7 @@ from pyflink.java_gateway import get_gateway
 from pyflink.table import EnvironmentSettings, StatementSet, TableEnvironment, TableResult
 
 from pricewave.config import Settings
-from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary
+from pricewave.feature_views import shopper_profile, sku_competition, sku_demand, sku_review_summary
 from pricewave.job.options import JobOptions
 from pricewave.job.sources import INPUT_SCHEMAS
 from pricewave.sql import millis
@@ -158,6 +158,9 @@ def register_udfs(t_env: TableEnvironment, settings: Settings, options: JobOptio
     t_env.create_temporary_function(
         "push_sku_competition",
         feature_push_udf(settings, "sku_competition", (*sku_competition.PUSHED_COLUMNS, "event_time")),
+    )
+    t_env.create_temporary_function(
+        "push_shopper_profile", feature_push_udf(settings, "shopper_profile", shopper_profile.PUSHED_COLUMNS)
     )
 
 

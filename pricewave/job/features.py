@@ -2,8 +2,9 @@
 
 In data-flow order: ``unique_clicks`` (replayed duplicates removed), ``sku_demand`` (two sliced HOP
 horizons), ``sku_competition``, ``sku_features`` (demand with the competition of its window),
-``sku_review_summary`` and its versioned view ``sku_review_versions``, and ``user_sessions`` (each
-click with the user's session so far). Each feature view's SQL lives beside its pandas computation,
+``sku_review_summary`` and its versioned view ``sku_review_versions``, ``shopper_profiles`` (each click
+with the user's profile over days) and ``user_sessions`` (each view or add-to-cart with the user's
+session so far and the profile as of just before it). Each feature view's SQL lives beside its pandas computation,
 in :mod:`pricewave.feature_views`; this module adds what only the job needs (deduplication, the join).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from pyflink.table import TableEnvironment
 
-from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary, user_session
+from pricewave.feature_views import shopper_profile, sku_competition, sku_demand, sku_review_summary, user_session
 from pricewave.job.options import JobOptions
 from pricewave.sql import interval
 
@@ -57,6 +58,9 @@ def declare_features(t_env: TableEnvironment, options: JobOptions) -> None:
         sku_features_view(),
         sku_review_summary.sku_review_summary_view(),
         sku_review_summary.sku_review_versions_view(),
-        user_session.user_session_view(options),
+        shopper_profile.shopper_profile_view(options.shopper_horizon_s),
+        user_session.user_session_view(
+            options, source="shopper_profiles", carried=shopper_profile.before_event_columns()
+        ),
     ):
         t_env.execute_sql(statement)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 
 from pricewave.config import Settings, load_settings
 from pricewave.errors import ConfigError
+from pricewave.feature_views.shopper_profile import DEFAULT_HORIZON_S
 from pricewave.schemas import DEFAULT_INPUT_CLOCK_SKEW_S, MAX_FUTURE_SKEW_MS
 
 PYTHON_WORKER_MODES = ("loopback", "process")
@@ -36,6 +37,9 @@ class JobOptions:
     window_slide_s: int = 60
     # A session is the user's clicks in the last 30 minutes (user_session TTL in the feature repo).
     session_gap_s: int = 1800
+    # A shopper's profile (revealed price response) counts their clicks of the last 7 days: the
+    # retention limit of its keyed state (shopper_profile TTL in the feature repo).
+    shopper_horizon_s: int = DEFAULT_HORIZON_S
     short_horizon_s: int = 300
     long_horizon_s: int = 3600
     # A replayed duplicate carries its original's event time, so any window catches it (one that
@@ -113,6 +117,8 @@ class JobOptions:
             raise ConfigError("windows: need 0 < short horizon <= long horizon")
         if self.long_horizon_s % self.window_slide_s or self.short_horizon_s % self.window_slide_s:
             raise ConfigError("windows: each horizon must be a whole number of slides")
+        if self.shopper_horizon_s <= 0:
+            raise ConfigError(f"--shopper-horizon must be > 0 seconds, not {self.shopper_horizon_s}")
         if self.out_of_orderness_s < 0 or self.idle_timeout_s <= 0 or self.checkpoint_interval_s <= 0:
             raise ConfigError("out-of-orderness must be >= 0, idle timeout and checkpoint interval > 0")
         if not 0 < self.max_clock_skew_s <= MAX_FUTURE_SKEW_MS / 1000:
@@ -211,6 +217,15 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Settings, JobOptions, float,
         metavar="MS",
         help=f"longest wait of a network buffer that is not full (default {defaults.buffer_timeout_ms} ms; "
         "Flink's is 100; 0 sends every record at once, at a cost in throughput)",
+    )
+    parser.add_argument(
+        "--shopper-horizon",
+        dest="shopper_horizon_s",
+        type=int,
+        default=defaults.shopper_horizon_s,
+        metavar="S",
+        help="how far back a shopper's profile (their revealed price response) reaches, in seconds: the "
+        "retention of its keyed state (default 604800, 7 days)",
     )
     parser.add_argument("--parallelism", type=int, default=None, help="default: flink run -p, else 1")
     parser.add_argument("--bounded", action="store_true", help="stop at the offsets that are latest at start")

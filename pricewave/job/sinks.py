@@ -14,7 +14,7 @@ from pathlib import Path
 from pyflink.table import TableEnvironment
 
 from pricewave.config import Settings
-from pricewave.feature_views import sku_competition, sku_demand, sku_review_summary
+from pricewave.feature_views import shopper_profile, sku_competition, sku_demand, sku_review_summary
 from pricewave.job.options import JobOptions
 from pricewave.job.sources import kafka_options
 from pricewave.sql import millis, quote, sql_string
@@ -77,6 +77,7 @@ def sink_inserts() -> list[str]:
     demand_args = ", ".join(quote(c) for c in sku_demand.PUSHED_COLUMNS)
     competition_args = ", ".join(quote(c) for c in sku_competition.PUSHED_COLUMNS)
     review_args = ", ".join(quote(c) for c in sku_review_summary.PUSHED_COLUMNS)
+    profile_args = ", ".join(quote(c) for c in shopper_profile.PUSHED_COLUMNS)
     log_columns = ", ".join(quote(name) for name in DECISION_LOG_COLUMNS)
     return [
         "INSERT INTO `prices_sink` SELECT `sku`, `decision_json` FROM `all_decisions` "
@@ -85,6 +86,8 @@ def sink_inserts() -> list[str]:
         f"INSERT INTO `store_writes` SELECT `push_sku_demand`({demand_args}, `window_time`) FROM `sku_demand`",
         f"INSERT INTO `store_writes` SELECT `push_sku_competition`({competition_args}, `window_time`) "
         "FROM `sku_competition`",
+        f"INSERT INTO `store_writes` SELECT `push_shopper_profile`({profile_args}) FROM `shopper_profiles` "
+        f"WHERE {shopper_profile.push_filter()}",
         f"INSERT INTO `decision_log` SELECT {log_columns} FROM `all_decisions`",
     ]
 

@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -67,6 +67,7 @@ SPEC = "feature_spec.json"
 METRICS = "metrics.json"
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -242,12 +243,29 @@ def artifact_age_s(path_or_dir: str | Path, now: float | None = None) -> float |
         >>> artifact_age_s(tempfile.mkdtemp()) is None
         True
     """
+    created_at = _latest_field(path_or_dir, METRICS, "created_at", float)
+    return None if created_at is None else (time.time() if now is None else now) - created_at
+
+
+def artifact_spec_version(path_or_dir: str | Path) -> int | None:
+    """The feature spec version the model ``LATEST`` names was trained on, without loading it; None when none.
+
+    A model of another version than :data:`FEATURE_SPEC_VERSION` is refused by :func:`load_artifact`.
+
+    Example:
+        >>> import tempfile
+        >>> artifact_spec_version(tempfile.mkdtemp()) is None
+        True
+    """
+    return _latest_field(path_or_dir, SPEC, "version", int)
+
+
+def _latest_field(path_or_dir: str | Path, file_name: str, key: str, kind: Callable[[Any], T]) -> T | None:
+    """One field of a JSON file of the version ``LATEST`` names, as ``kind``; None when any of it is missing."""
     try:
-        manifest = json.loads((_resolve(path_or_dir) / METRICS).read_text())
-        created_at = float(manifest["created_at"])
+        return kind(json.loads((_resolve(path_or_dir) / file_name).read_text())[key])
     except (DataError, OSError, ValueError, KeyError, TypeError):
         return None
-    return (time.time() if now is None else now) - created_at
 
 
 SERVING_DTYPE = torch.float64

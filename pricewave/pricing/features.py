@@ -13,6 +13,9 @@ demand (required)          views_5m, carts_5m, purchases_5m, conversion_5m,
 competition                competitor_min_price, competitor_offers, competitor_staleness_s
 reviews                    sentiment, mean_rating, review_count, review_embedding (384 floats)
 user session (offers)      recent_views, recent_carts, mean_price_seen, recency_s
+shopper profile (offers)   shopper_views, shopper_clicks, shopper_carts, shopper_purchases,
+                           shopper_paid_ratio (the user's days
+                           before the decision, :mod:`pricewave.feature_views.shopper_profile`)
 context                    base_price, event_time (epoch ms, UTC), user_key, is_holiday
                            (:func:`is_holiday` of the holiday calendar)
 =========================  ============================================================
@@ -22,11 +25,19 @@ competitor_gap = (base_price − competitor_min_price) / base_price clipped to [
 (0 without competitors); staleness → log1p(hours), capped at a week; mean_rating → (r − 3) / 2 in
 [−1, 1]; sentiment clipped to [−1, 1]; price_exposure = mean_price_seen / base_price clipped to
 [0, 5]; recency → log1p(seconds), capped at a day; time of day and day of week as sin/cos.
-Competition, review and session features that are unknown become 0 (no competitor, no review,
-no session are ordinary). Session features are 0 and ``is_personalized`` is 0 for the sku-level
-(non-personalized) decision, which has no ``user_key``. A row whose required demand features
-are unknown or absent (or lacks base_price / event_time) is flagged in the missing mask: the kill switch
-then falls back to the base price.
+The shopper profile, shrunk toward the population when the history is thin: shopper_history =
+log1p(views); shopper_conversion, shopper_cart_rate and shopper_click_rate = log of
+(events + 20 × prior) / (views + 20) over the prior, with priors 5 % purchases, 10 % carts and 40 %
+clicks per view (0 for a shopper with no history, negative for one who buys, carts or clicks less
+than the prior: the funnel's steps before a purchase reveal the same response with more events);
+shopper_paid_ratio = log
+of (purchases × paid_ratio + 3) / (purchases + 3) (0 without purchases, negative for one who buys
+when prices are low). Both are clipped to [−3, 3].
+Competition, review, session and profile features that are unknown become 0 (no competitor, no
+review, no session, no history are ordinary). Session and profile features are 0 and
+``is_personalized`` is 0 for the sku-level (non-personalized) decision, which has no ``user_key``.
+A row whose required demand features are unknown or absent (or lacks base_price / event_time) is
+flagged in the missing mask: the kill switch then falls back to the base price.
 
 Protected attributes (:data:`pricewave.privacy.PROTECTED_ATTRIBUTES` and look-alikes such as
 ``AgeGroup`` or ``customer_gender``) must never become inputs: :func:`assert_no_protected_inputs`.
@@ -58,7 +69,7 @@ from pricewave.config import HolidayPeriod
 from pricewave.errors import DataError
 from pricewave.privacy import PROTECTED_ATTRIBUTES
 
-FEATURE_SPEC_VERSION = 1
+FEATURE_SPEC_VERSION = 2
 EMBEDDING_DIM = 384
 EMBEDDING_PROJECTION_DIM = 8
 
@@ -74,10 +85,17 @@ DEMAND_FEATURES: tuple[str, ...] = (
 COMPETITION_FEATURES: tuple[str, ...] = ("competitor_gap", "competitor_offers", "competitor_staleness_s")
 REVIEW_FEATURES: tuple[str, ...] = ("sentiment", "mean_rating", "review_count")
 SESSION_FEATURES: tuple[str, ...] = ("recent_views", "recent_carts", "price_exposure", "recency_s", "is_personalized")
+SHOPPER_FEATURES: tuple[str, ...] = (
+    "shopper_history",
+    "shopper_conversion",
+    "shopper_cart_rate",
+    "shopper_click_rate",
+    "shopper_paid_ratio",
+)
 TIME_FEATURES: tuple[str, ...] = ("hour_sin", "hour_cos", "dow_sin", "dow_cos", "is_holiday")
 
 FEATURE_NAMES: tuple[str, ...] = (
-    DEMAND_FEATURES + COMPETITION_FEATURES + REVIEW_FEATURES + SESSION_FEATURES + TIME_FEATURES
+    DEMAND_FEATURES + COMPETITION_FEATURES + REVIEW_FEATURES + SESSION_FEATURES + SHOPPER_FEATURES + TIME_FEATURES
 )
 N_FEATURES = len(FEATURE_NAMES)
 
@@ -94,6 +112,11 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "recent_carts",
     "mean_price_seen",
     "recency_s",
+    "shopper_views",
+    "shopper_clicks",
+    "shopper_carts",
+    "shopper_purchases",
+    "shopper_paid_ratio",
     "user_key",
     "is_holiday",
 )
@@ -105,6 +128,16 @@ _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday; Monday = 0
 _WEEK_S = 7 * 24 * 3600.0
+# The shopper profile's shrinkage: a thin history counts as this many views at the prior conversion,
+# a paid ratio as this many purchases at 1 (paid what was shown).
+SHOPPER_PRIOR_VIEWS = 20.0
+SHOPPER_PRIOR_RATES = {"shopper_purchases": 0.05, "shopper_carts": 0.10, "shopper_clicks": 0.40}
+SHOPPER_PRIOR_PURCHASES = 3.0
+_SHOPPER_RATE_FEATURES = {
+    "shopper_conversion": "shopper_purchases",
+    "shopper_cart_rate": "shopper_carts",
+    "shopper_click_rate": "shopper_clicks",
+}
 _DAY_S = 24 * 3600.0
 
 _PROTECTED_COMPACT = frozenset(name.replace("_", "") for name in PROTECTED_ATTRIBUTES)
@@ -216,7 +249,21 @@ def build_feature_matrix(frame: pd.DataFrame) -> tuple[npt.NDArray[np.float32], 
         out[:, col("price_exposure")] = np.clip(numeric_column(frame, "mean_price_seen") / base, 0, 5)
         out[:, col("recency_s")] = np.log1p(np.clip(numeric_column(frame, "recency_s"), 0, _DAY_S))
         out[:, col("is_personalized")] = personalized
-        session = [col(name) for name in SESSION_FEATURES]
+        shopper_views = np.maximum(np.nan_to_num(numeric_column(frame, "shopper_views")), 0)
+        out[:, col("shopper_history")] = np.log1p(shopper_views)
+        for feature, count_column in _SHOPPER_RATE_FEATURES.items():
+            prior = SHOPPER_PRIOR_RATES[count_column]
+            count = np.maximum(np.nan_to_num(numeric_column(frame, count_column)), 0)
+            shrunk = (count + SHOPPER_PRIOR_VIEWS * prior) / (shopper_views + SHOPPER_PRIOR_VIEWS)
+            out[:, col(feature)] = np.clip(np.log(shrunk / prior), -3, 3)
+        shopper_purchases = np.maximum(np.nan_to_num(numeric_column(frame, "shopper_purchases")), 0)
+        paid_ratio = numeric_column(frame, "shopper_paid_ratio")
+        paid_ratio = np.where(np.isfinite(paid_ratio) & (paid_ratio > 0), paid_ratio, 1.0)
+        shrunk_ratio = (shopper_purchases * paid_ratio + SHOPPER_PRIOR_PURCHASES) / (
+            shopper_purchases + SHOPPER_PRIOR_PURCHASES
+        )
+        out[:, col("shopper_paid_ratio")] = np.clip(np.log(shrunk_ratio), -3, 3)
+        session = [col(name) for name in (*SESSION_FEATURES, *SHOPPER_FEATURES)]
         out[:, session] = np.where(personalized[:, None], out[:, session], 0)
 
         hour = (event_ms % _DAY_MS) / _HOUR_MS

@@ -17,7 +17,13 @@ import pyarrow.parquet as pq
 
 from pricewave.config import HolidayPeriod, Settings
 from pricewave.errors import DataError
-from pricewave.feature_views import sku_competition_frame, sku_demand_frame, sku_review_frame, user_session_frame
+from pricewave.feature_views import (
+    shopper_profile_frame,
+    sku_competition_frame,
+    sku_demand_frame,
+    sku_review_frame,
+    user_session_frame,
+)
 from pricewave.pricing.features import is_holiday
 from pricewave.simulator.scenario import Scenario
 from pricewave.training.history import History
@@ -45,6 +51,11 @@ FEATURE_REFS: tuple[str, ...] = (
     "user_session:recent_carts",
     "user_session:mean_price_seen",
     "user_session:recency_s",
+    "shopper_profile:shopper_views",
+    "shopper_profile:shopper_clicks",
+    "shopper_profile:shopper_carts",
+    "shopper_profile:shopper_purchases",
+    "shopper_profile:shopper_paid_ratio",
     "sku_catalog:base_price",
     "sku_catalog:cost",
 )
@@ -53,7 +64,14 @@ FEATURE_REFS: tuple[str, ...] = (
 EMBEDDING_REF = "sku_review_summary:review_embedding"
 
 
-FEATURE_VIEWS = ("sku_demand", "sku_competition", "sku_review_summary", "user_session", "sku_catalog")
+FEATURE_VIEWS = (
+    "sku_demand",
+    "sku_competition",
+    "sku_review_summary",
+    "user_session",
+    "shopper_profile",
+    "sku_catalog",
+)
 
 
 def catalog_rows(catalog: pd.DataFrame) -> pd.DataFrame:
@@ -72,6 +90,7 @@ def feature_frames(history: History) -> dict[str, pd.DataFrame]:
         "sku_competition": sku_competition_frame(history.competitor_prices, our_prices=history.clicks),
         "sku_review_summary": sku_review_frame(history.reviews),
         "user_session": user_session_frame(history.clicks),
+        "shopper_profile": shopper_profile_frame(history.clicks),
         "sku_catalog": catalog_rows(history.catalog),
     }
 
@@ -186,22 +205,30 @@ def build_training_frame(
     settings: Settings,
     work_dir: str | Path,
     *,
-    personalized_share: float = 0.5,
+    personalized_share: float | None = None,
     seed: int = 0,
     with_embeddings: bool = False,
 ) -> pd.DataFrame:
     """Features as of each decision (point-in-time join through Feast) plus price and label.
 
-    ``personalized_share`` of the rows keep their ``user_key`` (personalized offers, session
-    features on); the rest are sku-level decisions, as the sku pricer sees them.
+    By default every view is a row twice: once as the sku pricer sees it (no ``user_key``: the price
+    for everyone, learned from every view of the population) and once as the offer pricer does
+    (``user_key``, session and shopper profile on). A random split instead left the population's
+    price response half the views while the profile explained much of the other half: the sku
+    prices' fit got noisier and less calibrated. With ``personalized_share`` a random share of
+    the views keeps its ``user_key`` and the rest are sku-level, each view once.
     """
     repo = prepare_feature_repo(feature_frames(history), work_dir, settings)
     refs = [*FEATURE_REFS, EMBEDDING_REF] if with_embeddings else list(FEATURE_REFS)
     frame = point_in_time_join(repo, entity_frame(history.exposures), settings, refs)
     frame["event_time"] = frame["decision_ms"]
-    rng = np.random.default_rng(seed)
-    sku_level = rng.random(len(frame)) >= personalized_share
-    frame["user_key"] = frame["user_key"].where(~sku_level, None)
+    if personalized_share is None:
+        sku_level = frame.assign(user_key=None)
+        frame = pd.concat([sku_level, frame], ignore_index=True).sort_values("decision_ms", kind="stable")
+        frame = frame.reset_index(drop=True)
+    else:
+        rng = np.random.default_rng(seed)
+        frame["user_key"] = frame["user_key"].where(rng.random(len(frame)) < personalized_share, None)
     frame["is_holiday"] = is_holiday(holiday_calendar(history, settings), frame["event_time"].to_numpy())
     frame["log_price_ratio"] = np.log(frame["price_shown"] / frame["base_price"])
     return frame

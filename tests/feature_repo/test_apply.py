@@ -25,6 +25,7 @@ VIEWS = {
     "sku_competition": ("sku_competition", ["sku"]),
     "sku_review_summary": ("sku_review_summary", ["sku"]),
     "user_session": ("user_session", ["user_key"]),
+    "shopper_profile": ("shopper_profile", ["user_key"]),
     "sku_catalog": ("sku_catalog", ["sku"]),
     "sku_price": ("price_decision", ["sku"]),
     "user_offer": ("price_decision", ["user_key", "sku"]),

@@ -12,6 +12,7 @@ Everything store-agnostic (ordering, tie-breaks, batching) lives in
   (:class:`StoreUnavailableError` when the store cannot answer now: down, hung, corrupt);
 * ``latest_prices_before`` / ``record_prices``: the sku price history
   (:mod:`pricewave.feature_store.price_history`), kept beside the online store;
+* ``delete_rows``: remove entities' rows of one view (a shopper's profile deleted on request);
 * ``direct_writer``: the lean write path, a :class:`DirectWriter` that writes Feast's own layout
   with one guarded upsert per row, the comparison done by the store itself (see
   :mod:`pricewave.feature_store.writer`), or None where the store's configuration is one it does
@@ -121,6 +122,9 @@ class StoreOps(Protocol):
 
     def direct_writer(self, store: FeatureStore) -> DirectWriter | None:
         """The store's lean write path, or None where its configuration is not one it knows."""
+
+    def delete_rows(self, store: FeatureStore, view: FeatureView, entity_keys: Sequence[EntityKeyProto]) -> int:
+        """Remove these entities' rows of ``view`` (Feast's and pricewave's bookkeeping); how many existed."""
 
 
 def ops_for_type(store_type: str) -> StoreOps:

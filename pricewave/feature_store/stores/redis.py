@@ -260,6 +260,25 @@ class RedisOps:
             return None
         return RedisDirectWriter(store)
 
+    def delete_rows(self, store: FeatureStore, view: FeatureView, entity_keys: Sequence[EntityKeyProto]) -> int:
+        """Delete the view's fields from the keys' hashes (Feast's layout: other views' fields stay)."""
+        if not entity_keys:
+            return 0
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
+
+        config = store.config
+        name = compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
+        fields = [f"_ts:{name}", f"_pw_rank:{name}", f"_pw_ts:{name}"]
+        fields += [_mmh3(f"{name}:{feature.name}") for feature in view.features]
+        project = config.project.encode("utf-8")
+        version = config.entity_key_serialization_version
+        with client(store).pipeline(transaction=False) as pipe:
+            for entity_key in entity_keys:
+                pipe.hdel(serialize_entity_key(entity_key, entity_key_serialization_version=version) + project, *fields)
+            removed = pipe.execute()
+        return sum(1 for count in removed if count)
+
     def check_login(self, store: FeatureStore) -> None:
         """Ping the server with the store's address and password.
 

@@ -228,6 +228,30 @@ class SqliteOps:
             return None
         return SqliteDirectWriter(store)
 
+    def delete_rows(self, store: FeatureStore, view: FeatureView, entity_keys: Sequence[EntityKeyProto]) -> int:
+        """Delete the keys' rows from Feast's table of ``view`` and from the side table, in one transaction."""
+        from feast.infra.online_stores.helpers import compute_table_id
+
+        keys = _serialized(store, entity_keys)
+        if not keys:
+            return 0
+        feast_table = compute_table_id(
+            store.config.project, view, store.config.registry.enable_online_feature_view_versioning
+        )
+        found = 0
+        with closing(_connect(store)) as connection, connection:
+            for chunk in iter_chunks(keys, 5_000):
+                marks = ",".join("?" * len(chunk))
+                found += connection.execute(
+                    f"SELECT COUNT(DISTINCT entity_key) FROM {feast_table} WHERE entity_key IN ({marks})", chunk
+                ).fetchone()[0]
+                connection.execute(f"DELETE FROM {feast_table} WHERE entity_key IN ({marks})", chunk)
+                connection.execute(
+                    f"DELETE FROM {SIDE_TABLE} WHERE feature_view = ? AND entity_key IN ({marks})",
+                    (_table(store, view), *chunk),
+                )
+        return int(found)
+
     @contextmanager
     def translate_errors(self, store: FeatureStore) -> Iterator[None]:
         """Turn SQLite failures into :class:`StackError`.

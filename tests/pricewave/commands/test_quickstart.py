@@ -48,6 +48,30 @@ def test_trains_when_the_model_is_missing_or_past_the_kill_switch_age(
         assert "h old" in said and "kill switch" in said
 
 
+def test_trains_when_a_fresh_model_reads_an_older_feature_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from pricewave.pricing.artifact import SPEC
+    from pricewave.pricing.features import FEATURE_SPEC_VERSION
+
+    settings = load_settings(env={"PRICEWAVE_STATE_DIR": str(tmp_path)})
+    version = save_artifact(DemandModel(), None, {}, {}, settings.model_dir, created_at=time.time() - 60)
+    version_dir = Path(settings.model_dir) / version
+    spec = json.loads((version_dir / SPEC).read_text())
+    (version_dir / SPEC).write_text(json.dumps({**spec, "version": FEATURE_SPEC_VERSION - 1}))
+    calls: list[list[str]] = []
+    monkeypatch.setattr(
+        quickstart.subprocess,
+        "run",
+        lambda command, **_: calls.append(command) or subprocess.CompletedProcess(command, 0),
+    )
+    quickstart.ensure_model(settings, "small")
+    assert calls and calls[0][2:4] == ["pricewave", "train"]  # the job would refuse the old model
+    assert f"feature spec v{FEATURE_SPEC_VERSION - 1}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("seed", [0, 7])
 def test_the_catalog_written_covers_every_sku_the_simulator_of_that_seed_clicks(
     feature_repo_copy: Path, seed: int

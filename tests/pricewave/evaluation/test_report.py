@@ -96,3 +96,19 @@ def test_evaluate_real_ta_feng_all_products(tmp_path: Path) -> None:
     assert report["products"] > 10_000
     assert report["model"]["mae"] < report["baseline"]["mae"]
     assert report["model"]["rmse"] < report["baseline"]["rmse"]
+
+
+def test_the_network_prices_price_sensitive_shoppers_lower_from_their_profile(
+    small_report: tuple[dict[str, Any], Path],
+) -> None:
+    report, out = small_report
+    response = report["shopper_response"]
+    by_segment = {row["segment"]: row for row in response["segments"]}
+    assert by_segment.keys() == {"bargain", "premium"}
+    # The oracle prices bargain hunters lower; the model, which never sees the segment, learns the same
+    # from the shoppers' profiles, and without a profile prices every shopper alike.
+    assert by_segment["bargain"]["oracle"] < by_segment["premium"]["oracle"]
+    assert by_segment["bargain"]["with_profile"] < by_segment["premium"]["with_profile"]
+    assert by_segment["bargain"]["without_profile"] == pytest.approx(by_segment["premium"]["without_profile"])
+    assert response["spread_captured"] > 0.1 and response["spread_captured_without_profile"] == pytest.approx(0)
+    assert "Between-segment spread reproduced" in (out / "report.md").read_text()

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from pricewave.config import load_settings
-from pricewave.feature_views import sku_competition_frame, sku_demand_frame, sku_review_frame, user_session_frame
+from pricewave.feature_views import (
+    shopper_profile_frame,
+    sku_competition_frame,
+    sku_demand_frame,
+    sku_review_frame,
+    user_session_frame,
+)
 from pricewave.feature_views.sku_competition import COLUMNS as COMPETITION_COLUMNS
 from pricewave.feature_views.sku_demand import COLUMNS as DEMAND_COLUMNS
 from pricewave.feature_views.sku_review_summary import COLUMNS as REVIEW_COLUMNS
@@ -149,6 +155,33 @@ def test_session_counts_the_last_30_minutes_of_the_user(history: dict[str, pd.Da
         assert row.dwell_s == pytest.approx((row.event_time - recent.event_time.min()) / 1000)
         before = mine[mine.event_time < row.event_time]
         assert row.recency_s == pytest.approx((row.event_time - before.event_time.max()) / 1000 if len(before) else 0.0)
+
+
+def test_the_shopper_profile_keeps_the_horizon_and_forgets_what_is_older() -> None:
+    day = 24 * 60 * MIN
+    clicks = pd.DataFrame(
+        {
+            "event_id": ["a", "b", "c", "d", "e", "f"],
+            "event_type": ["view", "purchase", "click", "view", "add_to_cart", "view"],
+            "user_key": ["u", "u", "u", "u", "u", "v"],
+            "price_seen": [10.0, 10.0, 12.0, 20.0, 20.0, 5.0],
+            "event_time": [0, MIN, 2 * day, 7 * day, 7 * day + MIN, 7 * day + MIN],
+        }
+    )
+    rows = shopper_profile_frame(clicks, horizon_s=7 * 24 * 3600)
+    columns = ["user_key", "shopper_views", "shopper_clicks", "shopper_carts", "shopper_purchases"]
+    assert rows[columns].values.tolist() == [
+        ["u", 1, 0, 0, 0],
+        ["u", 1, 0, 0, 1],
+        ["u", 1, 1, 0, 1],
+        ["u", 2, 1, 0, 1],  # exactly 7 days after the first view: both ends are in
+        ["u", 1, 1, 1, 1],  # a minute later the first view has aged out; the purchase at 1 min is still in
+        ["v", 1, 0, 0, 0],
+    ]
+    # paid 10 against views at 10 and 20: exp(ln 10 − (ln 10 + ln 20) / 2) = 1/√2
+    assert rows["shopper_paid_ratio"].tolist()[3] == pytest.approx(2**-0.5)
+    assert rows["shopper_paid_ratio"].tolist()[4] == pytest.approx(0.5)  # the 10 view is gone: 10 / 20
+    assert rows["shopper_paid_ratio"].tolist()[5] == 1.0  # no purchase
 
 
 def test_session_window_takes_both_ends_and_every_event_of_the_same_millisecond() -> None:

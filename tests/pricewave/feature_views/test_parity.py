@@ -36,6 +36,8 @@ import pytest
 
 from pricewave.config import Settings, load_settings
 from pricewave.feature_views import (
+    shopper_profile,
+    shopper_profile_frame,
     sku_competition,
     sku_competition_frame,
     sku_demand,
@@ -90,6 +92,11 @@ MODEL_INPUTS: dict[str, tuple[str, str]] = {
     "recent_carts": ("user_session", "recent_carts"),
     "price_exposure": ("user_session", "mean_price_seen"),
     "recency_s": ("user_session", "recency_s"),
+    "shopper_history": ("shopper_profile", "shopper_views"),
+    "shopper_conversion": ("shopper_profile", "shopper_purchases"),  # each rate over shopper_views
+    "shopper_cart_rate": ("shopper_profile", "shopper_carts"),
+    "shopper_click_rate": ("shopper_profile", "shopper_clicks"),
+    "shopper_paid_ratio": ("shopper_profile", "shopper_paid_ratio"),
     "is_personalized": ("decision", "user_key"),
     "hour_sin": ("decision", "event_time"),
     "hour_cos": ("decision", "event_time"),
@@ -103,6 +110,7 @@ VIEW_MODULES: dict[str, ModuleType] = {
     "sku_competition": sku_competition,
     "sku_review_summary": sku_review_summary,
     "user_session": user_session,
+    "shopper_profile": shopper_profile,
 }
 
 JOB_VIEWS: dict[str, tuple[str, str, str, str]] = {
@@ -111,6 +119,7 @@ JOB_VIEWS: dict[str, tuple[str, str, str, str]] = {
     "sku_competition": ("sku_competition", "TRUE", "sku", "window_time"),
     "sku_review_summary": ("sku_review_summary", "TRUE", "sku", "event_time"),
     "user_session": ("user_sessions", user_session.session_event_filter(), "user_key", "event_time"),
+    "shopper_profile": ("shopper_profiles", "TRUE", "user_key", "event_time"),
 }
 WINDOWED = frozenset({"sku_demand", "sku_competition"})
 
@@ -170,6 +179,7 @@ def offline_views(history: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         "sku_competition": sku_competition_frame(history["competitor_price"], **windows, our_prices=clicks),
         "sku_review_summary": sku_review_frame(history["review"]),
         "user_session": user_session_frame(clicks, horizon_s=OPTIONS.session_gap_s),
+        "shopper_profile": shopper_profile_frame(clicks, horizon_s=OPTIONS.shopper_horizon_s),
     }
 
 

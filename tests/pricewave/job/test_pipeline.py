@@ -197,6 +197,18 @@ def test_simulated_market_is_priced_end_to_end(job_settings: Settings, trained_m
     assert quote.source == "offer" and quote.personalized == newest_offer["personalized"]
     log_files = list((tmp_path / "decisions").rglob("*"))
     assert any(path.is_file() for path in log_files), "the decision log is empty"
+    # Each purchase pushed its shopper's profile (views, carts, purchases over the profile horizon).
+    clicks = [check_event("click_event", r.value)[0] for r in consume_all(settings, settings.topics.clicks)]
+    buyers = sorted({c["user_key"] for c in clicks if c is not None and c["event_type"] == "purchase"})
+    assert buyers, "nobody bought anything"
+    profiles = store.get_online_features(
+        features=["shopper_profile:shopper_purchases", "shopper_profile:shopper_views"],
+        entity_rows=[{"user_key": key} for key in buyers],
+    ).to_dict()
+    stored = [n for n in profiles["shopper_purchases"] if n is not None]
+    # Some purchases are late or malformed on purpose (the scenario's faults): most buyers, not all.
+    assert len(stored) >= 0.9 * len(buyers), f"{len(stored)} profiles for {len(buyers)} buyers"
+    assert all(n >= 1 for n in stored), "a profile was pushed without a purchase"
 
 
 def test_heartbeats_on_quiet_topics_close_windows_without_an_idle_timeout(job_settings: Settings) -> None:

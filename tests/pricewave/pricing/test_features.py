@@ -14,6 +14,7 @@ from pricewave.pricing.features import (
     EMBEDDING_DIM,
     FEATURE_NAMES,
     REQUIRED_COLUMNS,
+    SHOPPER_FEATURES,
     assert_no_protected_inputs,
     build_embedding_matrix,
     build_feature_matrix,
@@ -100,6 +101,30 @@ def test_session_features_only_for_personalized_rows() -> None:
     assert col(x, "recent_views")[0] == pytest.approx(math.log1p(4))
     names = ["recent_views", "recent_carts", "price_exposure", "recency_s", "is_personalized"]
     assert all(col(x, n)[1] == 0.0 for n in names)
+
+
+def test_the_shopper_profile_is_shrunk_toward_the_population_and_only_for_offers() -> None:
+    key = "ab" * 16
+    rates = ("shopper_conversion", "shopper_cart_rate", "shopper_click_rate")
+    no_history, thin, bargain_hunter, big_spender, sku_level = (
+        row(user_key=key),
+        row(user_key=key, shopper_views=2, shopper_clicks=0, shopper_carts=0, shopper_purchases=0),
+        row(user_key=key, shopper_views=200, shopper_clicks=40, shopper_carts=4, shopper_purchases=2,
+            shopper_paid_ratio=0.8),
+        row(user_key=key, shopper_views=200, shopper_clicks=120, shopper_carts=40, shopper_purchases=20,
+            shopper_paid_ratio=1.1),
+        row(user_key=None, shopper_views=200, shopper_clicks=40, shopper_carts=4, shopper_purchases=2),
+    )  # fmt: skip
+    x, missing = features(no_history, thin, bargain_hunter, big_spender, sku_level)
+    assert not missing.any()
+    assert all(col(x, name)[0] == 0.0 for name in (*rates, "shopper_history", "shopper_paid_ratio"))
+    for name in rates:
+        # two views without a click say little: shrunk toward the prior, not to "never buys"
+        assert -0.2 < col(x, name)[1] < 0
+        assert col(x, name)[2] < col(x, name)[1] < 0 < col(x, name)[3]
+    assert col(x, "shopper_history")[2] == pytest.approx(math.log1p(200))
+    assert col(x, "shopper_paid_ratio")[2] < 0 < col(x, "shopper_paid_ratio")[3]
+    assert not x[4, [FEATURE_NAMES.index(name) for name in SHOPPER_FEATURES]].any()  # the sku price is for everyone
 
 
 def test_unknown_optional_features_are_zero_and_not_missing() -> None:
