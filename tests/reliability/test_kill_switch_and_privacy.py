@@ -193,6 +193,12 @@ def test_every_personalized_offer_carries_the_disclosure_flag(pricing_settings: 
         "mean_price_seen": rng.uniform(15, 30, n),
         "dwell_s": rng.uniform(0, 900, n),
         "recency_s": rng.uniform(0, 600, n),
+        # the shopper's profile over days, as of the click
+        "shopper_views": rng.integers(0, 200, n),
+        "shopper_clicks": rng.integers(0, 80, n),
+        "shopper_carts": rng.integers(0, 20, n),
+        "shopper_purchases": rng.integers(0, 10, n),
+        "shopper_paid_ratio": rng.uniform(0.7, 1.2, n),
         "sku_price": [row["base_price"] for row in catalog],
         **window_features(n),
     }
@@ -242,7 +248,14 @@ def test_protected_attributes_never_reach_a_model_input(tmp_path: Path) -> None:
         udf_inputs |= set(names)
     assert not protected(udf_inputs)
     # The records the job reads carry none either.
-    for schema in (*INPUT_SCHEMAS.values(), "sku_catalog", "sku_demand", "sku_competition", "user_session"):
+    for schema in (
+        *INPUT_SCHEMAS.values(),
+        "sku_catalog",
+        "sku_demand",
+        "sku_competition",
+        "user_session",
+        "shopper_profile",
+    ):
         assert not protected(load_schema(schema).field_names), schema
     # Training columns: what the simulator's history gives the trainer.
     simulator = Simulator(load_scenario("small"), load_settings(env={}), seed=1, review_texts=["ok"])
