@@ -114,6 +114,19 @@ def _advance(
     return count
 
 
+def warm_up(
+    sim: Simulator, recent: RecentEvents, max_events: int, *, progress: bool = False, desc: str = "warm-up"
+) -> dict[str, list[dict[str, Any]]]:
+    """Run the simulator for ``max_events`` events into ``recent``; returns the clean records by schema."""
+    records: dict[str, list[dict[str, Any]]] = {"click_event": [], "competitor_price": [], "review": []}
+    emissions = sim.iter_events(max_events=max_events)
+    for emission in tqdm(emissions, total=max_events, desc=desc, disable=not progress, leave=False):
+        if emission.record is not None:
+            records[emission.name].append(emission.record)
+    recent.add(records)
+    return records
+
+
 def decision_frame(
     sim: Simulator, recent: RecentEvents, now_ms: int, last_published: Mapping[str, float]
 ) -> pd.DataFrame:
@@ -213,11 +226,7 @@ def run_policy(
     book = sim.pricebook
     assert isinstance(book, ExplorationPriceBook)
     recent = RecentEvents()
-    records: dict[str, list[dict[str, Any]]] = {"click_event": [], "competitor_price": [], "review": []}
-    for emission in sim.iter_events(max_events=warmup_events):
-        if emission.record is not None:
-            records[emission.name].append(emission.record)
-    recent.add(records)
+    warm_up(sim, recent, warmup_events)
     interval_ms = interval_s * 1000
     first = (sim.now_ms // interval_ms + 1) * interval_ms
     book.until_ms = first

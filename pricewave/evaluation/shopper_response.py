@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from pricewave.config import Settings
 from pricewave.feature_views import shopper_profile_frame
@@ -100,22 +99,14 @@ def shopper_response(
         skus: How many of the most viewed skus to price for each shopper.
         progress: Show a progress bar while simulating.
     """
-    from pricewave.evaluation.closed_loop import RecentEvents, decision_frame
+    from pricewave.evaluation.closed_loop import RecentEvents, decision_frame, warm_up
     from pricewave.pricing.policy import offline_policy
     from pricewave.training import exploring_simulator
 
     scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     sim = exploring_simulator(scenario, settings, seed, explore_until_ms=None, review_texts=["(review)"])
     recent = RecentEvents()
-    clicks: list[dict[str, Any]] = []
-    records: dict[str, list[dict[str, Any]]] = {"click_event": [], "competitor_price": [], "review": []}
-    for emission in tqdm(
-        sim.iter_events(max_events=events), total=events, desc="shopper history", disable=not progress
-    ):
-        if emission.record is not None:
-            records[emission.name].append(emission.record)
-    recent.add(records)
-    clicks = records["click_event"]
+    clicks = warm_up(sim, recent, events, progress=progress, desc="shopper history")["click_event"]
     now = sim.now_ms + 1
     market = sim.market
     segment_of = {market.user(i).user_key: market.segment_of(i) for i in range(scenario.users.n_users)}

@@ -179,6 +179,22 @@ class RedisDirectWriter:
         """Nothing to release: the connection pool is Feast's."""
 
 
+def _hash_keys(
+    store: FeatureStore, view: FeatureView, entity_keys: Sequence[EntityKeyProto]
+) -> tuple[str, list[bytes]]:
+    """Feast's own Redis layout, through its public helpers: the view's (versioned) name, which prefixes
+    its fields (``_ts:<name>``), and each entity's hash key, the serialized entity key followed by the project."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.helpers import compute_versioned_name
+
+    config = store.config
+    name = compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
+    project = config.project.encode("utf-8")
+    version = config.entity_key_serialization_version
+    keys = [serialize_entity_key(key, entity_key_serialization_version=version) + project for key in entity_keys]
+    return name, keys
+
+
 def _history_key(project: str, sku: str) -> str:
     return f"pricewave:{project}:price_history:{sku}"
 
@@ -211,18 +227,9 @@ class RedisOps:
         """Delete the stored ``_ts:<view>`` of these keys so an equal-time tie-break winner is written."""
         if not entity_keys:
             return
-        from feast.infra.key_encoding_utils import serialize_entity_key
-        from feast.infra.online_stores.helpers import compute_versioned_name
-
-        config = store.config
-        # Feast's own Redis layout, through its public helpers: the hash key is the serialized
-        # entity key followed by the project, the event time field ``_ts:<view name>``.
-        view_name = compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
-        project = config.project.encode("utf-8")
-        version = config.entity_key_serialization_version
+        view_name, keys = _hash_keys(store, view, entity_keys)
         with client(store).pipeline(transaction=False) as pipe:
-            for entity_key in entity_keys:
-                key = serialize_entity_key(entity_key, entity_key_serialization_version=version) + project
+            for key in keys:
                 pipe.hdel(key, f"_ts:{view_name}")
             pipe.execute()
 
@@ -264,18 +271,14 @@ class RedisOps:
         """Delete the view's fields from the keys' hashes (Feast's layout: other views' fields stay)."""
         if not entity_keys:
             return 0
-        from feast.infra.key_encoding_utils import serialize_entity_key
-        from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
+        from feast.infra.online_stores.helpers import _mmh3
 
-        config = store.config
-        name = compute_versioned_name(view, config.registry.enable_online_feature_view_versioning)
+        name, keys = _hash_keys(store, view, entity_keys)
         fields = [f"_ts:{name}", f"_pw_rank:{name}", f"_pw_ts:{name}"]
         fields += [_mmh3(f"{name}:{feature.name}") for feature in view.features]
-        project = config.project.encode("utf-8")
-        version = config.entity_key_serialization_version
         with client(store).pipeline(transaction=False) as pipe:
-            for entity_key in entity_keys:
-                pipe.hdel(serialize_entity_key(entity_key, entity_key_serialization_version=version) + project, *fields)
+            for key in keys:
+                pipe.hdel(key, *fields)
             removed = pipe.execute()
         return sum(1 for count in removed if count)
 
