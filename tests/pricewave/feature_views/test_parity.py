@@ -27,7 +27,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -105,12 +105,23 @@ MODEL_INPUTS: dict[str, tuple[str, str]] = {
     "is_holiday": ("decision", "event_time"),
 }
 
-VIEW_MODULES: dict[str, ModuleType] = {
+OFFER_PROFILE_COLUMNS = (
+    "user_key",
+    "shopper_views",
+    "shopper_clicks",
+    "shopper_carts",
+    "shopper_purchases",
+    "event_time",
+)
+"""What the offer pricer receives of the profile: the session rows carry it as of just before their click."""
+
+VIEW_MODULES: dict[str, ModuleType | SimpleNamespace] = {
     "sku_demand": sku_demand,
     "sku_competition": sku_competition,
     "sku_review_summary": sku_review_summary,
     "user_session": user_session,
     "shopper_profile": shopper_profile,
+    "offer_profile": SimpleNamespace(COLUMNS=OFFER_PROFILE_COLUMNS),
 }
 
 JOB_VIEWS: dict[str, tuple[str, str, str, str]] = {
@@ -120,6 +131,7 @@ JOB_VIEWS: dict[str, tuple[str, str, str, str]] = {
     "sku_review_summary": ("sku_review_summary", "TRUE", "sku", "event_time"),
     "user_session": ("user_sessions", user_session.session_event_filter(), "user_key", "event_time"),
     "shopper_profile": ("shopper_profiles", "TRUE", "user_key", "event_time"),
+    "offer_profile": ("user_sessions", user_session.session_event_filter(), "user_key", "event_time"),
 }
 WINDOWED = frozenset({"sku_demand", "sku_competition"})
 
@@ -173,14 +185,28 @@ def history() -> dict[str, pd.DataFrame]:
 def offline_views(history: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """Every view's rows as training computes them (:func:`pricewave.training.feature_frames`), at the job's windows."""
     clicks = history["click_event"]
+    profiles = shopper_profile_frame(clicks, horizon_s=OPTIONS.shopper_horizon_s)
     windows = {"slide_s": OPTIONS.window_slide_s, "short_s": OPTIONS.short_horizon_s}
     return {
         "sku_demand": sku_demand_frame(clicks, **windows, long_s=OPTIONS.long_horizon_s),
         "sku_competition": sku_competition_frame(history["competitor_price"], **windows, our_prices=clicks),
         "sku_review_summary": sku_review_frame(history["review"]),
         "user_session": user_session_frame(clicks, horizon_s=OPTIONS.session_gap_s),
-        "shopper_profile": shopper_profile_frame(clicks, horizon_s=OPTIONS.shopper_horizon_s),
+        "shopper_profile": profiles,
+        "offer_profile": offer_profiles(clicks, profiles),
     }
+
+
+def offer_profiles(clicks: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame:
+    """Per view or add-to-cart, the profile without the click itself: what training's point-in-time join
+    1 ms before the click sees (no other click of the user shares the millisecond in this history)."""
+    sessions = clicks.drop_duplicates("event_id")
+    sessions = sessions[sessions["event_type"].isin(user_session.SESSION_EVENT_TYPES)]
+    at_click = profiles.drop_duplicates(["user_key", "event_time"])
+    rows = sessions[["user_key", "event_time", "event_type"]].merge(at_click, on=["user_key", "event_time"])
+    rows["shopper_views"] -= (rows["event_type"] == "view").astype("int64")
+    rows["shopper_carts"] -= (rows["event_type"] == "add_to_cart").astype("int64")
+    return rows[list(OFFER_PROFILE_COLUMNS)]
 
 
 def write_inputs(history: dict[str, pd.DataFrame], directory: Path) -> None:
