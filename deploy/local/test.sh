@@ -19,6 +19,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
+# The JVMs the tests start (PyFlink's MiniCluster gateway, `flink run`, the private clusters) live
+# for seconds to minutes: the C1 compiler alone halves the CPU they spend compiling (measured
+# 2026-12-07: a MiniCluster test 48-59 CPU-s -> 30-31), and CI is CPU-bound on 2 cores. Flink's
+# scripts and PyFlink's gateway read JVM_ARGS; a value of your own wins. Benchmarks do not use it.
+export JVM_ARGS="${JVM_ARGS--XX:TieredStopAtLevel=1}"
+
 log_dir="${PRICEWAVE_TEST_LOG_DIR:-.pricewave/logs}"  # where both runs log (a test of this script sets it)
 mkdir -p "$log_dir"
 beside_log="$log_dir/tests-beside.log"
