@@ -54,9 +54,9 @@ from typing import Any, NamedTuple
 
 import benchlib
 
-from pricewave.config import Settings, load_settings
+from pricewave.config import Settings, TopicSettings, load_settings
 
-ROLES = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
+ROLES = TopicSettings.ROLES
 OUT_OF_ORDERNESS_MS = 5_000
 SLIDE_MS = 60_000
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import benchlib
 
-from pricewave.config import load_settings
+from pricewave.config import TopicSettings, load_settings
 
 _MESSAGES: list[tuple[bytes, bytes, int]] = []  # shared with forked children
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     repeats = args.repeats or (1 if args.tiny else 3)
     info = benchlib.banner("producer")
     base = load_settings()
-    settings = benchlib.fresh_topics(base, ["clicks", "competitor_prices", "reviews"], partitions=2, stem="bench-prod")
+    settings = benchlib.fresh_topics(base, TopicSettings.INPUT_ROLES, partitions=2, stem="bench-prod")
     market = benchlib.SyntheticMarket(seed=1)
     _MESSAGES[:] = market.clicks(n, int(time.time() * 1000) - 3_600_000, 5_000)
     mean_bytes = sum(len(v) for _, v, _ in _MESSAGES) / n

@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -116,6 +116,10 @@ class KafkaSettings(_Section):
 class TopicSettings(_Section):
     """The one place that knows topic names and their partition counts."""
 
+    # The settings field of each topic: the ones the shop produces into, then pricewave's outputs.
+    INPUT_ROLES: ClassVar[tuple[str, ...]] = ("clicks", "competitor_prices", "reviews")
+    ROLES: ClassVar[tuple[str, ...]] = (*INPUT_ROLES, "prices", "dlq")
+
     clicks: str = "clicks"
     competitor_prices: str = "competitor-prices"
     reviews: str = "reviews"
@@ -136,11 +140,11 @@ class TopicSettings(_Section):
 
     def all_names(self) -> list[str]:
         """Every topic pricewave reads or writes, in a stable order."""
-        return [self.clicks, self.competitor_prices, self.reviews, self.prices, self.dlq]
+        return [getattr(self, role) for role in self.ROLES]
 
     def input_names(self) -> list[str]:
         """The topics the shop (or the simulator) produces into."""
-        return [self.clicks, self.competitor_prices, self.reviews]
+        return [getattr(self, role) for role in self.INPUT_ROLES]
 
 
 class RedisSettings(_Section):

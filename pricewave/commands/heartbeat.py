@@ -20,10 +20,10 @@ import time
 from typing import Any
 
 from pricewave.commands.arguments import non_negative_float, positive_float
-from pricewave.config import Settings
+from pricewave.config import Settings, TopicSettings
 from pricewave.errors import ConfigError, StackError
 
-ROLES = ("clicks", "competitor_prices", "reviews")
+ROLES = TopicSettings.INPUT_ROLES
 
 
 def register(subparsers: Any) -> None:

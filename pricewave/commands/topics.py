@@ -78,8 +78,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     table = Table(title=f"topics on {settings.kafka.bootstrap_servers}")
     for column in ("role", "topic", "partitions"):
         table.add_column(column)
-    roles = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
-    for role, name in zip(roles, names, strict=True):
+    for role, name in zip(settings.topics.ROLES, names, strict=True):
         partitions = len(described[name]["partitions"]) if name in described else "missing"
         table.add_row(role, name, str(partitions))
     Console().print(table)

@@ -123,7 +123,7 @@ def _environment(settings: Settings) -> dict[str, str]:
     """``PRICEWAVE_*`` variables that make a fresh process load ``settings``' topics, repo, model and holidays."""
     env = child_environment()
     topics = settings.topics
-    for role in ("clicks", "competitor_prices", "reviews", "prices", "dlq"):
+    for role in topics.ROLES:
         env[f"PRICEWAVE_TOPICS__{role.upper()}"] = getattr(topics, role)
     env["PRICEWAVE_TOPICS__PARTITIONS"] = str(topics.partitions)
     env["PRICEWAVE_FEATURE_REPO"] = settings.feature_repo
@@ -177,8 +177,7 @@ def _plumbing(settings: Settings, repo: Path, model_dir: Path) -> _Plumbing:
     from pricewave.kafka_io import ensure_topics
 
     suffix = uuid.uuid4().hex[:8]
-    roles = ("clicks", "competitor_prices", "reviews", "prices", "dlq")
-    names = {role: f"pricewave-eval-{role.replace('_', '-')}-{suffix}" for role in roles}
+    names = {role: f"pricewave-eval-{role.replace('_', '-')}-{suffix}" for role in settings.topics.ROLES}
     # One partition per topic: the watermark follows the simulator's order exactly.
     ensure_topics(settings, names.values(), partitions=1)
     topics = settings.topics.model_copy(update={**names, "partitions": 1})
