@@ -13,12 +13,23 @@ from tqdm import tqdm
 
 from pricewave.config import Settings
 from pricewave.evaluation.policies import Pricer
-from pricewave.feature_views import sku_competition_frame, sku_demand_frame, sku_review_frame
+from pricewave.feature_views import (
+    shopper_profile_frame,
+    sku_competition_frame,
+    sku_demand_frame,
+    sku_review_frame,
+    user_session_frame,
+)
+from pricewave.feature_views.shopper_profile import PROFILE_COLUMNS
+from pricewave.feature_views.user_session import SESSION_EVENT_TYPES
 from pricewave.simulator.runner import RunSummary, Simulator
 from pricewave.simulator.scenario import Scenario
 from pricewave.training import ExplorationPriceBook, exploring_simulator, holiday_flags
 
 RECENT_MS = 3_600_000
+OFFER_TICK_MS = 10_000
+"""How often the closed loop prices the offers of the clicks since: the job prices each on arrival,
+and its offers reach the online store within seconds (BENCHMARKS.md)."""
 
 
 @dataclass
@@ -88,6 +99,81 @@ class PairedMargin:
         self.at_list += (item.list_price - item.cost) * market.purchase_probability(
             segment, sku, item.list_price, context
         )
+
+
+class ClosedLoopOffers:
+    """The job's personalized offers in the closed loop (the network only).
+
+    As in the job, each view or add-to-cart is priced for its shopper and sku from the shopper's
+    session and profile as of the click (:func:`offer_frame`), capped at the sku's price for
+    everyone (discount-only), and the price book serves it on the shopper's next view of that sku
+    within the offer TTL. The loop prices the clicks of every :data:`OFFER_TICK_MS` at its end.
+
+    Args:
+        pricer: The network's pricer.
+        scenario: The market (its holidays).
+        history: The click events so far (the warm-up's): the shoppers' profiles read them.
+    """
+
+    def __init__(self, pricer: Pricer, scenario: Scenario, history: pd.DataFrame) -> None:
+        self.pricer = pricer
+        self.scenario = scenario
+        self.history = [history] if not history.empty else []
+        self.priced = 0
+        self.discounted = 0
+
+    def price(self, book: Any, clicks: pd.DataFrame, sku_rows: pd.DataFrame, shown: Mapping[str, float]) -> None:
+        """Price an offer for each view or add-to-cart of ``clicks`` (new since the last call) and publish them."""
+        if clicks.empty:
+            return
+        self.history.append(clicks)
+        triggers = clicks[clicks["event_type"].isin(SESSION_EVENT_TYPES)]
+        if triggers.empty:
+            return
+        history = pd.concat(self.history, ignore_index=True)
+        self.history = [history]
+        rows = offer_frame(history, triggers, sku_rows, shown)
+        rows["is_holiday"] = holiday_flags(self.scenario, rows["event_time"].to_numpy(dtype=np.int64))
+        prices = self.pricer.offer_prices(rows)
+        for user_key, sku, event_time, price, cap in zip(
+            rows["user_key"], rows["sku"], rows["event_time"], prices, rows["non_personalized_price"], strict=True
+        ):
+            if np.isfinite(price):
+                book.set_offer(user_key, sku, float(price), event_time=int(event_time))
+                self.priced += 1
+                self.discounted += int(price < cap - 1e-9)
+
+
+def offer_frame(
+    history: pd.DataFrame, triggers: pd.DataFrame, sku_rows: pd.DataFrame, shown: Mapping[str, float]
+) -> pd.DataFrame:
+    """The offer pricer's input for each click of ``triggers``, as the job builds it.
+
+    The shopper's session and profile as of the click (the profile before it: its own view or cart
+    taken out, :func:`pricewave.feature_views.shopper_profile.before_event_columns`), the sku's
+    latest window features (``sku_rows``, a :func:`decision_frame`) and, as the discount-only cap,
+    the sku's price for everyone now (``shown``, else its list price).
+
+    Args:
+        history: Every click event up to the triggers (theirs included).
+        triggers: The views and adds-to-cart to price.
+        sku_rows: One row per sku: catalog and window features.
+        shown: The sku prices published so far.
+    """
+    mine = history[history["user_key"].isin(triggers["user_key"].unique())]
+    keys = ["user_key", "event_time"]
+    # Clicks of one user at one millisecond share their window rows (RANGE windows in both engines).
+    session = user_session_frame(mine).drop_duplicates(keys, keep="last")
+    profile = shopper_profile_frame(mine).drop_duplicates(keys, keep="last")
+    rows = triggers[["user_key", "sku", "event_type", "event_time"]].astype({"event_time": "int64"})
+    rows = rows.merge(session, on=keys, how="left").merge(profile, on=keys, how="left")
+    rows["shopper_views"] -= (rows["event_type"] == "view").astype("int64")
+    rows["shopper_carts"] -= (rows["event_type"] == "add_to_cart").astype("int64")
+    catalog = sku_rows.drop(columns=["event_time", "last_published", "is_holiday"], errors="ignore")
+    rows = rows.drop(columns="event_type").merge(catalog, on="sku", how="left")
+    rows["non_personalized_price"] = rows["sku"].map(shown).fillna(rows["base_price"])
+    rows["last_published"] = np.nan  # offers are per event: no rate limit between them
+    return rows[rows[list(PROFILE_COLUMNS)].notna().all(axis=1)].reset_index(drop=True)
 
 
 def _advance(
@@ -215,28 +301,34 @@ def run_policy(
     oracle_cache: dict[tuple[int, str], float] | None = None,
     progress: bool = True,
     keep_clicks: bool = False,
+    offers: bool = True,
 ) -> RunTrace:
     """One closed-loop run: the shared warm-up, then re-price every ``interval_s`` until done.
 
     Stops after ``events`` events of the policy phase (the reference run) or after ``steps``
     intervals (the others, so every policy covers the same simulated time). With ``keep_clicks``
-    the trace keeps the policy phase's click events (what a shop's clickstream would hold).
+    the trace keeps the policy phase's click events (what a shop's clickstream would hold). With
+    ``offers`` the network also prices the job's personalized offers (:class:`ClosedLoopOffers`).
     """
     sim = exploring_simulator(scenario, settings, seed, explore_until_ms=None, review_texts=["(review)"])
     book = sim.pricebook
     assert isinstance(book, ExplorationPriceBook)
     recent = RecentEvents()
-    warm_up(sim, recent, warmup_events)
+    warm = warm_up(sim, recent, warmup_events)["click_event"]
     interval_ms = interval_s * 1000
     first = (sim.now_ms // interval_ms + 1) * interval_ms
     book.until_ms = first
-    _advance(sim, first, recent)
+    before_first: list[pd.DataFrame] = [pd.DataFrame.from_records(warm)] if warm else []
+    _advance(sim, first, recent, kept_clicks=before_first)
+    history = pd.concat(before_first, ignore_index=True) if before_first else pd.DataFrame()
+    offer_desk = ClosedLoopOffers(pricer, scenario, history) if offers and pricer.policy == "network" else None
     # Every policy starts with full shelves: the per-view margin objective (and the oracle) ignore
     # inventory, so a stock-out inherited from the warm-up would decide the comparison instead.
     sim.market.replenish()
     trace = RunTrace(pricer.policy)
     paired = PairedMargin(sim)
     start = _summary_figures(sim.summary)
+    offers_before = sim.summary.price_sources.get("offer", 0)
     last = dict(start)
     shown: dict[str, float] = {}
     oracle_cache = {} if oracle_cache is None else oracle_cache
@@ -245,6 +337,7 @@ def run_policy(
     now = first
     while True:
         frame = decision_frame(sim, recent, now, shown)
+        sku_rows = frame.copy()
         prices = pricer.prices(frame)
         for sku, price in zip(frame["sku"], prices, strict=True):
             if np.isfinite(price):
@@ -267,7 +360,16 @@ def run_policy(
                 sum(w * sim.market.true_elasticity(s, sku) for s, w in weights.items()) for sku in frame["sku"]
             ]
         paired_before = (paired.shown, paired.at_list)
-        added = _advance(sim, now + interval_ms, recent, paired, trace.clicks if keep_clicks else None)
+        added = 0
+        tick_end = now
+        while tick_end < now + interval_ms:
+            tick_end = min(tick_end + OFFER_TICK_MS, now + interval_ms) if offer_desk else now + interval_ms
+            tick_clicks: list[pd.DataFrame] = []
+            added += _advance(sim, tick_end, recent, paired, tick_clicks)
+            if keep_clicks:
+                trace.clicks.extend(tick_clicks)
+            if offer_desk is not None and tick_clicks:
+                offer_desk.price(book, pd.concat(tick_clicks, ignore_index=True), sku_rows, shown)
         trace.events += added
         clicks, _, _ = recent.frames(now + interval_ms)
         period = (
@@ -299,4 +401,7 @@ def run_policy(
     bar.close()
     trace.totals = {k: last[k] - start[k] for k in last}
     trace.totals["paired_shown"], trace.totals["paired_list"] = paired.shown, paired.at_list
+    if offer_desk is not None:
+        trace.totals["offers_priced"], trace.totals["offers_discounted"] = offer_desk.priced, offer_desk.discounted
+    trace.totals["views_at_offer"] = sim.summary.price_sources.get("offer", 0) - offers_before
     return trace

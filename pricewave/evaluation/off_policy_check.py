@@ -52,11 +52,16 @@ def scenario_guardrails(scenario: Scenario) -> GuardrailPolicy:
 def logged_run(
     artifact: ModelArtifact, scenario: Scenario, settings: Settings, seed: int, steps: int, epsilon: float
 ) -> pd.DataFrame:
-    """``artifact`` pricing ``scenario`` in the closed loop with exploration: its decisions as a log."""
+    """``artifact`` pricing ``scenario`` in the closed loop with exploration: its decisions as a log.
+
+    Sku prices only: the estimators value the sku pricer's logged decisions, and a view shown an offer
+    would earn its reward at a price no sku decision logged.
+    """
     pricer = Pricer("network", scenario_guardrails(scenario), artifact=artifact, exploration_epsilon=epsilon)
     trace = run_policy(
-        pricer, scenario, settings, seed=seed, warmup_events=20_000, interval_s=300, steps=steps, progress=False
-    )
+        pricer, scenario, settings, seed=seed, warmup_events=20_000, interval_s=300, steps=steps, progress=False,
+        offers=False,
+    )  # fmt: skip
     return logged_decisions(pd.concat(trace.decisions, ignore_index=True))
 
 

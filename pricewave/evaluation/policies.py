@@ -97,6 +97,15 @@ class Pricer:
             return np.asarray(decided["price"].to_numpy(dtype=np.float64))
         return self._baseline_prices(frame)
 
+    def offer_prices(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """Personalized offers for the rows of ``frame`` (one per shopper and sku; NaN = none).
+
+        Only the network prices offers; the baselines price skus for everyone.
+        """
+        if self.policy != "network" or frame.empty:
+            return np.full(len(frame), np.nan)
+        return np.asarray(self.network.decide(frame)["price"].to_numpy(dtype=np.float64))
+
     def _baseline_prices(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
         gp = self.guardrails
         common = {

@@ -69,6 +69,10 @@ def _policy_figures(trace: RunTrace, static_margin: float | None) -> dict[str, A
         figures["margin_vs_static"] = round(t["margin"] / static_margin - 1, 5)
     if t["paired_list"] > 0:
         figures["paired_margin_vs_static"] = round(t["paired_shown"] / t["paired_list"] - 1, 5)
+    if "offers_priced" in t:
+        figures["offers_priced"] = int(t["offers_priced"])
+        figures["offers_discounted"] = int(t["offers_discounted"])
+        figures["views_at_offer_share"] = round(t["views_at_offer"] / t["views"], 5) if t["views"] else 0.0
     return figures
 
 
@@ -187,7 +191,7 @@ Network model `{report["network"]["model_version"]}`.
 Network elasticity vs the simulator's (demand elasticity at the shown price): Pearson
 {e.get("pearson")} over {e.get("n")} (interval, sku) pairs; per-sku means {e.get("pearson_sku_means")};
 mean {e.get("model_mean_demand_elasticity")} (model) vs {e.get("true_mean_demand_elasticity")} (true).
-{_shopper_markdown(report)}
+{_offers_markdown(report)}{_shopper_markdown(report)}
 ![margin over time](margin_over_time.png)
 
 ![price trajectories](price_trajectories.png)
@@ -324,6 +328,17 @@ def _shopper_response(plan: _Plan, models: _Models) -> dict[str, Any] | None:
         models.artifact, plan.scenario, plan.settings, seed=plan.seed + 1, events=plan.warmup_events,
         progress=plan.progress,
     ).to_dict()  # fmt: skip
+
+
+def _offers_markdown(report: Mapping[str, Any]) -> str:
+    network = report["policies"].get("network", {})
+    if "offers_priced" not in network:
+        return ""
+    return f"""
+The network's personalized offers (as the job's: one per view or add-to-cart, served on the shopper's next
+view of the sku within the offer TTL): {network["offers_priced"]:,} priced, {network["offers_discounted"]:,} below
+the price for everyone; {network["views_at_offer_share"]:.1%} of the network run's views saw an offer.
+"""
 
 
 def _shopper_markdown(report: Mapping[str, Any]) -> str:

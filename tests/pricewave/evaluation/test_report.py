@@ -55,6 +55,12 @@ def test_report_files_and_keys(small_report: tuple[dict[str, Any], Path]) -> Non
     for name in ("report.md", *report["plots"]):
         assert (out / name).stat().st_size > 0, name
     assert "| network |" in (out / "report.md").read_text()
+    # The network's run prices the job's offers too; on `small` shoppers come back to the same skus.
+    network = on_disk["policies"]["network"]
+    assert 0 < network["offers_discounted"] <= network["offers_priced"]
+    assert 0.3 < network["views_at_offer_share"] < 1
+    assert "offers_priced" not in on_disk["policies"]["static"]
+    assert "personalized offers" in (out / "report.md").read_text()
 
 
 def test_any_scenario_file_works(tmp_path: Path) -> None:

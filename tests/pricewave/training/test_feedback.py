@@ -56,7 +56,7 @@ def logged(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, se
     pricer = Pricer("network", guardrails, artifact=serving, exploration_epsilon=0.2)
     trace = run_policy(
         pricer, load_scenario("small"), settings, seed=3, warmup_events=20_000, interval_s=300, steps=150,
-        progress=False, keep_clicks=True,
+        progress=False, keep_clicks=True, offers=False,  # the log below holds the sku decisions only
     )  # fmt: skip
     log_dir = work / "decision_log" / "2026-12-06--10"
     log_dir.mkdir(parents=True)
