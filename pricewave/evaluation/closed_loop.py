@@ -27,9 +27,10 @@ from pricewave.simulator.scenario import Scenario
 from pricewave.training import ExplorationPriceBook, exploring_simulator, holiday_flags
 
 RECENT_MS = 3_600_000
-OFFER_TICK_MS = 10_000
-"""How often the closed loop prices the offers of the clicks since: the job prices each on arrival,
-and its offers reach the online store within seconds (BENCHMARKS.md)."""
+OFFER_TICK_MS = 30_000
+"""How often the closed loop prices the offers of the clicks since. The job prices each on arrival and
+its offers reach the store within seconds (BENCHMARKS.md), the prices topic within a checkpoint; 30 s
+is a shopper's think time or two, and each tick recomputes the shoppers' profiles over their history."""
 
 
 @dataclass
