@@ -20,7 +20,7 @@ from pricewave.feature_views import (
     sku_review_frame,
     user_session_frame,
 )
-from pricewave.feature_views.shopper_profile import PROFILE_COLUMNS
+from pricewave.feature_views.shopper_profile import PROFILE_COLUMNS, before_event_frame
 from pricewave.feature_views.user_session import SESSION_EVENT_TYPES
 from pricewave.simulator.runner import RunSummary, Simulator
 from pricewave.simulator.scenario import Scenario
@@ -151,7 +151,7 @@ def offer_frame(
     """The offer pricer's input for each click of ``triggers``, as the job builds it.
 
     The shopper's session and profile as of the click (the profile before it: its own view or cart
-    taken out, :func:`pricewave.feature_views.shopper_profile.before_event_columns`), the sku's
+    taken out, :func:`pricewave.feature_views.shopper_profile.before_event_frame`), the sku's
     latest window features (``sku_rows``, a :func:`decision_frame`) and, as the discount-only cap,
     the sku's price for everyone now (``shown``, else its list price).
 
@@ -167,9 +167,7 @@ def offer_frame(
     session = user_session_frame(mine).drop_duplicates(keys, keep="last")
     profile = shopper_profile_frame(mine).drop_duplicates(keys, keep="last")
     rows = triggers[["user_key", "sku", "event_type", "event_time"]].astype({"event_time": "int64"})
-    rows = rows.merge(session, on=keys, how="left").merge(profile, on=keys, how="left")
-    rows["shopper_views"] -= (rows["event_type"] == "view").astype("int64")
-    rows["shopper_carts"] -= (rows["event_type"] == "add_to_cart").astype("int64")
+    rows = before_event_frame(rows.merge(session, on=keys, how="left").merge(profile, on=keys, how="left"))
     catalog = sku_rows.drop(columns=["event_time", "last_published", "is_holiday"], errors="ignore")
     rows = rows.drop(columns="event_type").merge(catalog, on="sku", how="left")
     rows["non_personalized_price"] = rows["sku"].map(shown).fillna(rows["base_price"])

@@ -99,6 +99,19 @@ def before_event_columns() -> str:
     )
 
 
+def before_event_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The pandas side of :func:`before_event_columns`: profile rows at clicks, the click's own view or cart taken out.
+
+    Args:
+        rows: One row per click with its ``event_type`` and the profile :data:`PROFILE_COLUMNS` as of it
+            (a :func:`shopper_profile_frame` row, which counts the click itself).
+    """
+    return rows.assign(
+        shopper_views=rows["shopper_views"] - (rows["event_type"] == "view").astype("int64"),
+        shopper_carts=rows["shopper_carts"] - (rows["event_type"] == "add_to_cart").astype("int64"),
+    )
+
+
 def push_filter() -> str:
     """SQL: the rows of ``shopper_profiles`` the job pushes to the online store."""
     return f"`event_type` = '{PUSH_EVENT_TYPE}'"

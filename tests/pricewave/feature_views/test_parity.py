@@ -204,9 +204,7 @@ def offer_profiles(clicks: pd.DataFrame, profiles: pd.DataFrame) -> pd.DataFrame
     sessions = sessions[sessions["event_type"].isin(user_session.SESSION_EVENT_TYPES)]
     at_click = profiles.drop_duplicates(["user_key", "event_time"])
     rows = sessions[["user_key", "event_time", "event_type"]].merge(at_click, on=["user_key", "event_time"])
-    rows["shopper_views"] -= (rows["event_type"] == "view").astype("int64")
-    rows["shopper_carts"] -= (rows["event_type"] == "add_to_cart").astype("int64")
-    return rows[list(OFFER_PROFILE_COLUMNS)]
+    return shopper_profile.before_event_frame(rows)[list(OFFER_PROFILE_COLUMNS)]
 
 
 def write_inputs(history: dict[str, pd.DataFrame], directory: Path) -> None:
