@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +71,19 @@ def apply(settings: Settings, repo: str | None, profile: str | None) -> int:
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
-    """Run ``feast serve`` on the profile until it is stopped; returns its exit code."""
+    """Become ``feast serve`` on the profile (this process is replaced; it does not return).
+
+    Replaced, not a child: a SIGTERM from a service manager or a test (or Ctrl-C) reaches the
+    server itself. As a child it outlived its parent and kept the port (seen in CI: a stopped
+    ``pricewave features serve`` left ``feast serve`` running on 6566).
+    """
     from pricewave.feature_store.store import feast_executable
 
     repo_path, env = _feast_command(settings, args.repo, args.profile)
     command = [feast_executable(), "serve", "--host", args.host, "--port", str(args.port)]
     print(f"feast serve on http://{args.host}:{args.port} ({env['FEAST_FS_YAML_FILE_PATH']})", flush=True)
-    try:
-        return subprocess.run(command, cwd=repo_path, env=env, check=False).returncode
-    except KeyboardInterrupt:
-        return 0
+    os.chdir(repo_path)
+    os.execve(command[0], command, env)
 
 
 def push(settings: Settings, args: argparse.Namespace) -> int:

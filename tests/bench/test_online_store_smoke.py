@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# Private (a feature repo copy, Redis on a free port, its own servers), but run with the shared-stack
-# tests: that run finishes earlier than the one beside it (deploy/local/test.sh, measured 2026-12-07).
-pytestmark = pytest.mark.integration
+# Private (a feature repo copy, Redis on a free port, its own servers on free ports): isolated, so make
+# test runs it beside the shared-stack tests (with the shared-stack run since 2026-12-07 evening, when
+# that run had become the longer one).
+pytestmark = [pytest.mark.integration, pytest.mark.isolated]
 
 
 def test_online_store_bench_tiny() -> None:

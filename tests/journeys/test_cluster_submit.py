@@ -9,6 +9,7 @@ alone, never from a variable a TaskManager would have to share), then reads what
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -165,6 +166,18 @@ def documented_server(pattern: str, url: str, health_path: str) -> Iterator[str]
     finally:
         process.terminate()
         process.wait(timeout=30)
+    # Stopped as a service manager stops it, the server is gone: `pricewave features serve` once ran
+    # feast serve as a child that outlived the SIGTERM and kept the port (seen in CI, 2026-12-07).
+    port = int(url.rsplit(":", 1)[1])
+    deadline = time.monotonic() + 15
+    while listening(port):
+        assert time.monotonic() < deadline, f"{' '.join(command)}: something still listens on {port} after SIGTERM"
+        time.sleep(0.5)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture

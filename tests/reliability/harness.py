@@ -38,7 +38,7 @@ from pricewave.job import JobOptions
 from pricewave.kafka_io import make_consumer
 from pricewave.stack.flink import FlinkService
 from pricewave.stack.kafka import KafkaService
-from pricewave.stack.process import is_alive, running_pid
+from pricewave.stack.process import is_alive, running_pid, tail
 from tests.conftest import free_port
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -198,6 +198,13 @@ class PrivateStack:
                 consumer.close()
         except Exception:  # the broker is being restarted: no reading this time
             return None
+
+    def log_tails(self, lines: int = 12) -> dict[str, str]:
+        """The last lines of the JobManager's and the broker's logs (for failure messages)."""
+        return {
+            "jobmanager": tail(self.flink.log_file("flink-jobmanager"), lines),
+            "broker": tail(self.kafka.log_file(self.kafka.name), lines),
+        }
 
     def completed_checkpoints(self, job_id: str) -> int:
         return int(self.rest(f"/jobs/{job_id}/checkpoints").get("counts", {}).get("completed", 0))

@@ -168,10 +168,12 @@ def test_two_jobs_with_different_transactional_prefixes_do_not_fence_each_other(
     ]  # fmt: skip
     FeatureWriter(open_store(settings)).write("sku_catalog", catalog)
     producer = make_producer(settings)
-    # 600 minutes, one click a second: the second job starts pricing ~7 s after the first (its own
-    # MiniCluster and workers start once the first job is submitted); with 3,000 clicks the first
-    # had finished pricing by then, and the two never wrote at the same time.
-    for n in range(36_000):
+    # 333 minutes, one click a second. The second job starts pricing well after the first (its own
+    # MiniCluster and workers start once the first job is submitted): with 3,000 clicks the first
+    # had finished by then and the two never wrote at the same time; with 15,000 (alone, 2026-12-07)
+    # the first priced for 34 s, the second from 20 s after it, overlapping 13.7 s. 36,000 until
+    # 2026-12-07 (143 s of CI).
+    for n in range(20_000):
         producer.send(
             settings.topics.clicks,
             encode_json(

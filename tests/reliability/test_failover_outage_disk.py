@@ -461,7 +461,7 @@ def test_full_checkpoint_disk_keeps_the_job_pricing_and_recovers(failover_env: F
             )
             restarts_before = env.stack.num_restarts(jid)
             filler = fill(disk)
-            full_at = time.monotonic()
+            full_at, full_wall_ms = time.monotonic(), time.time() * 1000
             at_full = checkpoint_counts(env.stack, jid)
             written_full = end_offset(settings, prices, committed=False) or 0
             committed_full = end_offset(settings, prices, committed=True) or 0
@@ -472,6 +472,14 @@ def test_full_checkpoint_disk_keeps_the_job_pricing_and_recovers(failover_env: F
                 states.add(env.stack.rest(f"/jobs/{jid}")["state"])
                 time.sleep(1.0)
             during = checkpoint_counts(env.stack, jid)
+            # Triggered once the disk was full, yet completed: what must not happen. A checkpoint
+            # triggered before may still complete, however long it takes on a loaded machine (CI once
+            # saw one complete more than CHECKPOINT_S after the fill: 21 completed, 20 expected).
+            completed_on_full = [
+                entry["id"]
+                for entry in env.stack.rest(f"/jobs/{jid}/checkpoints").get("history", [])
+                if entry.get("status") == "COMPLETED" and int(entry.get("trigger_timestamp", 0)) > full_wall_ms
+            ]
             written_end = end_offset(settings, prices, committed=False) or 0
             committed_end = end_offset(settings, prices, committed=True) or 0
             health = FlinkHealth(env.stack.settings.flink.rest_url, jid).collect()["checkpoints"]
@@ -513,7 +521,7 @@ def test_full_checkpoint_disk_keeps_the_job_pricing_and_recovers(failover_env: F
             assert states == {"RUNNING"} and state == "RUNNING"
             assert restarts == restarts_full == restarts_before, "the full disk restarted the job"
             assert during["failed"] - at_full["failed"] >= 3, "checkpoints did not fail on the full disk"
-            assert during["completed"] == completed_early, "a checkpoint completed on a full disk"
+            assert not completed_on_full, f"checkpoints {completed_on_full} were triggered and completed on a full disk"
             assert written_end > written_full, "the job stopped writing prices while checkpoints failed"
             # Open transactions: read_committed readers see nothing new until a checkpoint completes.
             assert committed_end <= written_full

@@ -27,7 +27,9 @@ POLICY_KEYS = {
 @pytest.fixture(scope="module")
 def small_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     out = tmp_path_factory.mktemp("eval-small")
-    report = evaluate("small", out, SETTINGS, seed=0, events=25_000, warmup_events=50_000, progress=False)
+    # 25,000 and 50,000 until 2026-12-07 (133 s of CI); at these sizes (seed 0) the network is +9.7 % over static
+    # on paired margin, regret -3.6 % vs linear 13.2 %, 86 % of views at an offer: far from every bound below.
+    report = evaluate("small", out, SETTINGS, seed=0, events=15_000, warmup_events=30_000, progress=False)
     return report, out
 
 
