@@ -200,11 +200,18 @@ class PrivateStack:
             return None
 
     def log_tails(self, lines: int = 12) -> dict[str, str]:
-        """The last lines of the JobManager's and the broker's logs (for failure messages)."""
-        return {
-            "jobmanager": tail(self.flink.log_file("flink-jobmanager"), lines),
-            "broker": tail(self.kafka.log_file(self.kafka.name), lines),
-        }
+        """For failure messages: the last WARN and ERROR lines of each Flink process's log (Flink's
+        own ``flink--*.log`` files, not the processes' stdout) and the last lines of the broker's."""
+        tails = {}
+        for log in sorted(self.settings.path("logs").glob("flink--*.log")):
+            try:
+                text = log.read_text(errors="replace")
+            except OSError:
+                continue
+            flagged = [line for line in text.splitlines() if is_flagged(line)]
+            tails[log.name] = "\n".join(f"  | {line[:400]}" for line in flagged[-lines:]) or "  (no WARN or ERROR)"
+        tails["broker"] = tail(self.kafka.log_file(self.kafka.name), lines)
+        return tails
 
     def completed_checkpoints(self, job_id: str) -> int:
         return int(self.rest(f"/jobs/{job_id}/checkpoints").get("counts", {}).get("completed", 0))
@@ -213,6 +220,11 @@ class PrivateStack:
         """How often the job failed and restarted: the entries of its exception history."""
         history = self.rest(f"/jobs/{job_id}/exceptions?maxExceptions=1000").get("exceptionHistory", {})
         return len(history.get("entries", []))
+
+
+def is_flagged(line: str) -> bool:
+    """A WARN or ERROR line of a Flink log that says something (not a metric name collision)."""
+    return (" WARN " in line or " ERROR " in line) and "Name collision" not in line
 
 
 def wait_ready(service: Any, timeout_s: float = 120.0) -> None:
