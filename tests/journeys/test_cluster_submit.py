@@ -146,6 +146,10 @@ def test_redis_holds_the_jobs_latest_offer_for_a_shopper(submitted: dict[str, st
 def documented_server(pattern: str, url: str, health_path: str) -> Iterator[str]:
     """Start the guide's command matching ``pattern`` as a user would; yield ``url`` once it answers."""
     command = guide_command(pattern).split()
+    port = int(url.rsplit(":", 1)[1])
+    # Else the health check below would be answered by that other server (seen 2026-12-07: a feast
+    # serve leaked by an earlier run of this suite held 6566, and this one could not bind it).
+    assert not listening(port), f"port {port} is taken before {' '.join(command)} starts: stop what listens there"
     process = subprocess.Popen(
         [str(REPO / command[0]), *command[1:]],
         cwd=REPO,
@@ -162,13 +166,13 @@ def documented_server(pattern: str, url: str, health_path: str) -> Iterator[str]
             except requests.RequestException:
                 assert process.poll() is None, f"{' '.join(command)} exited"
                 time.sleep(1)
+        assert process.poll() is None, f"{' '.join(command)} exited"  # the answer was its own
         yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
     # Stopped as a service manager stops it, the server is gone: `pricewave features serve` once ran
     # feast serve as a child that outlived the SIGTERM and kept the port (seen in CI, 2026-12-07).
-    port = int(url.rsplit(":", 1)[1])
     deadline = time.monotonic() + 15
     while listening(port):
         assert time.monotonic() < deadline, f"{' '.join(command)}: something still listens on {port} after SIGTERM"
