@@ -12,10 +12,10 @@ import pytest
 from tests.bench import failure_report
 
 ROOT = Path(__file__).resolve().parents[2]
-# Private (a feature repo copy, Redis on a free port, its own servers on free ports): isolated, so make
-# test runs it beside the shared-stack tests (with the shared-stack run since 2026-12-07 evening, when
-# that run had become the longer one).
-pytestmark = [pytest.mark.integration, pytest.mark.isolated]
+# Private (a feature repo copy, Redis on a free port, its own servers), but run with the shared-stack
+# tests (deploy/local/test.sh). Moved beside them on 2026-12-07, the two runs ended 25 s apart, but the
+# shared run's job tests then met a different load and one failed twice (RELIABILITY row 5k): back.
+pytestmark = pytest.mark.integration
 
 
 def test_price_api_bench_tiny() -> None:
