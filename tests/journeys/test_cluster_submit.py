@@ -9,7 +9,6 @@ alone, never from a variable a TaskManager would have to share), then reads what
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pricewave.config import load_settings
 from pricewave.feature_store import get_price, open_store
 from pricewave.kafka_io import make_consumer
 from pricewave.pricing.guardrails import GUARDRAIL_NAMES
+from pricewave.stack.process import port_open
 from tests.journeys.conftest import (
     REPO,
     active_pricing_jobs,
@@ -149,7 +149,8 @@ def documented_server(pattern: str, url: str, health_path: str) -> Iterator[str]
     port = int(url.rsplit(":", 1)[1])
     # Else the health check below would be answered by that other server (seen 2026-12-07: a feast
     # serve leaked by an earlier run of this suite held 6566, and this one could not bind it).
-    assert not listening(port), f"port {port} is taken before {' '.join(command)} starts: stop what listens there"
+    taken = f"port {port} is taken before {' '.join(command)} starts: stop what listens there"
+    assert not port_open("127.0.0.1", port), taken
     process = subprocess.Popen(
         [str(REPO / command[0]), *command[1:]],
         cwd=REPO,
@@ -174,14 +175,9 @@ def documented_server(pattern: str, url: str, health_path: str) -> Iterator[str]
     # Stopped as a service manager stops it, the server is gone: `pricewave features serve` once ran
     # feast serve as a child that outlived the SIGTERM and kept the port (seen in CI, 2026-12-07).
     deadline = time.monotonic() + 15
-    while listening(port):
+    while port_open("127.0.0.1", port):
         assert time.monotonic() < deadline, f"{' '.join(command)}: something still listens on {port} after SIGTERM"
         time.sleep(0.5)
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture
